@@ -1,0 +1,194 @@
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+/**
+ * Operator configuration, read once from the environment at start-up. A bad value stops
+ * the process with one line naming the variable; inside, these types are trusted.
+ */
+
+const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+
+function durationMs(example: string) {
+  return z.string().transform((raw, ctx) => {
+    const match = /^(\d+)\s*(ms|s|m|h)?$/.exec(raw.trim());
+    const amount = match ? Number(match[1]) : Number.NaN;
+    const unit = (match?.[2] ?? "ms") as keyof typeof DURATION_UNITS_MS;
+    if (!match || amount <= 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a positive duration like ${example} (units ms, s, m, h), got "${raw}"`,
+      });
+      return z.NEVER;
+    }
+    return amount * DURATION_UNITS_MS[unit];
+  });
+}
+
+const port = z
+  .string()
+  .regex(/^\d+$/, { error: (issue) => `expected a TCP port number, got "${issue.input}"` })
+  .transform(Number)
+  .refine((n) => n >= 0 && n <= 65_535, { error: "expected a TCP port number from 0 to 65535" });
+
+const postgresUrl = z.string().refine(
+  (raw) => {
+    try {
+      const url = new URL(raw);
+      return (url.protocol === "postgres:" || url.protocol === "postgresql:") && url.host !== "";
+    } catch {
+      return false;
+    }
+  },
+  { error: "expected a URL like postgres://user:password@host:5432/database" },
+);
+
+const positiveInt = z
+  .string()
+  .regex(/^\d+$/, { error: (issue) => `expected a positive whole number, got "${issue.input}"` })
+  .transform(Number)
+  .refine((n) => n > 0, { error: "expected a positive whole number" });
+
+const envSchema = z.object({
+  APP_ID: positiveInt.optional(),
+  PRIVATE_KEY: z.string().min(1).optional(),
+  PRIVATE_KEY_PATH: z
+    .string()
+    .refine((file) => existsSync(file), { error: (issue) => `no such file: ${issue.input}` })
+    .optional(),
+  WEBHOOK_SECRET: z.string().min(1).optional(),
+  WEBHOOK_PATH: z.string().startsWith("/").default("/api/github/webhooks"),
+  GHE_HOST: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:\d+)?$/, {
+      error: "expected a host name (and optional :port), without protocol or path",
+    })
+    .optional(),
+  GHE_PROTOCOL: z.enum(["http", "https"]).default("https"),
+  PORT: port.default(3000),
+  HOST: z.string().min(1).optional(),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  DATABASE_URL: postgresUrl.optional(),
+  OVERSEER_HOME: z.string().min(1).default(".overseer"),
+  OVERSEER_WORKERS: z
+    .string()
+    .refine((file) => existsSync(file), { error: (issue) => `no such file: ${issue.input}` })
+    .optional(),
+  OVERSEER_ADMIN_TOKEN: z
+    .string()
+    .min(16, { error: "expected at least 16 characters, so it cannot be guessed" })
+    .optional(),
+  OVERSEER_RUNNER_CAPACITY: positiveInt.default(2),
+  OVERSEER_HEARTBEAT_INTERVAL: durationMs("10s").default(10_000),
+  /** Default: three heartbeats, so one late heartbeat never loses a lease. */
+  OVERSEER_LEASE: durationMs("30s").optional(),
+  OVERSEER_POLL_INTERVAL: durationMs("5s").default(5_000),
+  OVERSEER_TICK_INTERVAL: durationMs("30s").default(30_000),
+  OVERSEER_RUNNER_STALE_AFTER: durationMs("60s").default(60_000),
+  OVERSEER_MAX_RUN: durationMs("2h").default(2 * 3_600_000),
+});
+
+export interface OverseerEnv {
+  appId: number | undefined;
+  /** PEM text, from PRIVATE_KEY (possibly base64 or with escaped newlines) or PRIVATE_KEY_PATH. */
+  privateKey: string | undefined;
+  webhookSecret: string;
+  webhookPath: string;
+  /** GitHub REST base URL, honouring GHE_HOST/GHE_PROTOCOL. */
+  githubApiUrl: string;
+  port: number;
+  host: string | undefined;
+  logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  databaseUrl: string | undefined;
+  home: string;
+  workersFile: string | undefined;
+  adminToken: string | undefined;
+  runnerCapacity: number;
+  heartbeatIntervalMs: number;
+  leaseMs: number;
+  pollIntervalMs: number;
+  tickIntervalMs: number;
+  runnerStaleAfterMs: number;
+  maxRunMs: number;
+}
+
+export class EnvError extends Error {
+  override name = "EnvError";
+}
+
+/** Probot's own default, kept so that `npm start` works before an App is registered. */
+const DEVELOPMENT_WEBHOOK_SECRET = "development";
+
+export function readEnv(
+  source: NodeJS.ProcessEnv = process.env,
+  readFile: (file: string) => string = defaultReadFile,
+): OverseerEnv {
+  // Empty strings are how shells and .env files say "unset".
+  const present = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ""));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = issue?.path.join(".") ?? "environment";
+    throw new EnvError(`Invalid environment: ${variable}: ${issue?.message ?? "invalid value"}`);
+  }
+  const env = parsed.data;
+  if (env.APP_ID !== undefined && !env.PRIVATE_KEY && !env.PRIVATE_KEY_PATH) {
+    throw new EnvError(
+      "Invalid environment: PRIVATE_KEY: APP_ID is set, so PRIVATE_KEY or PRIVATE_KEY_PATH is required",
+    );
+  }
+  const privateKey = env.PRIVATE_KEY
+    ? decodePrivateKey(env.PRIVATE_KEY)
+    : env.PRIVATE_KEY_PATH
+      ? readFile(env.PRIVATE_KEY_PATH)
+      : undefined;
+  if (privateKey !== undefined && !privateKey.includes("-----BEGIN")) {
+    throw new EnvError(
+      `Invalid environment: ${env.PRIVATE_KEY ? "PRIVATE_KEY" : "PRIVATE_KEY_PATH"}: expected a PEM private key (-----BEGIN ... PRIVATE KEY-----)`,
+    );
+  }
+  const leaseMs = env.OVERSEER_LEASE ?? env.OVERSEER_HEARTBEAT_INTERVAL * 3;
+  if (leaseMs <= env.OVERSEER_HEARTBEAT_INTERVAL) {
+    throw new EnvError(
+      "Invalid environment: OVERSEER_LEASE: must be longer than OVERSEER_HEARTBEAT_INTERVAL (about three heartbeats)",
+    );
+  }
+  return {
+    appId: env.APP_ID,
+    privateKey,
+    webhookSecret: env.WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET,
+    webhookPath: env.WEBHOOK_PATH,
+    githubApiUrl: env.GHE_HOST
+      ? `${env.GHE_PROTOCOL}://${env.GHE_HOST}/api/v3`
+      : "https://api.github.com",
+    port: env.PORT,
+    host: env.HOST,
+    logLevel: env.LOG_LEVEL,
+    databaseUrl: env.DATABASE_URL,
+    home: path.resolve(env.OVERSEER_HOME),
+    workersFile: env.OVERSEER_WORKERS,
+    adminToken: env.OVERSEER_ADMIN_TOKEN,
+    runnerCapacity: env.OVERSEER_RUNNER_CAPACITY,
+    heartbeatIntervalMs: env.OVERSEER_HEARTBEAT_INTERVAL,
+    leaseMs,
+    pollIntervalMs: env.OVERSEER_POLL_INTERVAL,
+    tickIntervalMs: env.OVERSEER_TICK_INTERVAL,
+    runnerStaleAfterMs: env.OVERSEER_RUNNER_STALE_AFTER,
+    maxRunMs: env.OVERSEER_MAX_RUN,
+  };
+}
+
+/** Accepts the PEM as is, with `\n` escapes (one-line .env files), or base64-encoded. */
+function decodePrivateKey(raw: string): string {
+  if (raw.includes("-----BEGIN")) return raw.replace(/\\n/g, "\n");
+  const decoded = Buffer.from(raw, "base64").toString("utf8");
+  return decoded.includes("-----BEGIN") ? decoded : raw;
+}
+
+function defaultReadFile(file: string): string {
+  return readFileSync(file, "utf8");
+}
+
+export function hasAppCredentials(env: OverseerEnv): boolean {
+  return env.appId !== undefined && env.privateKey !== undefined;
+}

@@ -1,0 +1,88 @@
+/** Task states, exactly as stored in the `task_state` enum and shown to users. */
+export const TASK_STATES = [
+  "queued",
+  "awaiting_approval",
+  "running",
+  "awaiting_merge",
+  "done",
+  "failed",
+  "stopped",
+  "cancelled",
+] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+/** States a task never leaves on its own; only a person (or a new label) moves it on. */
+export const FINAL_STATES: readonly TaskState[] = ["done", "failed", "stopped", "cancelled"];
+
+export const COMMAND_NAMES = [
+  "run",
+  "retry",
+  "stop",
+  "cancel",
+  "status",
+  "approve",
+  "help",
+] as const;
+export type CommandName = (typeof COMMAND_NAMES)[number];
+
+/** Evidence that a pull request was merged, as read back from the API (never from a payload). */
+export interface MergeEvidence {
+  prNumber: number;
+  prUrl: string;
+  mergeCommitSha: string;
+  mergedAt: string;
+  mergedBy: string | null;
+}
+
+/** The part of a task the state machine reasons about. */
+export interface TaskSnapshot {
+  state: TaskState;
+  /** Charged attempts so far (a claim charges one; a lost lease gives it back). */
+  attempts: number;
+  maxAttempts: number;
+  /** True when the issue carries one of the repository's risk labels. */
+  riskLabelled: boolean;
+  approvedBy: string | null;
+  lastError: string | null;
+  prNumber: number | null;
+}
+
+export type TaskEvent =
+  /** The trigger label was added (creates the task, or re-queues a cancelled one). */
+  | { type: "labeled"; actor: string }
+  | { type: "unlabeled"; actor: string }
+  | { type: "issue_closed"; actor: string }
+  | { type: "command"; command: CommandName; actor: string }
+  /** A runner took the task. */
+  | { type: "claimed"; runner: string }
+  /** Commits pushed and a PR found or opened for them. */
+  | { type: "run_succeeded"; runner: string; prNumber: number }
+  | { type: "run_failed"; runner: string; reason: string }
+  | { type: "run_timed_out"; runner: string; reason: string }
+  | { type: "run_stopped"; runner: string }
+  /** The runner (or its lease) vanished: infrastructure, so the attempt is not charged. */
+  | { type: "lease_lost"; actor: string }
+  | { type: "pr_merged"; actor: string; evidence: MergeEvidence }
+  | { type: "pr_closed_unmerged"; actor: string; prNumber: number }
+  | { type: "pr_reopened"; actor: string; prNumber: number };
+
+/** GitHub side effects and runner signals a transition asks for; I/O happens at the edges. */
+export type Effect =
+  /** Re-render the sticky status comment. */
+  | { type: "status_comment" }
+  /** Make `overseer:<state>` the only state label. */
+  | { type: "state_label"; state: TaskState }
+  /** Reply to the comment that carried a command. */
+  | { type: "reply"; text: string }
+  /** Tell the runner holding the task to stop its worker. */
+  | { type: "stop_run" }
+  /** Wake runners: there is queued work. */
+  | { type: "wake_runners" }
+  /** Post the one completion comment naming the merged PR. */
+  | { type: "completion_comment" }
+  /** The task is final: its worktree may go. */
+  | { type: "remove_worktree" };
+
+export type TransitionResult =
+  | { ok: true; task: TaskSnapshot; effects: Effect[] }
+  | { ok: false; reason: string };

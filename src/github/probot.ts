@@ -1,0 +1,76 @@
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+import type { Logger } from "pino";
+import { type ApplicationFunction, createNodeMiddleware, Probot } from "probot";
+import type { OverseerEnv } from "../config/env.js";
+import type { RequestHandler } from "../web/http.js";
+
+/**
+ * With App credentials: Probot's webhook middleware, which verifies the signature before
+ * any handler runs. Without: Probot's own setup pages (the app.yml manifest flow), as
+ * `probot run` would show them.
+ */
+export async function createGithubHandler(
+  env: OverseerEnv,
+  log: Logger,
+  app: ApplicationFunction,
+): Promise<{ handler: RequestHandler; mode: "app" | "setup"; probot: Probot | undefined }> {
+  if (env.appId !== undefined && env.privateKey !== undefined) {
+    const probot = createOverseerProbot(env, log);
+    const middleware = await createNodeMiddleware(app, {
+      probot,
+      webhooksPath: env.webhookPath,
+    });
+    return {
+      mode: "app",
+      probot,
+      handler: (req, res) => middleware(req, res, () => undefined) as Promise<boolean>,
+    };
+  }
+  // Loading the setup app may try to open a smee.io channel; requests wait for it, start-up
+  // (and /healthz) does not.
+  const setup = createSetupHandler(env, log);
+  setup.catch((error: unknown) => log.error({ err: error }, "Probot setup pages failed to load"));
+  return { mode: "setup", probot: undefined, handler: async (req, res) => (await setup)(req, res) };
+}
+
+export function createOverseerProbot(
+  env: Pick<OverseerEnv, "appId" | "privateKey" | "webhookSecret" | "githubApiUrl">,
+  log: Logger,
+): Probot {
+  return new Probot({
+    appId: env.appId,
+    privateKey: env.privateKey,
+    secret: env.webhookSecret,
+    baseUrl: env.githubApiUrl,
+    log: log.child({ name: "probot" }),
+  });
+}
+
+type SetupAppFactory = (options: {
+  host?: string;
+  port?: number;
+  log: Logger;
+  updateEnv?: (env: Record<string, string>) => Record<string, string>;
+}) => () => Promise<RequestHandler>;
+
+/**
+ * Probot exports only its package root; the setup app (manifest flow) lives at
+ * lib/apps/setup.js and its static assets at lib/server/handlers/static-files.js. Both
+ * are loaded by file path from the installed probot (pinned to 14.x in package.json).
+ */
+async function createSetupHandler(env: OverseerEnv, log: Logger): Promise<RequestHandler> {
+  const probotEntry = createRequire(import.meta.url).resolve("probot");
+  const load = async <T>(relative: string): Promise<T> =>
+    (await import(new URL(relative, pathToFileURL(probotEntry)).href)) as T;
+  const { setupAppFactory } = await load<{ setupAppFactory: SetupAppFactory }>("./apps/setup.js");
+  const { staticFilesHandler } = await load<{ staticFilesHandler: RequestHandler }>(
+    "./server/handlers/static-files.js",
+  );
+  const setup = await setupAppFactory({
+    host: env.host ?? "localhost",
+    port: env.port,
+    log: log.child({ name: "setup" }),
+  })();
+  return async (req, res) => (await staticFilesHandler(req, res)) || setup(req, res);
+}

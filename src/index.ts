@@ -1,0 +1,62 @@
+import type http from "node:http";
+import type { Logger } from "pino";
+import type { OverseerEnv } from "./config/env.js";
+import { type Database, openDatabase } from "./db/database.js";
+import { overseerApp } from "./github/app.js";
+import { createGithubHandler } from "./github/probot.js";
+import { healthHandler } from "./web/health.js";
+import { closeServer, createHttpServer, listen } from "./web/http.js";
+
+export type ProcessMode = "all" | "serve";
+
+export interface Overseer {
+  port: number;
+  mode: "app" | "setup";
+  db: Database;
+  server: http.Server;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Overseer in this process: database (embedded unless DATABASE_URL), migrations,
+ * and the HTTP server with /healthz and the GitHub webhook endpoint (or Probot's setup
+ * pages until the App has credentials).
+ */
+export async function startOverseer(
+  env: OverseerEnv,
+  log: Logger,
+  _processMode: ProcessMode = "all",
+): Promise<Overseer> {
+  const db = await openDatabase(env, log);
+  try {
+    const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool }));
+    const server = createHttpServer(
+      [healthHandler(db.pool, () => github.mode), github.handler],
+      log,
+    );
+    const port = await listen(server, env.port, env.host);
+    log.info({ port, mode: github.mode }, `Overseer listening on http://localhost:${port}`);
+    if (github.mode === "setup") {
+      log.info(
+        `No GitHub App credentials (APP_ID, PRIVATE_KEY): open http://localhost:${port} to register the App`,
+      );
+    }
+    let stopping: Promise<void> | undefined;
+    return {
+      port,
+      mode: github.mode,
+      db,
+      server,
+      stop() {
+        stopping ??= (async () => {
+          await closeServer(server);
+          await db.close();
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}
