@@ -37,6 +37,11 @@ CREATE TABLE tasks (
   -- host needs no GitHub call to know the policy.
   config            jsonb NOT NULL DEFAULT '{}'::jsonb,
   status_comment_id bigint,
+  -- The overseer:<state> label last applied on GitHub, so a change costs one add and one
+  -- remove instead of reading the issue's labels.
+  state_label       text,
+  -- Labels on the issue when last seen (priority:*, risk labels), from webhook payloads.
+  labels            text[] NOT NULL DEFAULT '{}',
   last_error        text,
   summary           text,
   pr_number         integer,
@@ -173,6 +178,8 @@ CREATE TABLE outbox (
   payload          jsonb NOT NULL,
   dedupe_key       text UNIQUE,
   coalesce_key     text,
+  -- Bumped by every coalesced write, so a delivery that raced a newer write is redone.
+  version          integer NOT NULL DEFAULT 1,
   attempts         integer NOT NULL DEFAULT 0,
   next_attempt_at  timestamptz NOT NULL DEFAULT now(),
   locked_until     timestamptz,
