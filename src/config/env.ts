@@ -120,7 +120,7 @@ export class EnvError extends Error {
 const DEVELOPMENT_WEBHOOK_SECRET = "development";
 
 export function readEnv(
-  source: NodeJS.ProcessEnv = process.env,
+  source: Record<string, string | undefined> = process.env,
   readFile: (file: string) => string = defaultReadFile,
 ): OverseerEnv {
   // Empty strings are how shells and .env files say "unset".
