@@ -86,3 +86,25 @@ export type Effect =
 export type TransitionResult =
   | { ok: true; task: TaskSnapshot; effects: Effect[] }
   | { ok: false; reason: string };
+
+/**
+ * Every `TaskEvent["type"]`, for code and tests that must cover them all at run time (a union
+ * type is gone by then). `satisfies` rejects a name that is not a variant; the transition
+ * table's mapped type rejects a variant missing from the table.
+ */
+export const TASK_EVENT_TYPES = [
+  "labeled",
+  "unlabeled",
+  "issue_closed",
+  "command",
+  "claimed",
+  "run_succeeded",
+  "run_failed",
+  "run_timed_out",
+  "run_stopped",
+  "lease_lost",
+  "pr_merged",
+  "pr_closed_unmerged",
+  "pr_reopened",
+] as const satisfies readonly TaskEvent["type"][];
+export type TaskEventType = TaskEvent["type"];

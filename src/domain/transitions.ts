@@ -1,0 +1,407 @@
+/**
+ * The task state machine: pure (state, event) → (new state, effects). No I/O, no clock, no
+ * randomness, so every (state, event) pair can be and is tested (test/unit/transitions.test.ts).
+ *
+ * Decisions the design leaves open, made here once:
+ * - `/status` and `/help` are accepted in every state, `done` included, and change nothing:
+ *   `{ ok: true, task: <same>, effects: [] }`. The caller renders the reply, so the command
+ *   still gets its acknowledgement and lands in the audit trail.
+ * - Re-adding the label to a cancelled task (and `/run` on one) is a fresh start: attempts,
+ *   approval, last error and PR number are reset, exactly as for a brand-new task.
+ *   Re-adding it to a failed or stopped task is a `/retry` (attempts kept).
+ * - Cancelling (label removed, `/cancel`, issue closed) also applies to failed and stopped
+ *   tasks: "removing the label cancels" holds everywhere but `done`, the worktree goes, and
+ *   `/cancel` + `/run` is how a maintainer grants a fresh set of attempts.
+ * - A verified merge completes the task from every state but `done`, not only from
+ *   awaiting_merge. Merged work is the evidence, whatever Overseer believed meanwhile, and
+ *   GitHub delivers `issues.closed` (from "Fixes #N") and `pull_request.closed` in any
+ *   order, so a task cancelled by the issue closing must still reach `done` when the merge
+ *   arrives. A run still going gets `stop_run`.
+ * - A claim is refused for a risk-labelled task without approval, even if it is queued
+ *   (the risk label was added after queuing): no path runs such a task. A lost lease or a
+ *   retry sends such a task to awaiting_approval instead of queued.
+ * - A successful run and a completion clear `lastError`: the status comment must not show
+ *   a stale failure next to a PR awaiting merge or merged.
+ */
+import {
+  type CommandName,
+  type Effect,
+  TASK_STATES,
+  type TaskEvent,
+  type TaskSnapshot,
+  type TaskState,
+  type TransitionResult,
+} from "./types.js";
+
+/** `lastError` after the task's PR was closed unmerged; a reopened PR undoes only this failure. */
+export const PR_CLOSED_UNMERGED_ERROR = "PR closed without merge";
+
+export const STATE_LABEL_PREFIX = "overseer:";
+
+/** `overseer:<state>`, `_` written `-` (GitHub label names read better with dashes). */
+export function stateLabel(state: TaskState): string {
+  return `${STATE_LABEL_PREFIX}${state.replaceAll("_", "-")}`;
+}
+
+/** The state a `overseer:<state>` label stands for, or null for any other label. */
+export function stateFromLabel(label: string): TaskState | null {
+  return TASK_STATES.find((state) => stateLabel(state) === label) ?? null;
+}
+
+/** "awaiting approval": how a state reads in sentences meant for people. */
+export function describeState(state: TaskState): string {
+  return state.replaceAll("_", " ");
+}
+
+export type AcceptedTransition = Extract<TransitionResult, { ok: true }>;
+
+/** A brand-new task, before any effect: it waits for approval if a risk label says so. */
+export function initialTask(opts: { maxAttempts: number; riskLabelled: boolean }): TaskSnapshot {
+  if (!Number.isSafeInteger(opts.maxAttempts) || opts.maxAttempts < 1) {
+    throw new RangeError(`maxAttempts must be a positive integer, got ${opts.maxAttempts}`);
+  }
+  const task: TaskSnapshot = {
+    state: "queued",
+    attempts: 0,
+    maxAttempts: opts.maxAttempts,
+    riskLabelled: opts.riskLabelled,
+    approvedBy: null,
+    lastError: null,
+    prNumber: null,
+  };
+  return { ...task, state: queueStateFor(task) };
+}
+
+/** The first `labeled` event of an issue: the new task and the effects of entering its state. */
+export function createTask(opts: {
+  maxAttempts: number;
+  riskLabelled: boolean;
+}): AcceptedTransition {
+  const task = initialTask(opts);
+  return { ok: true, task, effects: entryEffects(task.state) };
+}
+
+/** What the table is keyed by: each event type, with commands split out by name. */
+export type TransitionKey = Exclude<TaskEvent["type"], "command"> | `/${CommandName}`;
+
+export function transitionKey(event: TaskEvent): TransitionKey {
+  return event.type === "command" ? `/${event.command}` : event.type;
+}
+
+type CommandEvent = Extract<TaskEvent, { type: "command" }>;
+type EventFor<K extends TransitionKey> = K extends `/${string}`
+  ? CommandEvent
+  : Extract<TaskEvent, { type: K }>;
+type Rule<K extends TransitionKey> = (task: TaskSnapshot, event: EventFor<K>) => TransitionResult;
+
+interface EventRules<K extends TransitionKey> {
+  /** Completes "cannot …" in refusals. */
+  action: string;
+  /** Completes "task is <state>, not …" when the event has no rule for the task's state. */
+  expected: string;
+  from: Partial<Record<TaskState, Rule<K>>>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------
+
+/** Effects of arriving in a state, beyond the status comment and label every change gets. */
+const ARRIVAL_EFFECTS: Record<TaskState, readonly Effect[]> = {
+  queued: [{ type: "wake_runners" }],
+  awaiting_approval: [],
+  running: [],
+  awaiting_merge: [],
+  done: [{ type: "completion_comment" }, { type: "remove_worktree" }],
+  failed: [],
+  stopped: [],
+  cancelled: [{ type: "remove_worktree" }],
+};
+
+function entryEffects(state: TaskState): Effect[] {
+  return [{ type: "status_comment" }, { type: "state_label", state }, ...ARRIVAL_EFFECTS[state]];
+}
+
+function refuse(action: string, why: string): TransitionResult {
+  return { ok: false, reason: `cannot ${action}: ${why}` };
+}
+
+function moveTo(
+  task: TaskSnapshot,
+  state: TaskState,
+  changes: Partial<Omit<TaskSnapshot, "state">> = {},
+  first: readonly Effect[] = [],
+): TransitionResult {
+  return {
+    ok: true,
+    task: { ...task, ...changes, state },
+    effects: [...first, ...entryEffects(state)],
+  };
+}
+
+/**
+ * For moves that end a task's run from outside (cancel, merge): a run still going is told
+ * to stop before anything is said about the new state. Moves reported by the runner itself
+ * need none, the run is already over.
+ */
+function stopRunIfRunning(task: TaskSnapshot): Effect[] {
+  return task.state === "running" ? [{ type: "stop_run" }] : [];
+}
+
+function queueStateFor(task: TaskSnapshot): "queued" | "awaiting_approval" {
+  return needsApproval(task) ? "awaiting_approval" : "queued";
+}
+
+function needsApproval(task: TaskSnapshot): boolean {
+  return task.riskLabelled && task.approvedBy === null;
+}
+
+/** Queues the task, or parks it for /approve when a risk label asks for that. */
+function enqueue(task: TaskSnapshot, changes: Partial<Omit<TaskSnapshot, "state">>) {
+  return moveTo(task, queueStateFor({ ...task, ...changes }), changes);
+}
+
+function attemptsLeft(task: TaskSnapshot): boolean {
+  return task.attempts < task.maxAttempts;
+}
+
+function maxAttemptsReached(task: TaskSnapshot): string {
+  return `max attempts (${task.maxAttempts}) reached; /cancel then /run to start afresh`;
+}
+
+/** A new attempt for a failed or stopped task: its count goes on, its last error goes. */
+function retry(action: string) {
+  return (task: TaskSnapshot) =>
+    attemptsLeft(task)
+      ? enqueue(task, { lastError: null })
+      : refuse(action, maxAttemptsReached(task));
+}
+
+/** Same as a brand-new task, so whatever happened before the cancellation stops counting. */
+function freshStart(task: TaskSnapshot) {
+  return enqueue(task, { attempts: 0, approvedBy: null, lastError: null, prNumber: null });
+}
+
+function already(action: string) {
+  return (task: TaskSnapshot) => refuse(action, `task is already ${describeState(task.state)}`);
+}
+
+function cancel(task: TaskSnapshot) {
+  return moveTo(task, "cancelled", {}, stopRunIfRunning(task));
+}
+
+function unchanged(task: TaskSnapshot): TransitionResult {
+  return { ok: true, task, effects: [] };
+}
+
+function inStates<K extends TransitionKey>(
+  states: readonly TaskState[],
+  rule: Rule<K>,
+): Partial<Record<TaskState, Rule<K>>> {
+  return Object.fromEntries(states.map((state) => [state, rule]));
+}
+
+const CANCELLABLE = {
+  queued: cancel,
+  awaiting_approval: cancel,
+  running: cancel,
+  awaiting_merge: cancel,
+  failed: cancel,
+  stopped: cancel,
+} as const;
+
+function cancelRules<K extends TransitionKey>(action: string): EventRules<K> {
+  return {
+    action,
+    expected: "active, failed or stopped",
+    from: { ...CANCELLABLE, cancelled: already(action) },
+  };
+}
+
+/** Re-adding the label and `/run` mean the same thing: make this task go (again). */
+function startRules<K extends TransitionKey>(action: string): EventRules<K> {
+  return {
+    action,
+    expected: "failed, stopped or cancelled",
+    from: {
+      queued: already(action),
+      awaiting_approval: already(action),
+      running: already(action),
+      awaiting_merge: already(action),
+      failed: retry(action),
+      stopped: retry(action),
+      cancelled: freshStart,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The table. A state missing under an event means "refused: task is <state>, not <expected>";
+// `done` is refused for everything except /status and /help before the table is consulted.
+// ---------------------------------------------------------------------------------------
+
+const TABLE: { [K in TransitionKey]: EventRules<K> } = {
+  labeled: startRules("queue on label"),
+  "/run": startRules("/run"),
+
+  "/retry": {
+    action: "/retry",
+    expected: "failed or stopped",
+    from: {
+      failed: retry("/retry"),
+      stopped: retry("/retry"),
+      cancelled: () => refuse("/retry", "task is cancelled; use /run or add the label again"),
+    },
+  },
+
+  unlabeled: cancelRules("cancel on label removal"),
+  issue_closed: cancelRules("cancel on issue close"),
+  "/cancel": cancelRules("/cancel"),
+
+  "/stop": {
+    action: "/stop",
+    expected: "queued, awaiting approval or running",
+    from: {
+      queued: (task) => moveTo(task, "stopped"),
+      awaiting_approval: (task) => moveTo(task, "stopped"),
+      // The runner stops the worker and then reports run_stopped; until then it runs.
+      running: (task) => ({ ok: true, task, effects: [{ type: "stop_run" }] }),
+      stopped: already("/stop"),
+    },
+  },
+
+  "/approve": {
+    action: "/approve",
+    expected: "awaiting approval",
+    from: {
+      awaiting_approval: (task, event) => enqueue(task, { approvedBy: event.actor }),
+    },
+  },
+
+  "/status": { action: "/status", expected: "anything", from: inStates(TASK_STATES, unchanged) },
+  "/help": { action: "/help", expected: "anything", from: inStates(TASK_STATES, unchanged) },
+
+  claimed: {
+    action: "claim",
+    expected: "queued",
+    from: {
+      queued: (task) => {
+        if (needsApproval(task)) return refuse("claim", "task is risk-labelled and not approved");
+        if (!attemptsLeft(task)) return refuse("claim", maxAttemptsReached(task));
+        return moveTo(task, "running", { attempts: task.attempts + 1 });
+      },
+    },
+  },
+
+  run_succeeded: {
+    action: "record a successful run",
+    expected: "running",
+    from: {
+      running: (task, event) =>
+        moveTo(task, "awaiting_merge", { prNumber: event.prNumber, lastError: null }),
+    },
+  },
+
+  run_failed: {
+    action: "record a failed run",
+    expected: "running",
+    from: {
+      running: (task, event) => moveTo(task, "failed", { lastError: event.reason || "run failed" }),
+    },
+  },
+
+  run_timed_out: {
+    action: "record a timed-out run",
+    expected: "running",
+    from: {
+      running: (task, event) =>
+        moveTo(task, "failed", { lastError: event.reason || "run timed out" }),
+    },
+  },
+
+  run_stopped: {
+    action: "record a stopped run",
+    expected: "running",
+    from: { running: (task) => moveTo(task, "stopped") },
+  },
+
+  lease_lost: {
+    action: "requeue after a lost lease",
+    expected: "running",
+    from: {
+      // Infrastructure failed, not the worker: the claim's attempt is given back.
+      running: (task) => enqueue(task, { attempts: Math.max(0, task.attempts - 1) }),
+    },
+  },
+
+  pr_merged: {
+    action: "complete on merge",
+    expected: "anything but done",
+    from: inStates(
+      TASK_STATES.filter((state) => state !== "done"),
+      (task, event) =>
+        moveTo(
+          task,
+          "done",
+          { prNumber: event.evidence.prNumber, lastError: null },
+          stopRunIfRunning(task),
+        ),
+    ),
+  },
+
+  pr_closed_unmerged: {
+    action: "fail on PR close",
+    expected: "awaiting merge",
+    from: {
+      awaiting_merge: (task, event) =>
+        event.prNumber === task.prNumber
+          ? moveTo(task, "failed", { lastError: PR_CLOSED_UNMERGED_ERROR })
+          : refuse("fail on PR close", notTheTasksPr(event.prNumber, task)),
+    },
+  },
+
+  pr_reopened: {
+    action: "resume on PR reopen",
+    expected: "failed",
+    from: {
+      failed: (task, event) => {
+        if (event.prNumber !== task.prNumber) {
+          return refuse("resume on PR reopen", notTheTasksPr(event.prNumber, task));
+        }
+        if (task.lastError !== PR_CLOSED_UNMERGED_ERROR) {
+          return refuse("resume on PR reopen", "the task failed for another reason; use /retry");
+        }
+        return moveTo(task, "awaiting_merge", { lastError: null });
+      },
+    },
+  },
+};
+
+function notTheTasksPr(prNumber: number, task: TaskSnapshot): string {
+  return task.prNumber === null
+    ? `PR #${prNumber} is not this task's (it has none)`
+    : `PR #${prNumber} is not this task's PR #${task.prNumber}`;
+}
+
+/** Every key the table has a row for, so tests can check they cover each one. */
+export const TRANSITION_KEYS = Object.keys(TABLE) as readonly TransitionKey[];
+
+/** Events answered even on a done task, because they only read it. */
+const READ_ONLY_KEYS: ReadonlySet<TransitionKey> = new Set(["/status", "/help"]);
+
+export function transition(task: TaskSnapshot, event: TaskEvent): TransitionResult {
+  const key = transitionKey(event);
+  // One cast: the table is indexed by a key that the event type correlates with, which
+  // TypeScript cannot follow through a union.
+  const rules = TABLE[key] as EventRules<TransitionKey> | undefined;
+  if (rules === undefined) return { ok: false, reason: `unknown event "${key}"` };
+  if (task.state === "done" && !READ_ONLY_KEYS.has(key))
+    return refuse(rules.action, "task is done");
+  const rule = rules.from[task.state] as
+    | ((task: TaskSnapshot, event: TaskEvent) => TransitionResult)
+    | undefined;
+  if (rule === undefined) {
+    return refuse(rules.action, `task is ${describeState(task.state)}, not ${rules.expected}`);
+  }
+  return rule(task, event);
+}
