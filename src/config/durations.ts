@@ -1,0 +1,49 @@
+/**
+ * Human-written durations and sizes from operator files ("15m", "50MB"). A unit is
+ * required: a bare "600" is ambiguous between seconds and milliseconds, and guessing
+ * wrong turns a one-hour timeout into a 0.6-second one.
+ */
+
+const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+
+// 1024-based, as the operator docs say; "MB" means what `ls -lh` shows.
+const SIZE_UNITS_BYTES = {
+  b: 1,
+  kb: 1024,
+  mb: 1024 ** 2,
+  gb: 1024 ** 3,
+} as const;
+
+const DURATION_PATTERN = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
+const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)$/i;
+
+/** Milliseconds for "30s", "15m", "2h", "250ms", "1.5h"; undefined when malformed or not positive. */
+export function parseDuration(raw: string): number | undefined {
+  const match = DURATION_PATTERN.exec(raw.trim());
+  if (!match) return undefined;
+  const ms = Math.round(
+    Number(match[1]) * DURATION_UNITS_MS[match[2] as keyof typeof DURATION_UNITS_MS],
+  );
+  return ms > 0 && Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+/** Bytes for "512B", "64KB", "50MB", "1GB" (case-insensitive); undefined when malformed or not positive. */
+export function parseSize(raw: string): number | undefined {
+  const match = SIZE_PATTERN.exec(raw.trim());
+  if (!match) return undefined;
+  const unit = (match[2] ?? "").toLowerCase() as keyof typeof SIZE_UNITS_BYTES;
+  const bytes = Math.floor(Number(match[1]) * SIZE_UNITS_BYTES[unit]);
+  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** Inverse of parseDuration for messages: the largest unit that divides exactly. */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1_000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

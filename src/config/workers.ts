@@ -1,0 +1,450 @@
+import { readFile } from "node:fs/promises";
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { parseDuration, parseSize } from "./durations.js";
+
+/**
+ * Worker profiles: the operator's file (path in OVERSEER_WORKERS) that decides which
+ * programs may run on this host. A repository can only pick a profile by name, so
+ * everything that reaches a command line comes from here or from values Overseer makes
+ * itself (paths, branch names), never from issue text.
+ *
+ * Without OVERSEER_WORKERS, DEFAULT_WORKER_PROFILES applies: one profile, `none`, whose
+ * command fails at once with exit status 78 (EX_CONFIG) and a line on stderr telling the
+ * operator to set OVERSEER_WORKERS. Overseer still starts (webhooks, dashboard, doctor
+ * work), and each run fails visibly instead of some guessed agent being launched.
+ */
+
+export const PLACEHOLDERS = [
+  "prompt_file",
+  "summary_file",
+  "worktree",
+  "branch",
+  "base",
+  "issue",
+  "repo",
+] as const;
+export type Placeholder = (typeof PLACEHOLDERS)[number];
+
+/** Values for the argv placeholders; all are made by Overseer, none is issue text. */
+export interface PlaceholderValues {
+  promptFile: string;
+  summaryFile: string;
+  worktree: string;
+  branch: string;
+  base: string;
+  issue: number;
+  /** owner/name */
+  repo: string;
+}
+
+const PLACEHOLDER_VALUE: Record<Placeholder, (values: PlaceholderValues) => string> = {
+  prompt_file: (v) => v.promptFile,
+  summary_file: (v) => v.summaryFile,
+  worktree: (v) => v.worktree,
+  branch: (v) => v.branch,
+  base: (v) => v.base,
+  issue: (v) => String(v.issue),
+  repo: (v) => v.repo,
+};
+
+/** The same values, as the OVERSEER_* variables every worker gets. */
+const PLACEHOLDER_ENV: Record<Placeholder, string> = {
+  prompt_file: "OVERSEER_PROMPT_FILE",
+  summary_file: "OVERSEER_SUMMARY_FILE",
+  worktree: "OVERSEER_WORKTREE",
+  branch: "OVERSEER_BRANCH",
+  base: "OVERSEER_BASE",
+  issue: "OVERSEER_ISSUE",
+  repo: "OVERSEER_REPO",
+};
+
+export interface WorkerProfile {
+  name: string;
+  /** argv, possibly with placeholders; expand with expandArgv. */
+  command: readonly string[];
+  /** "prompt": the prompt file is the worker's stdin; "none": stdin is /dev/null. */
+  stdin: "prompt" | "none";
+  /** Host variables passed through by name (besides PATH, HOME and OVERSEER_*). */
+  env: readonly string[];
+  timeoutMs: number;
+  idleTimeoutMs: number;
+  logLimitBytes: number;
+  graceMs: number;
+}
+
+export interface WorkerProfiles {
+  /** Where the profiles came from, for messages ("built-in" for the fallback). */
+  source: string;
+  default: string;
+  /** A Map, so that names such as "constructor" cannot resolve to Object's own properties. */
+  profiles: ReadonlyMap<string, WorkerProfile>;
+}
+
+export class WorkerProfileError extends Error {
+  override name = "WorkerProfileError";
+}
+
+export const DEFAULT_TIMEOUT_MS = 60 * 60_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 15 * 60_000;
+export const DEFAULT_LOG_LIMIT_BYTES = 50 * 1024 ** 2;
+export const DEFAULT_GRACE_MS = 10_000;
+
+/** Exit status of the built-in `none` profile: EX_CONFIG from sysexits.h. */
+export const NO_PROFILE_EXIT_CODE = 78;
+
+export const DEFAULT_WORKER_PROFILES: WorkerProfiles = {
+  source: "built-in",
+  default: "none",
+  profiles: new Map([
+    [
+      "none",
+      {
+        name: "none",
+        command: [
+          "sh",
+          "-c",
+          `echo "no worker profile configured: set OVERSEER_WORKERS to a worker-profile file" >&2; exit ${NO_PROFILE_EXIT_CODE}`,
+        ],
+        stdin: "none",
+        env: [],
+        timeoutMs: DEFAULT_TIMEOUT_MS,
+        idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+        logLimitBytes: DEFAULT_LOG_LIMIT_BYTES,
+        graceMs: DEFAULT_GRACE_MS,
+      },
+    ],
+  ]),
+};
+
+// `{word}` is a placeholder; `{{word}}` is the literal text `{word}` (for `sh -c` scripts
+// that use `${VAR}`). Braces around anything else (awk programs, JSON) are left alone.
+const PLACEHOLDER_PATTERN = /\{\{(\w+)\}\}|\{(\w+)\}/g;
+
+function isPlaceholder(word: string): word is Placeholder {
+  return (PLACEHOLDERS as readonly string[]).includes(word);
+}
+
+function describe(input: unknown): string {
+  if (input === undefined) return "nothing";
+  if (input === null) return "null";
+  if (typeof input === "string") return JSON.stringify(input);
+  if (Array.isArray(input)) return "a list";
+  if (typeof input === "object") return "a mapping";
+  return String(input);
+}
+
+function durationSchema(fallbackMs: number) {
+  const expected = "expected a duration like 30s, 15m or 2h";
+  return z
+    .string({ error: (issue) => `${expected}, got ${describe(issue.input)}` })
+    .transform((raw, ctx) => {
+      const ms = parseDuration(raw);
+      if (ms === undefined) {
+        ctx.addIssue({ code: "custom", message: `${expected}, got ${describe(raw)}` });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .default(fallbackMs);
+}
+
+function sizeSchema(fallbackBytes: number) {
+  const expected = "expected a size like 512KB, 50MB or 1GB";
+  return z
+    .string({ error: (issue) => `${expected}, got ${describe(issue.input)}` })
+    .transform((raw, ctx) => {
+      const bytes = parseSize(raw);
+      if (bytes === undefined) {
+        ctx.addIssue({ code: "custom", message: `${expected}, got ${describe(raw)}` });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .default(fallbackBytes);
+}
+
+const argument = z
+  .string({
+    // YAML turns 3 into a number and 1.10 into 1.1; quoting keeps the operator's text.
+    error: (issue) =>
+      `expected a string, got ${describe(issue.input)} (quote numbers and booleans, e.g. "3")`,
+  })
+  .superRefine((arg, ctx) => {
+    for (const match of arg.matchAll(PLACEHOLDER_PATTERN)) {
+      const word = match[2];
+      if (word !== undefined && !isPlaceholder(word)) {
+        ctx.addIssue({
+          code: "custom",
+          message: `unknown placeholder {${word}} (known: ${PLACEHOLDERS.map((p) => `{${p}}`).join(", ")}; write {{${word}}} for a literal {${word}})`,
+        });
+      }
+    }
+  });
+
+const command = z
+  .array(argument, {
+    error: (issue) =>
+      typeof issue.input === "string"
+        ? `expected an argv list like [claude, -p], not a shell string: write each argument as its own list item (got ${describe(issue.input)})`
+        : `expected an argv list like [claude, -p], got ${describe(issue.input)}`,
+  })
+  .min(1, { error: "expected an argv list naming at least the program, got an empty list" })
+  .refine((argv) => argv[0] !== "", {
+    error: "the program (first item) is empty",
+    path: [0],
+  });
+
+const envName = z
+  .string({ error: (issue) => `expected a variable name, got ${describe(issue.input)}` })
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    error: (issue) =>
+      `expected a variable name like ANTHROPIC_API_KEY (values come from the host), got ${describe(issue.input)}`,
+  })
+  // OVERSEER_* on the host holds Overseer's own secrets (OVERSEER_ADMIN_TOKEN); the
+  // worker gets its OVERSEER_* variables from Overseer, never from the host.
+  .refine((name) => !name.startsWith("OVERSEER_"), {
+    error: (issue) =>
+      `${describe(issue.input)}: OVERSEER_* variables are set by Overseer and cannot be passed through`,
+  });
+
+const PROFILE_KEYS = [
+  "command",
+  "stdin",
+  "env",
+  "timeout",
+  "idle_timeout",
+  "log_limit",
+  "grace",
+] as const;
+const ROOT_KEYS = ["default", "profiles"] as const;
+
+const profileSchema = z.strictObject(
+  {
+    command,
+    stdin: z
+      .enum(["prompt", "none"], {
+        error: (issue) => `expected "prompt" or "none", got ${describe(issue.input)}`,
+      })
+      .default("none"),
+    env: z
+      .array(envName, {
+        error: (issue) =>
+          `expected a list of variable names like [ANTHROPIC_API_KEY], got ${describe(issue.input)}`,
+      })
+      .default([]),
+    timeout: durationSchema(DEFAULT_TIMEOUT_MS),
+    idle_timeout: durationSchema(DEFAULT_IDLE_TIMEOUT_MS),
+    log_limit: sizeSchema(DEFAULT_LOG_LIMIT_BYTES),
+    grace: durationSchema(DEFAULT_GRACE_MS),
+  } satisfies Record<(typeof PROFILE_KEYS)[number], z.ZodType>,
+  {
+    error: (issue) =>
+      issue.code === "invalid_type"
+        ? `expected a mapping with ${PROFILE_KEYS.join(", ")}, got ${describe(issue.input)}`
+        : undefined,
+  },
+);
+
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+const fileSchema = z
+  .strictObject(
+    {
+      default: z
+        .string({ error: (issue) => `expected a profile name, got ${describe(issue.input)}` })
+        .optional(),
+      profiles: z
+        .record(
+          z.string().regex(PROFILE_NAME, {
+            error: (issue) =>
+              `profile names use letters, digits, ".", "_" and "-", got ${describe(issue.input)}`,
+          }),
+          profileSchema,
+          {
+            error: (issue) =>
+              issue.input === undefined
+                ? "required: a mapping of profile names to profiles"
+                : `expected a mapping of profile names to profiles, got ${describe(issue.input)}`,
+          },
+        )
+        .refine((profiles) => Object.keys(profiles).length > 0, {
+          error: "expected at least one profile",
+        }),
+    },
+    {
+      error: (issue) =>
+        issue.code === "invalid_type"
+          ? `expected a mapping with "default" and "profiles", got ${describe(issue.input)}`
+          : undefined,
+    },
+  )
+  .superRefine((file, ctx) => {
+    const names = Object.keys(file.profiles);
+    if (file.default === undefined) {
+      if (names.length > 1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["default"],
+          message: `required when there is more than one profile; one of: ${names.join(", ")}`,
+        });
+      }
+    } else if (!Object.hasOwn(file.profiles, file.default)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["default"],
+        message: `no profile named ${describe(file.default)}; profiles: ${names.join(", ")}`,
+      });
+    }
+  });
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else if (!/^[\w.-]+$/.test(String(part))) out += `[${JSON.stringify(String(part))}]`;
+    else out += out === "" ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+function formatIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
+  if (issue.code === "unrecognized_keys") {
+    const known = issue.path.length === 0 ? ROOT_KEYS : PROFILE_KEYS;
+    const key = issue.keys[0] ?? "";
+    return {
+      path: formatPath([...issue.path, key]),
+      message: `unknown key (expected one of: ${known.join(", ")})`,
+    };
+  }
+  if (issue.code === "invalid_key") {
+    const inner = issue.issues[0];
+    return { path: formatPath(issue.path), message: inner?.message ?? issue.message };
+  }
+  // An absent required key reaches us as invalid_type with input undefined, which the
+  // schema messages already phrase as "got nothing"; "required" reads better.
+  if (issue.code === "invalid_type" && / got nothing\b/.test(issue.message)) {
+    return { path: formatPath(issue.path), message: "required" };
+  }
+  return { path: formatPath(issue.path), message: issue.message };
+}
+
+function fail(source: string, path: string, reason: string): never {
+  const where = path === "" ? "" : `${path}: `;
+  // One line, whatever the reason text contains: this goes to a log line and a CLI error.
+  const line = `OVERSEER_WORKERS (${source}): ${where}${reason}`.replace(/\s*\n\s*/g, " ");
+  throw new WorkerProfileError(line);
+}
+
+export function parseWorkerProfiles(yamlText: string, source: string): WorkerProfiles {
+  const doc = parseDocument(yamlText);
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    // The first line carries the reason and position; the rest is a code frame.
+    fail(source, "", `invalid YAML: ${(yamlError.message.split("\n")[0] ?? "").replace(/:$/, "")}`);
+  }
+  const raw: unknown = doc.toJS();
+  // zod cannot see an own "__proto__" key once copied, so it would vanish silently.
+  const rawProfiles = (raw as { profiles?: unknown } | null)?.profiles;
+  if (rawProfiles && typeof rawProfiles === "object" && Object.hasOwn(rawProfiles, "__proto__")) {
+    fail(source, "profiles.__proto__", "not allowed as a profile name");
+  }
+  const parsed = fileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    if (!first) fail(source, "", "invalid worker profiles");
+    const { path, message } = formatIssue(first);
+    fail(source, path, message);
+  }
+  const file = parsed.data;
+  const profiles = new Map<string, WorkerProfile>();
+  for (const [name, raw] of Object.entries(file.profiles)) {
+    profiles.set(name, {
+      name,
+      command: raw.command,
+      stdin: raw.stdin,
+      env: [...new Set(raw.env)],
+      timeoutMs: raw.timeout,
+      idleTimeoutMs: raw.idle_timeout,
+      logLimitBytes: raw.log_limit,
+      graceMs: raw.grace,
+    });
+  }
+  const defaultName = file.default ?? [...profiles.keys()][0];
+  if (defaultName === undefined) fail(source, "profiles", "expected at least one profile");
+  return { source, default: defaultName, profiles };
+}
+
+export async function loadWorkerProfiles(path: string): Promise<WorkerProfiles> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    fail(path, "", `cannot read the file (${code ?? (error as Error).message})`);
+  }
+  return parseWorkerProfiles(text, path);
+}
+
+/** The named profile, or the default one when no name is given. */
+export function resolveProfile(profiles: WorkerProfiles, name?: string): WorkerProfile {
+  const wanted = name ?? profiles.default;
+  const profile = profiles.profiles.get(wanted);
+  if (!profile) {
+    throw new WorkerProfileError(
+      `unknown worker profile ${JSON.stringify(wanted)} (${profiles.source}); known profiles: ${[...profiles.profiles.keys()].join(", ")}`,
+    );
+  }
+  return profile;
+}
+
+/**
+ * The profile's argv with placeholders filled in. Each value lands inside one argv
+ * element and no shell is involved, so a value can never become extra arguments; a
+ * profile that runs `sh -c "... {branch}"` is the operator's own choice of quoting.
+ */
+export function expandArgv(profile: WorkerProfile, values: PlaceholderValues): string[] {
+  return profile.command.map((arg) =>
+    arg.replace(PLACEHOLDER_PATTERN, (whole, escaped: string | undefined, word: string) => {
+      if (escaped !== undefined) return `{${escaped}}`;
+      if (!isPlaceholder(word)) {
+        // Profiles are validated at load time; this only guards hand-built ones.
+        throw new WorkerProfileError(`profile ${profile.name}: unknown placeholder ${whole}`);
+      }
+      return PLACEHOLDER_VALUE[word](values);
+    }),
+  );
+}
+
+/** Below this length a passed-through value is too common a string to hunt for in logs. */
+const MIN_SECRET_LENGTH = 8;
+
+/**
+ * The worker's whole environment: PATH and HOME from the host, the profile's
+ * pass-through names that are set on the host, and the OVERSEER_* run variables; nothing
+ * else of the host's. `secrets` are the passed-through values worth redacting from the
+ * log (the reason such variables exist is usually an API key).
+ */
+export function workerEnv(
+  profile: WorkerProfile,
+  values: PlaceholderValues,
+  host: NodeJS.ProcessEnv = process.env,
+): { env: Record<string, string>; secrets: string[] } {
+  const env: Record<string, string> = {
+    PATH: host.PATH || "/usr/local/bin:/usr/bin:/bin",
+    HOME: host.HOME || values.worktree,
+  };
+  const secrets: string[] = [];
+  for (const name of profile.env) {
+    const value = host[name];
+    if (value === undefined) continue;
+    env[name] = value;
+    if (name !== "PATH" && name !== "HOME" && value.length >= MIN_SECRET_LENGTH) {
+      secrets.push(value);
+    }
+  }
+  for (const placeholder of PLACEHOLDERS) {
+    env[PLACEHOLDER_ENV[placeholder]] = PLACEHOLDER_VALUE[placeholder](values);
+  }
+  return { env, secrets };
+}
