@@ -1,0 +1,311 @@
+import type { TaskState } from "../domain/types.js";
+
+/**
+ * The text of Overseer's comments, as pure functions of what the database says. Everything
+ * that came from outside (errors, worker output, summaries) is capped and defanged, so a
+ * body always fits GitHub's comment limit and cannot notify people or fake a marker.
+ */
+
+/** GitHub refuses comment bodies longer than this. */
+export const GITHUB_COMMENT_LIMIT = 65_536;
+/** Our own budget, with room to spare for what the caps below cannot foresee. */
+const BODY_LIMIT = 60_000;
+const ERROR_LIMIT = 2_000;
+export const LOG_TAIL_LIMIT = 3_072;
+const SUMMARY_LIMIT = 20_000;
+const FIELD_LIMIT = 200;
+
+export const STATUS_MARKER = (taskId: number) => `<!-- overseer:status task=${taskId} -->`;
+export const COMPLETION_MARKER = (taskId: number) => `<!-- overseer:completion task=${taskId} -->`;
+
+/** The task a sticky status comment belongs to, read from its first line; null if none. */
+export function statusMarkerTaskId(body: string): number | null {
+  const match = /^<!-- overseer:status task=(\d+) -->(?:\r?\n|$)/.exec(body);
+  return match ? Number(match[1]) : null;
+}
+
+export interface StatusView {
+  taskId: number;
+  state: TaskState;
+  /** Charged attempts so far; while running, the current attempt's number. */
+  attempts: number;
+  maxAttempts: number;
+  branch: string | null;
+  prNumber: number | null;
+  prUrl: string | null;
+  lastError: string | null;
+  logTail: string | null;
+  queuedAt: Date;
+  /** Start and end of the current (or last) attempt. */
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  /** What "so far" means, passed in so that rendering stays a pure function. */
+  now: Date;
+  worker: string | null;
+  mergeCommitSha: string | null;
+  /** The trigger label, named in the hint for a cancelled task when known. */
+  label?: string | null;
+}
+
+const HEADLINES: Record<TaskState, { emoji: string; words: string }> = {
+  queued: { emoji: "⏳", words: "queued" },
+  awaiting_approval: { emoji: "✋", words: "awaiting approval" },
+  running: { emoji: "⚙️", words: "running" },
+  awaiting_merge: { emoji: "👀", words: "awaiting merge" },
+  done: { emoji: "✅", words: "done" },
+  failed: { emoji: "❌", words: "failed" },
+  stopped: { emoji: "⏹️", words: "stopped" },
+  cancelled: { emoji: "🚫", words: "cancelled" },
+};
+
+export function renderStatusComment(view: StatusView): string {
+  const { emoji, words } = HEADLINES[view.state];
+  const lines = [STATUS_MARKER(view.taskId), `### ${emoji} Overseer task ${view.taskId}: ${words}`];
+
+  lines.push("", "| | |", "| --- | --- |");
+  for (const [name, value] of statusRows(view)) {
+    // GFM splits cells on a pipe even inside a code span; `\|` is the only way to keep one.
+    lines.push(`| ${name} | ${value.replace(/\|/g, "\\|")} |`);
+  }
+
+  if (view.lastError?.trim()) {
+    lines.push("", ...quote(`**Last error:** ${plainText(capHead(view.lastError, ERROR_LIMIT))}`));
+  }
+  const tail = view.logTail ? cleanLog(view.logTail) : "";
+  if (tail.trim()) {
+    const shown = capTail(tail, LOG_TAIL_LIMIT);
+    const count = shown.split("\n").length;
+    lines.push(
+      "",
+      "<details>",
+      `<summary>Log tail (last ${count} ${count === 1 ? "line" : "lines"})</summary>`,
+      "",
+      ...fenced(shown),
+      "",
+      "</details>",
+    );
+  }
+  lines.push("", `**Next step:** ${nextStep(view)}`);
+  return capBody(lines.join("\n"));
+}
+
+function statusRows(view: StatusView): [string, string][] {
+  const rows: [string, string][] = [["Attempt", attemptText(view)]];
+  if (view.worker) rows.push(["Worker", codeSpan(capHead(view.worker, FIELD_LIMIT))]);
+  if (view.branch) rows.push(["Branch", codeSpan(capHead(view.branch, FIELD_LIMIT))]);
+  if (view.prNumber !== null) rows.push(["Pull request", prLink(view.prNumber, view.prUrl)]);
+  if (view.mergeCommitSha) rows.push(["Merge commit", commitText(view.mergeCommitSha)]);
+
+  if (WAITING.has(view.state)) {
+    // Whatever a previous attempt's timestamps say, this wait started when it was queued.
+    rows.push(["Waited", `${formatDuration(elapsed(view.queuedAt, view.now))} so far`]);
+    return rows;
+  }
+  const waitEnd = view.startedAt ?? view.finishedAt ?? view.now;
+  rows.push(["Waited", formatDuration(elapsed(view.queuedAt, waitEnd))]);
+  if (view.startedAt) {
+    const open = view.state === "running" && !view.finishedAt;
+    const ran = formatDuration(elapsed(view.startedAt, view.finishedAt ?? view.now));
+    rows.push(["Ran", open ? `${ran} so far` : ran]);
+  }
+  return rows;
+}
+
+/** States in which the task waits for its next attempt to start. */
+const WAITING = new Set<TaskState>(["queued", "awaiting_approval"]);
+
+function attemptText(view: StatusView): string {
+  if (view.attempts <= 0) return `none yet (up to ${view.maxAttempts})`;
+  if (WAITING.has(view.state)) return `${view.attempts} of ${view.maxAttempts} used`;
+  return `${view.attempts} of ${view.maxAttempts}`;
+}
+
+function nextStep(view: StatusView): string {
+  switch (view.state) {
+    case "queued":
+      return "waiting for a runner to pick this up. Comment `/cancel` to call it off.";
+    case "awaiting_approval":
+      return "this issue carries a risk label, so a maintainer comments `/approve` before any work starts.";
+    case "running":
+      return "the worker is on it. Comment `/stop` to stop it.";
+    case "awaiting_merge":
+      return `review and merge ${view.prNumber !== null ? prLink(view.prNumber, view.prUrl) : "the pull request"}. Overseer marks this done once it sees the merge.`;
+    case "failed":
+      return view.attempts < view.maxAttempts
+        ? "comment `/retry` to try again (or fix the cause first, then `/retry`)."
+        : `all ${view.maxAttempts} attempts are used. Raise \`max_attempts\` in \`.github/overseer.yml\` to allow more, then \`/retry\`, or finish the work by hand.`;
+    case "stopped":
+      return "stopped on request. Comment `/retry` to start again.";
+    case "cancelled":
+      return `nothing runs. Add the ${view.label ? codeSpan(capHead(view.label, FIELD_LIMIT)) : "trigger"} label again to queue it.`;
+    case "done":
+      return "nothing; the change is merged.";
+  }
+}
+
+export interface CompletionView {
+  taskId: number;
+  prNumber: number;
+  prUrl: string;
+  mergeCommitSha: string;
+  mergedBy: string | null;
+  attempts: number;
+  /** From queued to merged. */
+  totalMs: number;
+  /** Time the worker spent, over all attempts. */
+  runMs: number;
+  summary: string | null;
+}
+
+/** The one comment that closes a task, naming the evidence: the merged PR and its commit. */
+export function renderCompletionComment(view: CompletionView): string {
+  const by = view.mergedBy ? ` by **${plainText(capHead(view.mergedBy, FIELD_LIMIT))}**` : "";
+  const attempts = view.attempts === 1 ? "1 attempt" : `${view.attempts} attempts`;
+  const lines = [
+    COMPLETION_MARKER(view.taskId),
+    `### ✅ Done: ${prLink(view.prNumber, view.prUrl)} is merged`,
+    "",
+    `Merged${by} as ${commitText(view.mergeCommitSha)}. Took ${formatDuration(view.totalMs)} from queue to merge, ${formatDuration(view.runMs)} of it with the worker running, over ${attempts}.`,
+  ];
+  if (view.summary?.trim()) {
+    lines.push(
+      "",
+      "<details open>",
+      "<summary>The worker's summary</summary>",
+      "",
+      ...quote(defang(capHead(view.summary.trim(), SUMMARY_LIMIT))),
+      "",
+      "</details>",
+    );
+  }
+  return capBody(lines.join("\n"));
+}
+
+/** "3m 12s": the two largest units, which is all anyone reads of a duration. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms <= 0) return "0s";
+  if (ms < 1_000) return "<1s";
+  const units: [string, number][] = [
+    ["d", 86_400],
+    ["h", 3_600],
+    ["m", 60],
+    ["s", 1],
+  ];
+  let rest = Math.floor(ms / 1_000);
+  const parts: string[] = [];
+  for (const [suffix, size] of units) {
+    const amount = Math.floor(rest / size);
+    rest -= amount * size;
+    if (amount > 0 || parts.length > 0) parts.push(`${amount}${suffix}`);
+    if (parts.length === 2) break;
+  }
+  // "3m 0s" says no more than "3m".
+  return parts.filter((part, i) => i === 0 || !/^0\D/.test(part)).join(" ");
+}
+
+function elapsed(from: Date, to: Date): number {
+  // Clocks on different hosts disagree a little; a negative duration helps nobody.
+  return Math.max(0, to.getTime() - from.getTime());
+}
+
+function prLink(number: number, url: string | null): string {
+  // The URL comes from the API, but a parenthesis or space in it would still break the link.
+  return url && /^https?:\/\/[^\s()<>]+$/.test(url) && url.length <= 500
+    ? `[#${number}](${url})`
+    : `#${number}`;
+}
+
+function commitText(sha: string): string {
+  // Bare, a full SHA becomes a short link to the commit; anything else is shown as text.
+  return /^[0-9a-f]{7,40}$/i.test(sha) ? sha : codeSpan(capHead(sha, FIELD_LIMIT));
+}
+
+// -- Making outside text safe -----------------------------------------------------------
+
+/** Keeps the beginning, where an error message says what went wrong. */
+function capHead(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  const kept = safeSlice(text, 0, limit);
+  return `${kept}… [truncated ${text.length - kept.length} characters]`;
+}
+
+/** Keeps the end, where a log says how the run ended, starting at a whole line. */
+function capTail(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  let kept = safeSlice(text, text.length - limit, text.length);
+  const firstBreak = kept.indexOf("\n");
+  if (firstBreak >= 0 && firstBreak < kept.length - 1) kept = kept.slice(firstBreak + 1);
+  return `… [${text.length - kept.length} earlier characters omitted]\n${kept}`;
+}
+
+/** A slice that does not split a surrogate pair, which would render as a broken character. */
+function safeSlice(text: string, start: number, end: number): string {
+  let from = start;
+  let to = end;
+  if (from > 0 && isLowSurrogate(text.charCodeAt(from))) from++;
+  if (to < text.length && isLowSurrogate(text.charCodeAt(to))) to--;
+  return text.slice(from, to);
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
+}
+
+/** Worker logs are written for terminals: colours, carriage-return progress bars. */
+function cleanLog(text: string): string {
+  // Only the tail is shown, so only the tail is worth cleaning (logs can be large).
+  const recent = text.length > LOG_TAIL_LIMIT * 4 ? text.slice(-LOG_TAIL_LIMIT * 4) : text;
+  return (
+    recent
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC
+      .replace(/\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?/g, "")
+      .replace(/\r\n/g, "\n")
+      .split("\n")
+      .map((line) => line.slice(line.lastIndexOf("\r") + 1))
+      .join("\n")
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the rest of the control characters
+      .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, "")
+      .replace(/\n+$/, "")
+  );
+}
+
+/**
+ * Markdown that cannot notify anyone or pose as one of our markers; the rest of its
+ * formatting is kept (a summary is written as markdown).
+ */
+function defang(text: string): string {
+  return text.replace(/@(?=[A-Za-z0-9])/g, "@\u200b").replace(/<!--/g, "<!-\u200b-");
+}
+
+/** Text shown as written: every markdown and HTML character escaped, then defanged. */
+function plainText(text: string): string {
+  const inline = text.replace(/[\\`*_[\]<>|~&]/g, "\\$&");
+  // Only at the start of a line do these begin a heading, a list or a rule.
+  const blocks = inline.replace(/^(\s*)([#+=-]|\d+[.)])/gm, "$1\\$2");
+  return defang(blocks);
+}
+
+function quote(text: string): string[] {
+  return text.split(/\r?\n/).map((line) => (line ? `> ${line}` : ">"));
+}
+
+/** A fenced block that no backtick run inside can close early. */
+function fenced(text: string): string[] {
+  const longest = Math.max(0, ...(text.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = "`".repeat(Math.max(3, longest + 1));
+  return [`${fence}text`, defang(text), fence];
+}
+
+function codeSpan(text: string): string {
+  const flat = text.replace(/[\r\n]+/g, " ");
+  const longest = Math.max(0, ...(flat.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = "`".repeat(longest + 1);
+  const pad = flat.startsWith("`") || flat.endsWith("`") ? " " : "";
+  return `${fence}${pad}${flat}${pad}${fence}`;
+}
+
+/** The last line of defence; the caps above should keep every body well inside it. */
+function capBody(body: string): string {
+  if (body.length <= BODY_LIMIT) return body;
+  return `${safeSlice(body, 0, BODY_LIMIT)}\n\n… [comment truncated]`;
+}
