@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { OverseerEnv } from "./config/env.js";
 import { type Database, openDatabase } from "./db/database.js";
 import { overseerApp } from "./github/app.js";
+import { OutboxDispatcher } from "./github/outbox-dispatcher.js";
 import { createGithubHandler } from "./github/probot.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
@@ -14,6 +15,8 @@ export interface Overseer {
   mode: "app" | "setup";
   db: Database;
   server: http.Server;
+  /** Delivers GitHub side effects; absent in setup mode (no credentials yet). */
+  dispatcher: OutboxDispatcher | undefined;
   stop(): Promise<void>;
 }
 
@@ -29,7 +32,19 @@ export async function startOverseer(
 ): Promise<Overseer> {
   const db = await openDatabase(env, log);
   try {
-    const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool }));
+    const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool, log }));
+    const probot = github.probot;
+    const dispatcher = probot
+      ? new OutboxDispatcher({
+          pool: db.pool,
+          databaseUrl: db.url,
+          log: log.child({ component: "outbox" }),
+          octokitFor: (installationId) => probot.auth(installationId),
+          pollIntervalMs: env.pollIntervalMs,
+          backoffBaseMs: env.outboxRetryBaseMs,
+        })
+      : undefined;
+    await dispatcher?.start();
     const server = createHttpServer(
       [healthHandler(db.pool, () => github.mode), github.handler],
       log,
@@ -47,9 +62,11 @@ export async function startOverseer(
       mode: github.mode,
       db,
       server,
+      dispatcher,
       stop() {
         stopping ??= (async () => {
           await closeServer(server);
+          await dispatcher?.stop();
           await db.close();
         })();
         return stopping;

@@ -86,6 +86,7 @@ const envSchema = z.object({
   OVERSEER_TICK_INTERVAL: durationMs("30s").default(30_000),
   OVERSEER_RUNNER_STALE_AFTER: durationMs("60s").default(60_000),
   OVERSEER_MAX_RUN: durationMs("2h").default(2 * 3_600_000),
+  OVERSEER_OUTBOX_RETRY_BASE: durationMs("1s").default(1_000),
 });
 
 export interface OverseerEnv {
@@ -110,6 +111,8 @@ export interface OverseerEnv {
   tickIntervalMs: number;
   runnerStaleAfterMs: number;
   maxRunMs: number;
+  /** First retry delay of a failed GitHub write; doubles per attempt. */
+  outboxRetryBaseMs: number;
 }
 
 export class EnvError extends Error {
@@ -175,6 +178,7 @@ export function readEnv(
     tickIntervalMs: env.OVERSEER_TICK_INTERVAL,
     runnerStaleAfterMs: env.OVERSEER_RUNNER_STALE_AFTER,
     maxRunMs: env.OVERSEER_MAX_RUN,
+    outboxRetryBaseMs: env.OVERSEER_OUTBOX_RETRY_BASE,
   };
 }
 

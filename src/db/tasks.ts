@@ -1,5 +1,250 @@
-import { TASK_STATES, type TaskState } from "../domain/types.js";
+import { TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
 import type { Queryable } from "./pool.js";
+
+export interface TaskRow {
+  id: number;
+  repoId: number;
+  issueNumber: number;
+  title: string;
+  state: TaskState;
+  priority: number;
+  attempts: number;
+  maxAttempts: number;
+  riskLabelled: boolean;
+  approvedBy: string | null;
+  workerProfile: string | null;
+  baseBranch: string | null;
+  branch: string | null;
+  /** The repository config in force when the task was (re)queued. */
+  config: Record<string, unknown>;
+  statusCommentId: number | null;
+  stateLabel: string | null;
+  labels: string[];
+  lastError: string | null;
+  summary: string | null;
+  prNumber: number | null;
+  prUrl: string | null;
+  prHeadSha: string | null;
+  mergeCommitSha: string | null;
+  mergedAt: Date | null;
+  mergedBy: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  queuedAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_number AS "issueNumber",
+  tasks.title, tasks.state, tasks.priority, tasks.attempts, tasks.max_attempts AS "maxAttempts",
+  tasks.risk_labelled AS "riskLabelled", tasks.approved_by AS "approvedBy",
+  tasks.worker_profile AS "workerProfile", tasks.base_branch AS "baseBranch", tasks.branch,
+  tasks.config, tasks.status_comment_id AS "statusCommentId", tasks.state_label AS "stateLabel",
+  tasks.labels, tasks.last_error AS "lastError", tasks.summary, tasks.pr_number AS "prNumber",
+  tasks.pr_url AS "prUrl", tasks.pr_head_sha AS "prHeadSha",
+  tasks.merge_commit_sha AS "mergeCommitSha", tasks.merged_at AS "mergedAt",
+  tasks.merged_by AS "mergedBy", tasks.created_at AS "createdAt", tasks.updated_at AS "updatedAt",
+  tasks.queued_at AS "queuedAt", tasks.started_at AS "startedAt", tasks.finished_at AS "finishedAt"`;
+
+export function snapshotOf(task: TaskRow): TaskSnapshot {
+  return {
+    state: task.state,
+    attempts: task.attempts,
+    maxAttempts: task.maxAttempts,
+    riskLabelled: task.riskLabelled,
+    approvedBy: task.approvedBy,
+    lastError: task.lastError,
+    prNumber: task.prNumber,
+  };
+}
+
+export interface NewTask {
+  repoId: number;
+  issueNumber: number;
+  title: string;
+  state: TaskState;
+  priority: number;
+  maxAttempts: number;
+  riskLabelled: boolean;
+  workerProfile: string | null;
+  baseBranch: string | null;
+  branch: string;
+  config: Record<string, unknown>;
+  labels: string[];
+}
+
+/**
+ * Creates the task for (repository, issue) unless it exists. Concurrent callers race on
+ * the unique constraint; exactly one creates, the rest get `created: false`.
+ */
+export async function insertTaskIfAbsent(
+  db: Queryable,
+  task: NewTask,
+): Promise<{ task: TaskRow | null; created: boolean }> {
+  const result = await db.query<TaskRow>(
+    `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts,
+                        risk_labelled, worker_profile, base_branch, branch, config, labels)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT ON CONSTRAINT tasks_one_per_issue DO NOTHING
+     RETURNING ${TASK_COLUMNS}`,
+    [
+      task.repoId,
+      task.issueNumber,
+      task.title,
+      task.state,
+      task.priority,
+      task.maxAttempts,
+      task.riskLabelled,
+      task.workerProfile,
+      task.baseBranch,
+      task.branch,
+      JSON.stringify(task.config),
+      task.labels,
+    ],
+  );
+  const row = result.rows[0] ?? null;
+  return { task: row, created: row !== null };
+}
+
+/** Locks the task row for the rest of the transaction (every state change goes through here). */
+export async function lockTask(
+  db: Queryable,
+  by: { repoId: number; issueNumber: number } | { id: number },
+): Promise<TaskRow | null> {
+  const result =
+    "id" in by
+      ? await db.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE`, [
+          by.id,
+        ])
+      : await db.query<TaskRow>(
+          `SELECT ${TASK_COLUMNS} FROM tasks WHERE repo_id = $1 AND issue_number = $2 FOR UPDATE`,
+          [by.repoId, by.issueNumber],
+        );
+  return result.rows[0] ?? null;
+}
+
+export async function getTask(db: Queryable, id: number): Promise<TaskRow | null> {
+  const result = await db.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM tasks WHERE id = $1`, [id]);
+  return result.rows[0] ?? null;
+}
+
+export async function findTask(
+  db: Queryable,
+  repoId: number,
+  issueNumber: number,
+): Promise<TaskRow | null> {
+  const result = await db.query<TaskRow>(
+    `SELECT ${TASK_COLUMNS} FROM tasks WHERE repo_id = $1 AND issue_number = $2`,
+    [repoId, issueNumber],
+  );
+  return result.rows[0] ?? null;
+}
+
+/** The task that owns a pull request, by its recorded number or by its head branch. */
+export async function findTaskByPullRequest(
+  db: Queryable,
+  repoId: number,
+  pr: { number: number; headRef: string | null },
+): Promise<TaskRow | null> {
+  const result = await db.query<TaskRow>(
+    `SELECT ${TASK_COLUMNS} FROM tasks
+      WHERE repo_id = $1 AND (pr_number = $2 OR ($3::text IS NOT NULL AND branch = $3))
+      ORDER BY (pr_number = $2) DESC NULLS LAST LIMIT 1`,
+    [repoId, pr.number, pr.headRef],
+  );
+  return result.rows[0] ?? null;
+}
+
+/** Fields a transition may change, beyond the snapshot itself. */
+export interface TaskChanges {
+  title?: string;
+  labels?: string[];
+  config?: Record<string, unknown>;
+  maxAttempts?: number;
+  riskLabelled?: boolean;
+  priority?: number;
+  workerProfile?: string | null;
+  baseBranch?: string | null;
+  branch?: string;
+  summary?: string | null;
+  prUrl?: string | null;
+  prHeadSha?: string | null;
+  mergeCommitSha?: string;
+  mergedAt?: Date;
+  mergedBy?: string | null;
+}
+
+const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
+  title: "title",
+  labels: "labels",
+  config: "config",
+  maxAttempts: "max_attempts",
+  riskLabelled: "risk_labelled",
+  priority: "priority",
+  workerProfile: "worker_profile",
+  baseBranch: "base_branch",
+  branch: "branch",
+  summary: "summary",
+  prUrl: "pr_url",
+  prHeadSha: "pr_head_sha",
+  mergeCommitSha: "merge_commit_sha",
+  mergedAt: "merged_at",
+  mergedBy: "merged_by",
+};
+
+/** Writes a transition's outcome; the caller holds the row lock (see lockTask). */
+export async function updateTask(
+  db: Queryable,
+  id: number,
+  next: TaskSnapshot,
+  previous: TaskState,
+  changes: TaskChanges = {},
+): Promise<TaskRow> {
+  const values: unknown[] = [
+    id,
+    next.state,
+    next.attempts,
+    next.lastError,
+    next.approvedBy,
+    next.prNumber,
+    previous,
+  ];
+  const sets = [
+    "state = $2::task_state",
+    "attempts = $3",
+    "last_error = $4",
+    "approved_by = $5",
+    "pr_number = $6",
+    "updated_at = now()",
+    `queued_at = CASE WHEN $2::task_state = 'queued' AND $7::task_state <> 'queued'
+       THEN now() ELSE queued_at END`,
+    `started_at = CASE WHEN $2::task_state = 'running' AND $7::task_state <> 'running'
+       THEN now() ELSE started_at END`,
+    `finished_at = CASE WHEN $2::task_state IN ('done', 'failed', 'stopped', 'cancelled') THEN
+       CASE WHEN $7::task_state = $2::task_state THEN finished_at ELSE now() END ELSE NULL END`,
+  ];
+  for (const [key, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
+    if (value === undefined) continue;
+    values.push(key === "config" ? JSON.stringify(value) : value);
+    sets.push(`${CHANGE_COLUMNS[key]} = $${values.length}`);
+  }
+  const result = await db.query<TaskRow>(
+    `UPDATE tasks SET ${sets.join(", ")} WHERE id = $1::bigint AND state = $7::task_state
+     RETURNING ${TASK_COLUMNS}`,
+    values,
+  );
+  const row = result.rows[0];
+  if (!row) throw new Error(`task ${id} changed state under a held lock (expected ${previous})`);
+  return row;
+}
+
+export async function setStatusCommentId(db: Queryable, id: number, commentId: number) {
+  await db.query("UPDATE tasks SET status_comment_id = $2 WHERE id = $1", [id, commentId]);
+}
+
+export async function setStateLabel(db: Queryable, id: number, label: string | null) {
+  await db.query("UPDATE tasks SET state_label = $2 WHERE id = $1", [id, label]);
+}
 
 export async function countTasksByState(db: Queryable): Promise<Record<TaskState, number>> {
   const result = await db.query<{ state: TaskState; count: number }>(

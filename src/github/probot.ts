@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "pino";
-import { type ApplicationFunction, createNodeMiddleware, Probot } from "probot";
+import { type ApplicationFunction, createNodeMiddleware, Probot, ProbotOctokit } from "probot";
 import type { OverseerEnv } from "../config/env.js";
 import type { RequestHandler } from "../web/http.js";
 
@@ -34,6 +34,20 @@ export async function createGithubHandler(
   return { mode: "setup", probot: undefined, handler: async (req, res) => (await setup)(req, res) };
 }
 
+/**
+ * Probot's Octokit with its retry and throttling plugins off: GitHub writes go through the
+ * outbox, whose dispatcher owns retry, Retry-After and pacing, and persists them across
+ * restarts. A failed read in a webhook handler fails the delivery before anything is
+ * recorded, so GitHub's redelivery replays it.
+ */
+export const OverseerOctokit = ProbotOctokit.defaults((options: Record<string, unknown>) => ({
+  ...options,
+  throttle: { ...(options.throttle as object | undefined), enabled: false },
+  retry: { enabled: false },
+}));
+
+export type InstallationOctokit = Awaited<ReturnType<Probot["auth"]>>;
+
 export function createOverseerProbot(
   env: Pick<OverseerEnv, "appId" | "privateKey" | "webhookSecret" | "githubApiUrl">,
   log: Logger,
@@ -44,6 +58,7 @@ export function createOverseerProbot(
     secret: env.webhookSecret,
     baseUrl: env.githubApiUrl,
     log: log.child({ name: "probot" }),
+    Octokit: OverseerOctokit,
   });
 }
 

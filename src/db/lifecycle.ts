@@ -1,0 +1,106 @@
+import { transition } from "../domain/transitions.js";
+import type { Effect, TaskEvent } from "../domain/types.js";
+import { CHANNELS, notify } from "./notify.js";
+import { enqueueOutbox } from "./outbox.js";
+import type { Queryable } from "./pool.js";
+import type { RepoRow } from "./repos.js";
+import { requestStopForTask } from "./runs.js";
+import { appendTaskEvent, type Cause } from "./task-events.js";
+import { snapshotOf, type TaskChanges, type TaskRow, updateTask } from "./tasks.js";
+
+export type ApplyResult =
+  | { ok: true; task: TaskRow; effects: Effect[] }
+  | { ok: false; reason: string; task: TaskRow };
+
+/**
+ * The one write path for task state: runs the pure transition, writes the task, the audit
+ * event and the GitHub effects (outbox) together. The caller holds the task's row lock
+ * inside a transaction, so either all of it commits or none of it does.
+ */
+export async function applyTaskEvent(
+  db: Queryable,
+  repo: RepoRow,
+  task: TaskRow,
+  event: TaskEvent,
+  cause: Cause,
+  changes: TaskChanges = {},
+): Promise<ApplyResult> {
+  const result = transition(snapshotOf(task), event);
+  if (!result.ok) return { ok: false, reason: result.reason, task };
+  const updated = await updateTask(db, task.id, result.task, task.state, changes);
+  await appendTaskEvent(db, {
+    taskId: task.id,
+    event: event.type === "command" ? `command:${event.command}` : event.type,
+    fromState: task.state,
+    toState: updated.state,
+    ...cause,
+  });
+  await performEffects(db, repo, updated, result.effects, cause);
+  return { ok: true, task: updated, effects: result.effects };
+}
+
+/** Turns effects into outbox entries and notifications, inside the caller's transaction. */
+export async function performEffects(
+  db: Queryable,
+  repo: RepoRow,
+  task: TaskRow,
+  effects: Effect[],
+  cause: Cause,
+): Promise<void> {
+  const base = {
+    taskId: task.id,
+    installationId: repo.installationId ?? 0,
+    repoFullName: repo.fullName,
+  };
+  for (const effect of effects) {
+    switch (effect.type) {
+      case "status_comment":
+        await enqueueOutbox(db, {
+          ...base,
+          kind: "status_comment",
+          payload: { issueNumber: task.issueNumber },
+          key: { coalesce: `status:${task.id}` },
+        });
+        break;
+      case "state_label":
+        await enqueueOutbox(db, {
+          ...base,
+          kind: "state_label",
+          payload: { issueNumber: task.issueNumber },
+          key: { coalesce: `label:${task.id}` },
+        });
+        break;
+      case "completion_comment":
+        await enqueueOutbox(db, {
+          ...base,
+          kind: "completion_comment",
+          payload: { issueNumber: task.issueNumber },
+          key: { dedupe: `completion:${task.id}` },
+        });
+        break;
+      case "reply":
+        await enqueueOutbox(db, {
+          ...base,
+          kind: "reply",
+          payload: { issueNumber: task.issueNumber, body: effect.text },
+          key: { dedupe: `reply:${cause.cause}:${task.id}` },
+        });
+        break;
+      case "stop_run":
+        for (const runId of await requestStopForTask(db, task.id, cause.actor)) {
+          await notify(db, CHANNELS.stop, String(runId));
+        }
+        break;
+      case "wake_runners":
+        await notify(db, CHANNELS.queue, String(task.id));
+        break;
+      case "remove_worktree":
+        // Worktrees live on runner hosts; a runner removes a final task's worktree when
+        // it settles the run, and the watchdog's orphan sweep removes the rest.
+        break;
+    }
+  }
+  if (effects.some((effect) => effect.type !== "wake_runners" && effect.type !== "stop_run")) {
+    await notify(db, CHANNELS.outbox);
+  }
+}

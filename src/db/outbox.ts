@@ -1,0 +1,142 @@
+import type { Queryable } from "./pool.js";
+
+export type OutboxKind =
+  | "status_comment"
+  | "state_label"
+  | "reply"
+  | "reaction"
+  | "completion_comment";
+
+export interface OutboxEntry {
+  id: number;
+  taskId: number | null;
+  installationId: number;
+  repoFullName: string;
+  kind: OutboxKind;
+  payload: Record<string, unknown>;
+  dedupeKey: string | null;
+  coalesceKey: string | null;
+  version: number;
+  attempts: number;
+  lastError: string | null;
+}
+
+export interface NewOutboxEntry {
+  taskId: number | null;
+  installationId: number;
+  repoFullName: string;
+  kind: OutboxKind;
+  payload: Record<string, unknown>;
+  /**
+   * `dedupe`: at most one entry ever under this key (a completion comment, a reply to one
+   * command). `coalesce`: at most one pending entry; a newer write replaces its payload
+   * and bumps its version, so five edits queued behind a slow API are sent once.
+   */
+  key: { dedupe: string } | { coalesce: string };
+}
+
+const COLUMNS = `outbox.id, outbox.task_id AS "taskId", outbox.installation_id AS "installationId",
+  outbox.repo_full_name AS "repoFullName", outbox.kind, outbox.payload,
+  outbox.dedupe_key AS "dedupeKey", outbox.coalesce_key AS "coalesceKey", outbox.version,
+  outbox.attempts, outbox.last_error AS "lastError"`;
+
+export async function enqueueOutbox(db: Queryable, entry: NewOutboxEntry): Promise<void> {
+  const values = [
+    entry.taskId,
+    entry.installationId,
+    entry.repoFullName,
+    entry.kind,
+    JSON.stringify(entry.payload),
+  ];
+  if ("dedupe" in entry.key) {
+    await db.query(
+      `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING`,
+      [...values, entry.key.dedupe],
+    );
+    return;
+  }
+  await db.query(
+    `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, coalesce_key)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (coalesce_key) WHERE delivered_at IS NULL AND dead_at IS NULL
+     DO UPDATE SET payload = EXCLUDED.payload, version = outbox.version + 1, updated_at = now()`,
+    [...values, entry.key.coalesce],
+  );
+}
+
+/**
+ * Takes up to `limit` due entries for `leaseMs`. The LIMIT sits in a materialized CTE with
+ * SKIP LOCKED so concurrent dispatchers never take the same entry; the lease (not a held
+ * transaction) covers the API call, and an expired lease makes the entry due again.
+ */
+export async function claimDueOutbox(
+  db: Queryable,
+  limit: number,
+  leaseMs: number,
+): Promise<OutboxEntry[]> {
+  const result = await db.query<OutboxEntry>(
+    `WITH due AS MATERIALIZED (
+       SELECT id FROM outbox
+        WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
+          AND (locked_until IS NULL OR locked_until < now())
+        ORDER BY next_attempt_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED)
+     UPDATE outbox SET locked_until = now() + $2 * interval '1 millisecond',
+                       attempts = outbox.attempts + 1
+       FROM due WHERE outbox.id = due.id
+     RETURNING ${COLUMNS}`,
+    [limit, leaseMs],
+  );
+  return result.rows.sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Marks an entry delivered unless a newer write bumped its version meanwhile; then it is
+ * made due again so the latest text goes out. Returns whether it was marked delivered.
+ */
+export async function markOutboxDelivered(db: Queryable, entry: OutboxEntry): Promise<boolean> {
+  const done = await db.query(
+    `UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL,
+                       updated_at = now()
+      WHERE id = $1 AND version = $2`,
+    [entry.id, entry.version],
+  );
+  if (done.rowCount === 1) return true;
+  await db.query("UPDATE outbox SET locked_until = NULL, next_attempt_at = now() WHERE id = $1", [
+    entry.id,
+  ]);
+  return false;
+}
+
+export async function markOutboxRetry(
+  db: Queryable,
+  id: number,
+  error: string,
+  retryInMs: number,
+): Promise<void> {
+  await db.query(
+    `UPDATE outbox SET locked_until = NULL, last_error = $2, updated_at = now(),
+                       next_attempt_at = now() + $3 * interval '1 millisecond'
+      WHERE id = $1`,
+    [id, error, retryInMs],
+  );
+}
+
+export async function markOutboxDead(db: Queryable, id: number, error: string): Promise<void> {
+  await db.query(
+    `UPDATE outbox SET locked_until = NULL, last_error = $2, dead_at = now(), updated_at = now()
+      WHERE id = $1`,
+    [id, error],
+  );
+}
+
+/** Milliseconds until the next pending entry is due (null: nothing pending). */
+export async function nextOutboxDueInMs(db: Queryable): Promise<number | null> {
+  const result = await db.query<{ ms: number | null }>(
+    `SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) - now())) * 1000)::float8 AS ms
+       FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`,
+  );
+  return result.rows[0]?.ms ?? null;
+}

@@ -1,0 +1,50 @@
+import type { Queryable } from "./pool.js";
+
+export interface RepoRow {
+  id: number;
+  githubId: number;
+  fullName: string;
+  installationId: number | null;
+  cloneUrl: string;
+  defaultBranch: string;
+}
+
+const COLUMNS = `id, github_id AS "githubId", full_name AS "fullName",
+  installation_id AS "installationId", clone_url AS "cloneUrl", default_branch AS "defaultBranch"`;
+
+/** Records the repository as the latest payload describes it (renames, transfers, new installs). */
+export async function upsertRepo(db: Queryable, repo: Omit<RepoRow, "id">): Promise<RepoRow> {
+  const result = await db.query<RepoRow>(
+    `INSERT INTO repos (github_id, full_name, installation_id, clone_url, default_branch)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (github_id) DO UPDATE SET
+       full_name = EXCLUDED.full_name,
+       installation_id = COALESCE(EXCLUDED.installation_id, repos.installation_id),
+       clone_url = EXCLUDED.clone_url,
+       default_branch = EXCLUDED.default_branch,
+       updated_at = now()
+     WHERE (repos.full_name, repos.installation_id, repos.clone_url, repos.default_branch)
+       IS DISTINCT FROM (EXCLUDED.full_name, COALESCE(EXCLUDED.installation_id, repos.installation_id),
+                         EXCLUDED.clone_url, EXCLUDED.default_branch)
+     RETURNING ${COLUMNS}`,
+    [repo.githubId, repo.fullName, repo.installationId, repo.cloneUrl, repo.defaultBranch],
+  );
+  // Nothing changed: the conditional update returned no row, so read the current one.
+  return result.rows[0] ?? (await getRepoByGithubId(db, repo.githubId));
+}
+
+export async function getRepoByGithubId(db: Queryable, githubId: number): Promise<RepoRow> {
+  const result = await db.query<RepoRow>(`SELECT ${COLUMNS} FROM repos WHERE github_id = $1`, [
+    githubId,
+  ]);
+  const row = result.rows[0];
+  if (!row) throw new Error(`no repository with GitHub id ${githubId}`);
+  return row;
+}
+
+export async function getRepo(db: Queryable, id: number): Promise<RepoRow> {
+  const result = await db.query<RepoRow>(`SELECT ${COLUMNS} FROM repos WHERE id = $1`, [id]);
+  const row = result.rows[0];
+  if (!row) throw new Error(`no repository with id ${id}`);
+  return row;
+}

@@ -1,0 +1,94 @@
+import { z } from "zod";
+
+/**
+ * The fields of GitHub's webhook payloads that Overseer reads, checked at the edge so a
+ * malformed payload is refused with a message naming the field, not a TypeError deep in
+ * a handler.
+ */
+const user = z.object({ login: z.string(), type: z.string().optional() });
+const label = z.object({ name: z.string() });
+
+export const repositorySchema = z.object({
+  id: z.number(),
+  name: z.string(),
+  full_name: z.string(),
+  clone_url: z.string(),
+  default_branch: z.string().default("main"),
+  owner: z.object({ login: z.string() }),
+});
+
+const issue = z.object({
+  number: z.number().int().positive(),
+  title: z.string(),
+  labels: z.array(label).default([]),
+  pull_request: z.object({}).passthrough().nullish(),
+});
+
+const base = z.object({
+  repository: repositorySchema,
+  installation: z.object({ id: z.number() }).nullish(),
+  sender: user,
+});
+
+export const issueEventSchema = base.extend({ issue, label: label.optional() });
+
+export const issueCommentSchema = base.extend({
+  issue,
+  comment: z.object({
+    id: z.number(),
+    body: z
+      .string()
+      .nullable()
+      .transform((body) => body ?? ""),
+    user,
+    performed_via_github_app: z.object({ id: z.number() }).passthrough().nullish(),
+  }),
+});
+
+export const pullRequestEventSchema = base.extend({
+  pull_request: z.object({
+    number: z.number().int().positive(),
+    html_url: z.string(),
+    merged: z.boolean().nullish(),
+    body: z.string().nullish(),
+    head: z.object({
+      ref: z.string(),
+      sha: z.string(),
+      repo: z.object({ id: z.number() }).nullish(),
+    }),
+  }),
+});
+
+export type Repository = z.infer<typeof repositorySchema>;
+export type IssueEvent = z.infer<typeof issueEventSchema>;
+export type IssueCommentEvent = z.infer<typeof issueCommentSchema>;
+export type PullRequestEvent = z.infer<typeof pullRequestEventSchema>;
+
+export class PayloadError extends Error {
+  override name = "PayloadError";
+}
+
+export function parsePayload<T>(schema: z.ZodType<T>, payload: unknown, event: string): T {
+  const parsed = schema.safeParse(payload);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new PayloadError(
+    `malformed ${event} payload: ${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "invalid"}`,
+  );
+}
+
+const PRIORITY_RANKS: Record<string, number> = {
+  "priority:critical": 0,
+  "priority:high": 1,
+  "priority:medium": 2,
+  "priority:low": 3,
+};
+const DEFAULT_PRIORITY = 2;
+
+/** priority:critical → 0 … priority:low → 3 (the most urgent label wins); unlabelled: medium. */
+export function priorityFromLabels(labels: readonly string[]): number {
+  const ranks = labels
+    .map((name) => PRIORITY_RANKS[name.toLowerCase()])
+    .filter((rank): rank is number => rank !== undefined);
+  return ranks.length > 0 ? Math.min(...ranks) : DEFAULT_PRIORITY;
+}

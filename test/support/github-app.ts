@@ -1,0 +1,143 @@
+import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
+import { createRequire } from "node:module";
+import nock from "nock";
+import { pino } from "pino";
+import { readEnv } from "../../src/config/env.js";
+import { type Overseer, startOverseer } from "../../src/index.js";
+
+export const API = "https://api.github.com";
+export const WEBHOOK_SECRET = "test-webhook-secret";
+export const INSTALLATION_ID = 4242;
+
+const { privateKey } = generateKeyPairSync("rsa", {
+  modulusLength: 2048,
+  privateKeyEncoding: { type: "pkcs1", format: "pem" },
+  publicKeyEncoding: { type: "spki", format: "pem" },
+});
+
+const examples = createRequire(import.meta.url)(
+  "@octokit/webhooks-examples/api.github.com/index.json",
+) as { name: string; examples: Record<string, unknown>[] }[];
+
+// Tests reshape GitHub's example payloads freely; their full types would only get in the way.
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type LoosePayload = Record<string, any>;
+
+/** A deep copy of GitHub's own example payload for `event.action`, with our installation. */
+export function examplePayload(event: string, action: string): LoosePayload {
+  const found = examples
+    .find((entry) => entry.name === event)
+    ?.examples.find((example) => example.action === action);
+  if (!found) throw new Error(`no webhook example for ${event}.${action}`);
+  const payload = structuredClone(found) as LoosePayload;
+  payload.installation = {
+    id: INSTALLATION_ID,
+    node_id: "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==",
+  };
+  return payload;
+}
+
+export interface TestApp {
+  overseer: Overseer;
+  url: string;
+  /** Delivers a webhook as GitHub does: signed, with event and delivery headers. */
+  send(
+    event: string,
+    payload: unknown,
+    options?: { id?: string; secret?: string | null },
+  ): Promise<{ status: number; id: string }>;
+  /** Waits until the outbox has nothing pending (or throws after `timeoutMs`). */
+  settleOutbox(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startTestApp(
+  databaseUrl: string,
+  extraEnv: Record<string, string> = {},
+): Promise<TestApp> {
+  const env = readEnv({
+    APP_ID: "123",
+    PRIVATE_KEY: privateKey,
+    WEBHOOK_SECRET,
+    DATABASE_URL: databaseUrl,
+    PORT: "0",
+    HOST: "127.0.0.1",
+    OVERSEER_POLL_INTERVAL: "200ms",
+    ...extraEnv,
+  });
+  const overseer = await startOverseer(
+    env,
+    pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    "serve",
+  );
+  const url = `http://127.0.0.1:${overseer.port}`;
+  return {
+    overseer,
+    url,
+    async send(event, payload, options = {}) {
+      const id = options.id ?? randomUUID();
+      const body = JSON.stringify(payload);
+      const headers: Record<string, string> = {
+        "content-type": "application/json",
+        "x-github-event": event,
+        "x-github-delivery": id,
+        "user-agent": "GitHub-Hookshot/test",
+      };
+      if (options.secret !== null) {
+        const signature = createHmac("sha256", options.secret ?? WEBHOOK_SECRET)
+          .update(body)
+          .digest("hex");
+        headers["x-hub-signature-256"] = `sha256=${signature}`;
+      }
+      const response = await fetch(`${url}/api/github/webhooks`, { method: "POST", headers, body });
+      await response.text();
+      return { status: response.status, id };
+    },
+    async settleOutbox(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const pending = await overseer.db.pool.query<{ count: number }>(
+          "SELECT count(*)::int AS count FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
+        );
+        if (pending.rows[0]?.count === 0) return;
+        if (Date.now() > deadline) {
+          throw new Error(`outbox still has ${pending.rows[0]?.count} pending entries`);
+        }
+        overseer.dispatcher?.wake();
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    },
+    stop: () => overseer.stop(),
+  };
+}
+
+/** The installation token exchange every installation-authenticated call starts with. */
+export function mockInstallationToken(times = 1): nock.Scope {
+  return nock(API)
+    .post(`/app/installations/${INSTALLATION_ID}/access_tokens`)
+    .times(times)
+    .reply(201, {
+      token: "ghs_testinstallationtoken",
+      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+      permissions: { issues: "write", pull_requests: "write", contents: "write" },
+      repository_selection: "all",
+    });
+}
+
+/** Probot reads .github/overseer.yml from the repository, then from the owner's .github repo. */
+export function mockRepoConfig(owner: string, repo: string, yaml: string | null): nock.Scope {
+  const scope = nock(API);
+  const path = /\/contents\/\.github(%2F|\/)overseer\.yml/;
+  if (yaml === null) {
+    scope
+      .get((uri) => uri.startsWith(`/repos/${owner}/${repo}/contents/`) && path.test(uri))
+      .reply(404, { message: "Not Found" })
+      .get((uri) => uri.startsWith(`/repos/${owner}/.github/contents/`) && path.test(uri))
+      .reply(404, { message: "Not Found" });
+  } else {
+    scope
+      .get((uri) => uri.startsWith(`/repos/${owner}/${repo}/contents/`) && path.test(uri))
+      .reply(200, yaml, { "content-type": "text/plain; charset=utf-8" });
+  }
+  return scope;
+}
