@@ -36,7 +36,28 @@ export async function applyTaskEvent(
     ...cause,
   });
   await performEffects(db, repo, updated, result.effects, cause);
+  if (updated.state === "awaiting_merge" && task.state !== "awaiting_merge") {
+    await enqueueAutoMerge(db, repo, updated);
+  }
   return { ok: true, task: updated, effects: result.effects };
+}
+
+/**
+ * Queues a merge attempt for a task awaiting merge under `merge: auto`; a no-op otherwise.
+ * The dispatcher re-checks everything (checks, reviews, approval) right before merging.
+ */
+export async function enqueueAutoMerge(db: Queryable, repo: RepoRow, task: TaskRow): Promise<void> {
+  if (task.state !== "awaiting_merge" || task.prNumber === null) return;
+  if ((task.config as { merge?: string }).merge !== "auto") return;
+  await enqueueOutbox(db, {
+    taskId: task.id,
+    installationId: repo.installationId ?? 0,
+    repoFullName: repo.fullName,
+    kind: "merge_pr",
+    payload: { issueNumber: task.issueNumber, prNumber: task.prNumber },
+    key: { coalesce: `merge:${task.id}` },
+  });
+  await notify(db, CHANNELS.outbox);
 }
 
 /** Turns effects into outbox entries and notifications, inside the caller's transaction. */

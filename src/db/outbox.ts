@@ -5,7 +5,8 @@ export type OutboxKind =
   | "state_label"
   | "reply"
   | "reaction"
-  | "completion_comment";
+  | "completion_comment"
+  | "merge_pr";
 
 export interface OutboxEntry {
   id: number;

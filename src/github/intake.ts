@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Context, Probot } from "probot";
 import {
+  DEFAULT_REPO_CONFIG,
   loadRepoConfig,
   REPO_CONFIG_FILE,
   type RepoConfig,
@@ -81,7 +82,7 @@ export async function oncePerDelivery(
  * Runs `work` in a transaction that first records the delivery id; a concurrent duplicate
  * of the same delivery loses the insert and changes nothing.
  */
-async function inDeliveryTransaction(
+export async function recordDeliveryIn(
   deps: IntakeDependencies,
   context: Context,
   repository: Repository,
@@ -130,7 +131,7 @@ async function onLabeled(deps: IntakeDependencies, context: Context): Promise<vo
   const installationId = event.installation?.id ?? null;
   if (!config.ok) {
     if (labelName !== "overseer" && !existing) return;
-    await inDeliveryTransaction(
+    await recordDeliveryIn(
       deps,
       context,
       event.repository,
@@ -150,7 +151,7 @@ async function onLabeled(deps: IntakeDependencies, context: Context): Promise<vo
     return;
   }
   if (labelName !== config.config.label) return;
-  await inDeliveryTransaction(deps, context, event.repository, installationId, (client, repo) =>
+  await recordDeliveryIn(deps, context, event.repository, installationId, (client, repo) =>
     queueTask(client, repo, event, config.config, {
       actor: event.sender.login,
       cause: `delivery:${context.id}`,
@@ -237,7 +238,7 @@ async function onCancelled(
   const trigger = (existing.config as Partial<RepoConfig>).label ?? "overseer";
   if (type === "unlabeled" && event.label?.name !== trigger) return;
   const cause = { actor: event.sender.login, cause: `delivery:${context.id}` };
-  await inDeliveryTransaction(
+  await recordDeliveryIn(
     deps,
     context,
     event.repository,
@@ -265,7 +266,7 @@ async function onComment(deps: IntakeDependencies, context: Context): Promise<vo
 
   const existing = await findTaskForComment(deps, context, event);
   const config = existing
-    ? { ok: true as const, config: existing.config as unknown as RepoConfig }
+    ? { ok: true as const, config: { ...DEFAULT_REPO_CONFIG, ...existing.config } as RepoConfig }
     : await readRepoConfig(context);
   const installationId = event.installation?.id ?? null;
   const username = comment.user.login;
@@ -289,7 +290,7 @@ async function onComment(deps: IntakeDependencies, context: Context): Promise<vo
 
   if (!config.ok) {
     replies.push(config.body);
-    await inDeliveryTransaction(deps, context, event.repository, installationId, reply);
+    await recordDeliveryIn(deps, context, event.repository, installationId, reply);
     return;
   }
   const permission = await hasCommandPermission(context.octokit, {
@@ -302,49 +303,43 @@ async function onComment(deps: IntakeDependencies, context: Context): Promise<vo
   });
   if (!permission.allowed) {
     replies.push(refusalText(username, permission.permission, config.config.commanders));
-    await inDeliveryTransaction(deps, context, event.repository, installationId, reply);
+    await recordDeliveryIn(deps, context, event.repository, installationId, reply);
     return;
   }
 
-  await inDeliveryTransaction(
-    deps,
-    context,
-    event.repository,
-    installationId,
-    async (client, repo) => {
-      let accepted = false;
-      if (parsed.unknown.length > 0) {
-        replies.push(
-          `I don't know ${parsed.unknown.map((word) => `\`${word}\``).join(", ")}.\n\n${helpText()}`,
-        );
-      }
-      for (const command of parsed.commands) {
-        const outcome = await runCommand(
-          client,
-          repo,
-          event,
-          existing?.id ?? null,
-          config.config,
-          command,
-          cause(command),
-        );
-        if (outcome.reply) replies.push(outcome.reply);
-        accepted ||= outcome.accepted;
-      }
-      if (accepted) {
-        await enqueueOutbox(client, {
-          taskId: existing?.id ?? null,
-          installationId: repo.installationId ?? 0,
-          repoFullName: repo.fullName,
-          kind: "reaction",
-          payload: { commentId: comment.id, content: "+1" },
-          key: { dedupe: `reaction:${comment.id}` },
-        });
-        await notify(client, CHANNELS.outbox);
-      }
-      await reply(client, repo);
-    },
-  );
+  await recordDeliveryIn(deps, context, event.repository, installationId, async (client, repo) => {
+    let accepted = false;
+    if (parsed.unknown.length > 0) {
+      replies.push(
+        `I don't know ${parsed.unknown.map((word) => `\`${word}\``).join(", ")}.\n\n${helpText()}`,
+      );
+    }
+    for (const command of parsed.commands) {
+      const outcome = await runCommand(
+        client,
+        repo,
+        event,
+        existing?.id ?? null,
+        config.config,
+        command,
+        cause(command),
+      );
+      if (outcome.reply) replies.push(outcome.reply);
+      accepted ||= outcome.accepted;
+    }
+    if (accepted) {
+      await enqueueOutbox(client, {
+        taskId: existing?.id ?? null,
+        installationId: repo.installationId ?? 0,
+        repoFullName: repo.fullName,
+        kind: "reaction",
+        payload: { commentId: comment.id, content: "+1" },
+        key: { dedupe: `reaction:${comment.id}` },
+      });
+      await notify(client, CHANNELS.outbox);
+    }
+    await reply(client, repo);
+  });
 }
 
 async function runCommand(

@@ -13,6 +13,7 @@ import type { Pool } from "../db/pool.js";
 import { appendTaskEvent } from "../db/task-events.js";
 import { getTask, setStateLabel, setStatusCommentId, type TaskRow } from "../db/tasks.js";
 import { stateLabel } from "../domain/transitions.js";
+import { mergeWhenReady } from "./auto-merge.js";
 import {
   COMPLETION_MARKER,
   renderCompletionComment,
@@ -247,6 +248,11 @@ async function deliver(pool: Pool, octokit: GithubRequester, entry: OutboxEntry)
           createOnly: true,
         },
       );
+      return;
+    }
+    case "merge_pr": {
+      const task = await requireTask(pool, entry);
+      await mergeWhenReady(pool, octokit, task, target);
       return;
     }
     case "reaction":
