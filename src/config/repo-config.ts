@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { codeSpan } from "../domain/markdown.js";
 
 /**
  * A repository's own settings, `.github/overseer.yml`, read through Probot's
@@ -465,15 +466,6 @@ function formatProblemPlain(problem: ConfigProblem): string {
   return problem.key === FILE_PROBLEM_KEY
     ? `the file ${problem.reason}`
     : `${problem.key}: ${problem.reason}`;
-}
-
-/** A code span that survives backticks inside the text. */
-function codeSpan(text: string): string {
-  const flat = text.replace(/[\r\n]+/g, " ");
-  const longest = Math.max(0, ...(flat.match(/`+/g) ?? []).map((run) => run.length));
-  const fence = "`".repeat(longest + 1);
-  const pad = flat.startsWith("`") || flat.endsWith("`") ? " " : "";
-  return `${fence}${pad}${flat}${pad}${fence}`;
 }
 
 /**

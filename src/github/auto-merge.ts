@@ -2,7 +2,7 @@ import { applyTaskEvent } from "../db/lifecycle.js";
 import { type Pool, withTransaction } from "../db/pool.js";
 import { getRepo } from "../db/repos.js";
 import { lockTask, type TaskRow } from "../db/tasks.js";
-import { evidenceFrom, type VerifiedPull } from "./merges.js";
+import { evidenceFrom, mergedEvent, type VerifiedPull } from "./merges.js";
 import type { GithubRequester } from "./outbox-dispatcher.js";
 
 interface PullForMerge extends VerifiedPull {
@@ -78,13 +78,8 @@ export async function mergeWhenReady(
     const locked = await lockTask(client, { id: task.id });
     if (!locked) return;
     const cause = { actor: "overseer", cause: `auto-merge:${pull.number}` };
-    await applyTaskEvent(client, repo, locked, { type: "pr_merged", ...cause, evidence }, cause, {
-      prUrl: evidence.prUrl,
-      prHeadSha: merged.head.sha,
-      mergeCommitSha: evidence.mergeCommitSha,
-      mergedAt: new Date(evidence.mergedAt),
-      mergedBy: evidence.mergedBy,
-    });
+    const done = mergedEvent(evidence, merged.head.sha, cause.actor);
+    await applyTaskEvent(client, repo, locked, done.event, cause, done.changes);
   });
   return { merge: true };
 }

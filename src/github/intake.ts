@@ -20,12 +20,13 @@ import {
   findTaskByPullRequest,
   insertTaskIfAbsent,
   lockTask,
+  type TaskChanges,
   type TaskRow,
 } from "../db/tasks.js";
 import { branchName } from "../domain/branch.js";
 import { helpText, parseCommands } from "../domain/commands.js";
 import { createTask, describeState, STATE_LABEL_PREFIX } from "../domain/transitions.js";
-import type { CommandName } from "../domain/types.js";
+import type { CommandName, TaskEvent } from "../domain/types.js";
 import {
   type IssueCommentEvent,
   issueCommentSchema,
@@ -107,6 +108,28 @@ export async function recordDeliveryIn(
     if (!fresh) return;
     await work(client, repo);
   });
+}
+
+/** Locks the task and applies one event to it, in the delivery's transaction. */
+export async function applyInDelivery(
+  deps: IntakeDependencies,
+  context: Context,
+  event: { repository: Repository; installation?: { id: number } | null },
+  taskId: number,
+  taskEvent: TaskEvent,
+  cause: Cause,
+  changes?: TaskChanges,
+): Promise<void> {
+  await recordDeliveryIn(
+    deps,
+    context,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client, repo) => {
+      const task = await lockTask(client, { id: taskId });
+      if (task) await applyTaskEvent(client, repo, task, taskEvent, cause, changes);
+    },
+  );
 }
 
 async function readRepoConfig(
@@ -238,16 +261,7 @@ async function onCancelled(
   const trigger = (existing.config as Partial<RepoConfig>).label ?? "overseer";
   if (type === "unlabeled" && event.label?.name !== trigger) return;
   const cause = { actor: event.sender.login, cause: `delivery:${context.id}` };
-  await recordDeliveryIn(
-    deps,
-    context,
-    event.repository,
-    event.installation?.id ?? null,
-    async (client, repo) => {
-      const task = await lockTask(client, { id: existing.id });
-      if (task) await applyTaskEvent(client, repo, task, { type, actor: cause.actor }, cause);
-    },
-  );
+  await applyInDelivery(deps, context, event, existing.id, { type, actor: cause.actor }, cause);
 }
 
 async function onComment(deps: IntakeDependencies, context: Context): Promise<void> {

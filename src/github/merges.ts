@@ -2,9 +2,9 @@ import type { Context, Probot } from "probot";
 import { applyTaskEvent, enqueueAutoMerge } from "../db/lifecycle.js";
 import { withTransaction } from "../db/pool.js";
 import { getRepoByGithubId } from "../db/repos.js";
-import { findTask, findTaskByPullRequest, lockTask, type TaskRow } from "../db/tasks.js";
-import type { MergeEvidence } from "../domain/types.js";
-import { type IntakeDependencies, oncePerDelivery, recordDeliveryIn } from "./intake.js";
+import { findTask, findTaskByPullRequest, type TaskChanges, type TaskRow } from "../db/tasks.js";
+import type { MergeEvidence, TaskEvent } from "../domain/types.js";
+import { applyInDelivery, type IntakeDependencies, oncePerDelivery } from "./intake.js";
 import { type PullRequestEvent, parsePayload, pullRequestEventSchema } from "./payloads.js";
 
 /** What GET /repos/{owner}/{repo}/pulls/{pull_number} says, the only source of merge truth. */
@@ -85,46 +85,19 @@ async function onPullClosed(deps: IntakeDependencies, context: Context): Promise
   const pull = response.data as unknown as VerifiedPull;
   const evidence = evidenceFrom(pull);
   const cause = { actor: event.sender.login, cause: `delivery:${context.id}` };
-  await recordDeliveryIn(
-    deps,
-    context,
-    event.repository,
-    event.installation?.id ?? null,
-    async (client, repo) => {
-      const task = await lockTask(client, { id: found.id });
-      if (!task) return;
-      if (evidence) {
-        await applyTaskEvent(
-          client,
-          repo,
-          task,
-          { type: "pr_merged", actor: cause.actor, evidence },
-          cause,
-          {
-            prUrl: evidence.prUrl,
-            prHeadSha: pull.head.sha,
-            mergeCommitSha: evidence.mergeCommitSha,
-            mergedAt: new Date(evidence.mergedAt),
-            mergedBy: evidence.mergedBy,
-          },
-        );
-        return;
-      }
-      if (event.pull_request.merged) {
-        deps.log.warn(
-          { delivery: context.id, pr: pull.number, task: task.id },
-          "payload claims a merge the API does not confirm; ignored",
-        );
-      }
-      await applyTaskEvent(
-        client,
-        repo,
-        task,
-        { type: "pr_closed_unmerged", actor: cause.actor, prNumber: pull.number },
-        cause,
-      );
-    },
-  );
+  if (evidence) {
+    const merged = mergedEvent(evidence, pull.head.sha, cause.actor);
+    await applyInDelivery(deps, context, event, found.id, merged.event, cause, merged.changes);
+    return;
+  }
+  if (event.pull_request.merged) {
+    deps.log.warn(
+      { delivery: context.id, pr: pull.number, task: found.id },
+      "payload claims a merge the API does not confirm; ignored",
+    );
+  }
+  const closed = { type: "pr_closed_unmerged" as const, actor: cause.actor, prNumber: pull.number };
+  await applyInDelivery(deps, context, event, found.id, closed, cause);
 }
 
 async function onPullReopened(deps: IntakeDependencies, context: Context): Promise<void> {
@@ -132,23 +105,30 @@ async function onPullReopened(deps: IntakeDependencies, context: Context): Promi
   const found = await taskForPull(deps, event);
   if (!found) return;
   const cause = { actor: event.sender.login, cause: `delivery:${context.id}` };
-  await recordDeliveryIn(
-    deps,
-    context,
-    event.repository,
-    event.installation?.id ?? null,
-    async (client, repo) => {
-      const task = await lockTask(client, { id: found.id });
-      if (!task) return;
-      await applyTaskEvent(
-        client,
-        repo,
-        task,
-        { type: "pr_reopened", actor: cause.actor, prNumber: event.pull_request.number },
-        cause,
-      );
+  const reopened = {
+    type: "pr_reopened" as const,
+    actor: cause.actor,
+    prNumber: event.pull_request.number,
+  };
+  await applyInDelivery(deps, context, event, found.id, reopened, cause);
+}
+
+/** The pr_merged event and the evidence columns it writes, from a verified PR. */
+export function mergedEvent(
+  evidence: MergeEvidence,
+  headSha: string,
+  actor: string,
+): { event: TaskEvent; changes: TaskChanges } {
+  return {
+    event: { type: "pr_merged", actor, evidence },
+    changes: {
+      prUrl: evidence.prUrl,
+      prHeadSha: headSha,
+      mergeCommitSha: evidence.mergeCommitSha,
+      mergedAt: new Date(evidence.mergedAt),
+      mergedBy: evidence.mergedBy,
     },
-  );
+  };
 }
 
 /**

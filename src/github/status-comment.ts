@@ -1,3 +1,4 @@
+import { codeSpan } from "../domain/markdown.js";
 import type { TaskState } from "../domain/types.js";
 
 /**
@@ -294,14 +295,6 @@ function fenced(text: string): string[] {
   const longest = Math.max(0, ...(text.match(/`+/g) ?? []).map((run) => run.length));
   const fence = "`".repeat(Math.max(3, longest + 1));
   return [`${fence}text`, defang(text), fence];
-}
-
-function codeSpan(text: string): string {
-  const flat = text.replace(/[\r\n]+/g, " ");
-  const longest = Math.max(0, ...(flat.match(/`+/g) ?? []).map((run) => run.length));
-  const fence = "`".repeat(longest + 1);
-  const pad = flat.startsWith("`") || flat.endsWith("`") ? " " : "";
-  return `${fence}${pad}${flat}${pad}${fence}`;
 }
 
 /** The last line of defence; the caps above should keep every body well inside it. */
