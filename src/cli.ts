@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { EnvError, type OverseerEnv, readEnv } from "./config/env.js";
+import { WorkerProfileError } from "./config/workers.js";
 import { openDatabase } from "./db/database.js";
 import { migrate, schemaVersion } from "./db/migrate.js";
 import { DatabaseUnreachableError } from "./db/pool.js";
+import { listRunners } from "./db/runner-registry.js";
 import { countTasksByState } from "./db/tasks.js";
 import { type ProcessMode, startOverseer } from "./index.js";
 import { createLogger, type Logger } from "./log.js";
@@ -26,7 +28,9 @@ function loadEnvOrExit(): OverseerEnv {
 function failAndExit(error: unknown): never {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`overseer: ${message}\n`);
-  process.exit(error instanceof DatabaseUnreachableError ? EXIT_CONFIG : 1);
+  const configError =
+    error instanceof DatabaseUnreachableError || error instanceof WorkerProfileError;
+  process.exit(configError ? EXIT_CONFIG : 1);
 }
 
 async function runProcess(mode: ProcessMode): Promise<void> {
@@ -77,6 +81,11 @@ program
   .action(() => runProcess("serve"));
 
 program
+  .command("runner")
+  .description("claim and run tasks on this host (one per worker machine)")
+  .action(() => runProcess("runner"));
+
+program
   .command("migrate")
   .description("apply pending database migrations")
   .action(() =>
@@ -103,7 +112,8 @@ program
       async (db) => {
         const version = await schemaVersion(db.pool);
         const counts = version ? await countTasksByState(db.pool) : {};
-        const status = { database: "up", schema: version, tasks: counts };
+        const runners = version ? await listRunners(db.pool) : [];
+        const status = { database: "up", schema: version, tasks: counts, runners };
         if (options.json) {
           process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
           return;
@@ -113,6 +123,13 @@ program
           `schema:   ${version ?? "not migrated (run: overseer migrate)"}`,
           "tasks:",
           ...Object.entries(counts).map(([state, count]) => `  ${state.padEnd(18)} ${count}`),
+          "runners:",
+          ...runners.map(
+            (runner) =>
+              `  ${runner.id}  ${runner.host} pid ${runner.pid}  capacity ${runner.capacity}  ${
+                runner.stoppedAt ? "stopped" : `heartbeat ${runner.heartbeatAt.toISOString()}`
+              }`,
+          ),
         ];
         process.stdout.write(`${lines.join("\n")}\n`);
       },

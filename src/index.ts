@@ -1,14 +1,18 @@
 import type http from "node:http";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "./config/env.js";
+import { DEFAULT_WORKER_PROFILES, loadWorkerProfiles } from "./config/workers.js";
 import { type Database, openDatabase } from "./db/database.js";
 import { overseerApp } from "./github/app.js";
 import { OutboxDispatcher } from "./github/outbox-dispatcher.js";
 import { createGithubHandler } from "./github/probot.js";
+import { createRunnerGithub } from "./github/runner-github.js";
+import { Runner } from "./runner/task-runner.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
 
-export type ProcessMode = "all" | "serve";
+/** all: everything; serve: webhooks and HTTP only; runner: also claims and runs tasks. */
+export type ProcessMode = "all" | "serve" | "runner";
 
 export interface Overseer {
   port: number;
@@ -17,6 +21,8 @@ export interface Overseer {
   server: http.Server;
   /** Delivers GitHub side effects; absent in setup mode (no credentials yet). */
   dispatcher: OutboxDispatcher | undefined;
+  /** Claims and runs tasks; absent in `serve` mode and in setup mode. */
+  runner: Runner | undefined;
   stop(): Promise<void>;
 }
 
@@ -28,8 +34,12 @@ export interface Overseer {
 export async function startOverseer(
   env: OverseerEnv,
   log: Logger,
-  _processMode: ProcessMode = "all",
+  processMode: ProcessMode = "all",
 ): Promise<Overseer> {
+  // Read before anything starts, so a bad profile file stops the process at once.
+  const workers = env.workersFile
+    ? await loadWorkerProfiles(env.workersFile)
+    : DEFAULT_WORKER_PROFILES;
   const db = await openDatabase(env, log);
   try {
     const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool, log }));
@@ -42,9 +52,25 @@ export async function startOverseer(
           octokitFor: (installationId) => probot.auth(installationId),
           pollIntervalMs: env.pollIntervalMs,
           backoffBaseMs: env.outboxRetryBaseMs,
+          settleMs: env.outboxSettleMs,
         })
       : undefined;
     await dispatcher?.start();
+    const runner =
+      probot && processMode !== "serve"
+        ? new Runner({
+            pool: db.pool,
+            databaseUrl: db.url,
+            env,
+            log: log.child({ component: "runner" }),
+            workers,
+            github: async (installationId) => createRunnerGithub(await probot.auth(installationId)),
+          })
+        : undefined;
+    if (processMode === "runner" && !runner) {
+      throw new Error("overseer runner needs GitHub App credentials: set APP_ID and PRIVATE_KEY");
+    }
+    await runner?.start();
     const server = createHttpServer(
       [healthHandler(db.pool, () => github.mode), github.handler],
       log,
@@ -63,8 +89,10 @@ export async function startOverseer(
       db,
       server,
       dispatcher,
+      runner,
       stop() {
         stopping ??= (async () => {
+          await runner?.stop();
           await closeServer(server);
           await dispatcher?.stop();
           await db.close();

@@ -87,6 +87,7 @@ const envSchema = z.object({
   OVERSEER_RUNNER_STALE_AFTER: durationMs("60s").default(60_000),
   OVERSEER_MAX_RUN: durationMs("2h").default(2 * 3_600_000),
   OVERSEER_OUTBOX_RETRY_BASE: durationMs("1s").default(1_000),
+  OVERSEER_OUTBOX_SETTLE: z.union([z.literal("0"), durationMs("2s")]).default(2_000),
 });
 
 export interface OverseerEnv {
@@ -113,6 +114,8 @@ export interface OverseerEnv {
   maxRunMs: number;
   /** First retry delay of a failed GitHub write; doubles per attempt. */
   outboxRetryBaseMs: number;
+  /** How long a status comment or label must stay unchanged before it is sent. */
+  outboxSettleMs: number;
 }
 
 export class EnvError extends Error {
@@ -179,6 +182,7 @@ export function readEnv(
     runnerStaleAfterMs: env.OVERSEER_RUNNER_STALE_AFTER,
     maxRunMs: env.OVERSEER_MAX_RUN,
     outboxRetryBaseMs: env.OVERSEER_OUTBOX_RETRY_BASE,
+    outboxSettleMs: Number(env.OVERSEER_OUTBOX_SETTLE),
   };
 }
 

@@ -75,12 +75,14 @@ export async function claimDueOutbox(
   db: Queryable,
   limit: number,
   leaseMs: number,
+  settleMs = 0,
 ): Promise<OutboxEntry[]> {
   const result = await db.query<OutboxEntry>(
     `WITH due AS MATERIALIZED (
        SELECT id FROM outbox
         WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
           AND (locked_until IS NULL OR locked_until < now())
+          AND (coalesce_key IS NULL OR updated_at <= now() - $3 * interval '1 millisecond')
         ORDER BY next_attempt_at, id
         LIMIT $1
         FOR UPDATE SKIP LOCKED)
@@ -88,7 +90,7 @@ export async function claimDueOutbox(
                        attempts = outbox.attempts + 1
        FROM due WHERE outbox.id = due.id
      RETURNING ${COLUMNS}`,
-    [limit, leaseMs],
+    [limit, leaseMs, settleMs],
   );
   return result.rows.sort((a, b) => a.id - b.id);
 }
@@ -134,10 +136,15 @@ export async function markOutboxDead(db: Queryable, id: number, error: string): 
 }
 
 /** Milliseconds until the next pending entry is due (null: nothing pending). */
-export async function nextOutboxDueInMs(db: Queryable): Promise<number | null> {
+export async function nextOutboxDueInMs(db: Queryable, settleMs = 0): Promise<number | null> {
   const result = await db.query<{ ms: number | null }>(
-    `SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) - now())) * 1000)::float8 AS ms
+    `SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(GREATEST(
+              next_attempt_at,
+              COALESCE(locked_until, next_attempt_at),
+              CASE WHEN coalesce_key IS NULL THEN next_attempt_at
+                   ELSE updated_at + $1 * interval '1 millisecond' END)) - now())) * 1000)::float8 AS ms
        FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`,
+    [settleMs],
   );
   return result.rows[0]?.ms ?? null;
 }

@@ -1,5 +1,5 @@
 import type { Context, Probot } from "probot";
-import { applyTaskEvent, enqueueAutoMerge } from "../db/lifecycle.js";
+import { enqueueAutoMerge } from "../db/lifecycle.js";
 import { withTransaction } from "../db/pool.js";
 import { getRepoByGithubId } from "../db/repos.js";
 import { findTask, findTaskByPullRequest, type TaskChanges, type TaskRow } from "../db/tasks.js";

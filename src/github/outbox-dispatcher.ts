@@ -37,6 +37,12 @@ export interface DispatcherOptions {
   maxAttempts?: number;
   /** Fallback polling when no notification arrives. */
   pollIntervalMs?: number;
+  /**
+   * A coalescing entry (status comment, state label) waits until it has not changed for
+   * this long, so a task moving queued → running → awaiting merge in a few seconds costs
+   * one comment and one label, not three of each.
+   */
+  settleMs?: number;
 }
 
 const MAX_BACKOFF_MS = 10 * 60_000;
@@ -64,6 +70,7 @@ export class OutboxDispatcher {
       backoffBaseMs: 1_000,
       maxAttempts: DEFAULT_MAX_ATTEMPTS,
       pollIntervalMs: 5_000,
+      settleMs: 0,
       ...options,
     };
   }
@@ -106,7 +113,12 @@ export class OutboxDispatcher {
   /** Delivers every entry that is due now. Exposed for tests and the CLI. */
   async drain(): Promise<void> {
     for (;;) {
-      const entries = await claimDueOutbox(this.#options.pool, BATCH_SIZE, LEASE_MS);
+      const entries = await claimDueOutbox(
+        this.#options.pool,
+        BATCH_SIZE,
+        LEASE_MS,
+        this.#options.settleMs,
+      );
       if (entries.length === 0) return;
       for (const entry of entries) await this.#deliverOne(entry);
     }
@@ -114,7 +126,9 @@ export class OutboxDispatcher {
 
   async #scheduleNext(): Promise<void> {
     if (!this.#running) return;
-    const dueIn = await nextOutboxDueInMs(this.#options.pool).catch(() => null);
+    const dueIn = await nextOutboxDueInMs(this.#options.pool, this.#options.settleMs).catch(
+      () => null,
+    );
     const delay = Math.min(dueIn ?? this.#options.pollIntervalMs, this.#options.pollIntervalMs);
     this.#timer = setTimeout(() => this.wake(), Math.max(delay, 10));
   }

@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import nock from "nock";
 import { pino } from "pino";
 import { readEnv } from "../../src/config/env.js";
-import { type Overseer, startOverseer } from "../../src/index.js";
+import { type Overseer, type ProcessMode, startOverseer } from "../../src/index.js";
 
 export const API = "https://api.github.com";
 export const WEBHOOK_SECRET = "test-webhook-secret";
@@ -54,6 +54,7 @@ export interface TestApp {
 export async function startTestApp(
   databaseUrl: string,
   extraEnv: Record<string, string> = {},
+  mode: ProcessMode = "serve",
 ): Promise<TestApp> {
   const env = readEnv({
     APP_ID: "123",
@@ -63,12 +64,13 @@ export async function startTestApp(
     PORT: "0",
     HOST: "127.0.0.1",
     OVERSEER_POLL_INTERVAL: "200ms",
+    OVERSEER_OUTBOX_SETTLE: "0",
     ...extraEnv,
   });
   const overseer = await startOverseer(
     env,
     pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    "serve",
+    mode,
   );
   const url = `http://127.0.0.1:${overseer.port}`;
   return {

@@ -1,0 +1,229 @@
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import pg from "pg";
+import type { Logger } from "pino";
+import type { OverseerEnv } from "../config/env.js";
+import type { WorkerProfiles } from "../config/workers.js";
+import { CHANNELS } from "../db/notify.js";
+import { type Pool, withTransaction } from "../db/pool.js";
+import {
+  claimNextTask,
+  findExpiredRuns,
+  findRunsOnHost,
+  listRunnerPids,
+  type RunRow,
+  requeueLostRun,
+} from "../db/run-leases.js";
+import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runner-registry.js";
+import type { RunnerGithub } from "../github/runner-github.js";
+import { listProcessGroup } from "./process-group.js";
+import { ActiveRun, runTask } from "./run-task.js";
+import { killProcessGroup } from "./supervise.js";
+
+export interface RunnerDependencies {
+  pool: Pool;
+  /** For the dedicated LISTEN connection. */
+  databaseUrl: string;
+  env: Pick<
+    OverseerEnv,
+    "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "pollIntervalMs" | "runnerCapacity"
+  >;
+  log: Logger;
+  workers: WorkerProfiles;
+  github(installationId: number): Promise<RunnerGithub>;
+  runnerId?: string;
+  version?: string;
+}
+
+/** Grace for killing a worker left behind by a dead runner. */
+const ORPHAN_GRACE_MS = 2_000;
+
+export function newRunnerId(): string {
+  return `${os.hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+}
+
+/**
+ * Claims tasks and runs them, up to capacity. Wakes on NOTIFY (queued work, stop
+ * requests); polling every OVERSEER_POLL_INTERVAL is the fallback, and each poll also
+ * requeues runs whose lease expired (their runner died or was cut off).
+ */
+export class Runner {
+  readonly id: string;
+  readonly host = os.hostname();
+  readonly #deps: RunnerDependencies;
+  readonly #log: Logger;
+  readonly #active = new Map<number, ActiveRun>();
+  readonly #finished = new Set<Promise<void>>();
+  #listener: pg.Client | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #beat: NodeJS.Timeout | undefined;
+  #stopping = false;
+  #filling: Promise<void> | undefined;
+  #fillAgain = false;
+
+  constructor(deps: RunnerDependencies) {
+    this.#deps = deps;
+    this.id = deps.runnerId ?? newRunnerId();
+    this.#log = deps.log.child({ runner: this.id });
+  }
+
+  get activeRuns(): number {
+    return this.#active.size;
+  }
+
+  async start(): Promise<void> {
+    const { pool, env } = this.#deps;
+    await registerRunner(pool, {
+      id: this.id,
+      host: this.host,
+      pid: process.pid,
+      version: this.#deps.version ?? "0.1.0",
+      capacity: env.runnerCapacity,
+    });
+    await this.#settleLeftovers();
+    await this.#listen().catch((error: unknown) =>
+      this.#log.warn({ err: error }, "LISTEN failed; polling until it works"),
+    );
+    this.#beat = setInterval(() => {
+      heartbeatRunner(pool, this.id).catch((error: unknown) =>
+        this.#log.warn({ err: error }, "runner heartbeat failed"),
+      );
+    }, env.heartbeatIntervalMs);
+    this.#poll = setInterval(() => this.#tick(), env.pollIntervalMs);
+    this.#log.info({ capacity: env.runnerCapacity }, "runner started");
+    this.wake();
+  }
+
+  /** Graceful: stop claiming, stop workers (WIP per policy), requeue them uncharged. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearInterval(this.#poll);
+    clearInterval(this.#beat);
+    for (const active of this.#active.values()) active.requestStop("shutdown");
+    await this.#filling;
+    await Promise.all(this.#finished);
+    await this.#listener?.end().catch(() => undefined);
+    this.#listener = undefined;
+    await markRunnerStopped(this.#deps.pool, this.id);
+    this.#log.info("runner stopped");
+  }
+
+  /** Claims until capacity is reached or nothing is claimable. */
+  wake(): void {
+    if (this.#stopping) return;
+    if (this.#filling) {
+      this.#fillAgain = true;
+      return;
+    }
+    this.#filling = this.#fill()
+      .catch((error: unknown) => this.#log.error({ err: error }, "claiming failed"))
+      .finally(() => {
+        this.#filling = undefined;
+        if (this.#fillAgain) {
+          this.#fillAgain = false;
+          this.wake();
+        }
+      });
+  }
+
+  async #fill(): Promise<void> {
+    const { pool, env } = this.#deps;
+    while (!this.#stopping && this.#active.size < env.runnerCapacity) {
+      const claim = await withTransaction(pool, (client) =>
+        claimNextTask(client, { runnerId: this.id, host: this.host, leaseMs: env.leaseMs }),
+      );
+      if (!claim) return;
+      const active = new ActiveRun(claim);
+      this.#active.set(claim.run.id, active);
+      const finished = runTask({ ...this.#deps, runnerId: this.id }, active)
+        .catch((error: unknown) =>
+          this.#log.error({ err: error, run: claim.run.id }, "run could not be settled"),
+        )
+        .finally(() => {
+          this.#active.delete(claim.run.id);
+          this.#finished.delete(finished);
+          this.wake();
+        });
+      this.#finished.add(finished);
+    }
+  }
+
+  #tick(): void {
+    this.#requeueExpired()
+      .catch((error: unknown) => this.#log.warn({ err: error }, "lease sweep failed"))
+      .finally(() => this.wake());
+  }
+
+  /**
+   * Runs whose lease expired belong to a runner that died or was cut off: kill what is
+   * left of their worker on this host and requeue the task without charging the attempt.
+   * (The watchdog will own this sweep; until then every runner does it on each poll.)
+   */
+  async #requeueExpired(): Promise<void> {
+    for (const run of await findExpiredRuns(this.#deps.pool)) {
+      if (this.#active.has(run.id)) continue;
+      await this.#settleLost(run, "lease expired");
+    }
+  }
+
+  /** On start: runs on this host whose runner process is gone are settled now. */
+  async #settleLeftovers(): Promise<void> {
+    const runs = await findRunsOnHost(this.#deps.pool, this.host);
+    const pids = await listRunnerPids(
+      this.#deps.pool,
+      runs.map((run) => run.runnerId),
+    );
+    for (const run of runs) {
+      const pid = pids.get(run.runnerId);
+      if (run.runnerId !== this.id && pid !== undefined && isAlive(pid)) continue;
+      await this.#settleLost(run, "runner died");
+    }
+  }
+
+  async #settleLost(run: RunRow, reason: string): Promise<void> {
+    if (
+      run.host === this.host &&
+      run.pgid &&
+      run.pgid > 1 &&
+      listProcessGroup(run.pgid).length > 0
+    ) {
+      this.#log.warn({ run: run.id, pgid: run.pgid }, "killing a worker left by a dead runner");
+      await killProcessGroup(run.pgid, ORPHAN_GRACE_MS);
+    }
+    const requeued = await withTransaction(this.#deps.pool, (client) =>
+      requeueLostRun(client, run, reason),
+    );
+    if (requeued) this.#log.warn({ run: run.id, task: run.taskId, reason }, "requeued a lost run");
+  }
+
+  async #listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.#deps.databaseUrl });
+    client.on("notification", (message) => {
+      if (message.channel === CHANNELS.stop) {
+        this.#active.get(Number(message.payload))?.requestStop("stopped");
+      } else {
+        this.wake();
+      }
+    });
+    client.on("error", (error) => {
+      this.#log.warn({ err: error.message }, "runner listener lost; polling until it is back");
+      this.#listener = undefined;
+      setTimeout(() => {
+        if (!this.#stopping) this.#listen().catch(() => undefined);
+      }, 1_000);
+    });
+    await client.connect();
+    await client.query(`LISTEN ${CHANNELS.queue}`);
+    await client.query(`LISTEN ${CHANNELS.stop}`);
+    this.#listener = client;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
