@@ -119,13 +119,20 @@ async function setUrl(mirror: string, cloneUrl: string, opts: WorkspaceOptions) 
 
 async function fetchInto(repo: string, p: TaskPaths, opts: WorkspaceOptions) {
   const startedAt = Date.now();
-  await retryAfterStaleLocks(repo, mirrorLockScope(p, opts), () =>
-    git(
-      repo,
-      ["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "origin"],
-      authed(opts),
-    ),
-  );
+  const fetch = () =>
+    retryAfterStaleLocks(repo, mirrorLockScope(p, opts), () =>
+      git(
+        repo,
+        ["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "origin"],
+        authed(opts),
+      ),
+    );
+  // Fetch reads every worktree's HEAD, and `git worktree add` parks a null HEAD in its
+  // admin dir until checkout: a fetch meanwhile fails with "bad object worktrees/N/HEAD".
+  // So the mirror's own fetch (not a draft's) excludes worktree changes; lock order is
+  // always mirror, then registry.
+  if (repo === p.mirror) await withFileLock(p.registryLock, fetch, lockOptions(opts));
+  else await fetch();
   await mkdir(path.dirname(p.fetchStamp), { recursive: true });
   await writeFile(p.fetchStamp, String(startedAt));
 }

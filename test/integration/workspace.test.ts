@@ -21,6 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { branchName } from "../../src/domain/branch.js";
+import { withFileLock } from "../../src/workspace/file-lock.js";
 import {
   commitAll,
   commitsAheadOfBase,
@@ -567,6 +568,38 @@ process.stdout.write(JSON.stringify(result));
     expect(a.path).toBe(b.path);
     expect([a.created, b.created].sort()).toEqual([false, true]);
     expect(registered(fx.mirror)).toEqual([fx.mirror, a.path]);
+  });
+
+  it("a fetch waits for a worktree being added instead of failing on its parked null HEAD", async () => {
+    const fx = await fixture();
+    await ensureWorktree(fx.task(61), fx.opts());
+    // `git worktree add` writes a null HEAD into its admin dir until checkout finishes.
+    const pending = path.join(fx.mirror, "worktrees", "pending");
+    await mkdir(pending, { recursive: true });
+    await writeFile(path.join(pending, "HEAD"), `${"0".repeat(40)}\n`);
+    await writeFile(path.join(pending, "commondir"), "../..\n");
+    await writeFile(path.join(pending, "gitdir"), `${path.join(fx.root, "pending", ".git")}\n`);
+    const moved = await fx.push("main", { "src/app.txt": "v2\n" });
+    // Reproduced: a plain fetch now fails.
+    expect(gitFails(fx.mirror, ["fetch", "--quiet", "origin"])).toContain(
+      "bad object worktrees/pending/HEAD",
+    );
+
+    const registryLock = path.join(fx.home, "locks", "acme", "widgets", "worktrees.lock");
+    let fetched = false;
+    let fetching: Promise<void> | undefined;
+    await withFileLock(registryLock, async () => {
+      fetching = ensureMirror(fx.task(62), fx.opts()).then(() => {
+        fetched = true;
+      });
+      await sleep(300);
+      expect(fetched).toBe(false);
+      // The "worktree add" completes: HEAD names a real commit, the admin dir is whole.
+      await writeFile(path.join(pending, "HEAD"), `${head(fx.seed)}\n`);
+    });
+    await fetching;
+    expect(fetched).toBe(true);
+    expect(git(fx.mirror, ["rev-parse", "refs/remotes/origin/main"])).toBe(moved);
   });
 
   it("many tasks of one repository at once share one mirror", async () => {
