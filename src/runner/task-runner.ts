@@ -15,7 +15,10 @@ import {
   requeueLostRun,
 } from "../db/run-leases.js";
 import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runner-registry.js";
+import { findLeftoverWorktrees, type LeftoverWorktree, markWorktreesRemoved } from "../db/runs.js";
+import { appendTaskEvent } from "../db/task-events.js";
 import type { RunnerGithub } from "../github/runner-github.js";
+import { removeWorktree } from "../workspace/index.js";
 import { listProcessGroup } from "./process-group.js";
 import { ActiveRun, runTask } from "./run-task.js";
 import { killProcessGroup } from "./supervise.js";
@@ -60,6 +63,9 @@ export class Runner {
   #stopping = false;
   #filling: Promise<void> | undefined;
   #fillAgain = false;
+  #sweeping: Promise<void> | undefined;
+  /** Tasks whose worktree could not be removed: recorded once, retried after a restart. */
+  readonly #removalFailed = new Set<number>();
 
   constructor(deps: RunnerDependencies) {
     this.#deps = deps;
@@ -102,6 +108,7 @@ export class Runner {
     for (const active of this.#active.values()) active.requestStop("shutdown");
     await this.#filling;
     await Promise.all(this.#finished);
+    await this.#sweeping;
     await this.#listener?.end().catch(() => undefined);
     this.#listener = undefined;
     await markRunnerStopped(this.#deps.pool, this.id);
@@ -149,9 +156,63 @@ export class Runner {
   }
 
   #tick(): void {
-    this.#requeueExpired()
+    if (this.#sweeping) return;
+    this.#sweeping = this.#requeueExpired()
       .catch((error: unknown) => this.#log.warn({ err: error }, "lease sweep failed"))
-      .finally(() => this.wake());
+      .then(() => this.wake())
+      .then(() => this.#removeLeftoverWorktrees())
+      .catch((error: unknown) => this.#log.warn({ err: error }, "worktree sweep failed"))
+      .finally(() => {
+        this.#sweeping = undefined;
+      });
+  }
+
+  /** Runs one sweep now instead of at the next poll (for tests and `overseer doctor`). */
+  async sweep(): Promise<void> {
+    this.#tick();
+    await this.#sweeping;
+  }
+
+  /**
+   * Worktrees of done and cancelled tasks on this host are removed; a done task's branch
+   * goes too (its PR is merged). Uncommitted files are quarantined, never deleted.
+   */
+  async #removeLeftoverWorktrees(): Promise<void> {
+    const { pool, env } = this.#deps;
+    for (const leftover of await findLeftoverWorktrees(pool, this.host)) {
+      if (this.#stopping || this.#removalFailed.has(leftover.taskId)) continue;
+      const cause = { actor: this.id, cause: `runner:${this.id}` };
+      try {
+        await removeWorktree(workspaceOf(leftover), {
+          home: env.home,
+          log: this.#log,
+          deleteBranch: leftover.merged,
+        });
+        await withTransaction(pool, async (client) => {
+          await markWorktreesRemoved(client, leftover.taskId, this.host);
+          await appendTaskEvent(client, {
+            taskId: leftover.taskId,
+            event: "worktree_removed",
+            fromState: null,
+            toState: null,
+            ...cause,
+            detail: { host: this.host, branchDeleted: leftover.merged },
+          });
+        });
+      } catch (error) {
+        this.#removalFailed.add(leftover.taskId);
+        const reason = error instanceof Error ? error.message : String(error);
+        this.#log.error({ task: leftover.taskId, err: reason }, "worktree could not be removed");
+        await appendTaskEvent(pool, {
+          taskId: leftover.taskId,
+          event: "worktree_removal_failed",
+          fromState: null,
+          toState: null,
+          ...cause,
+          detail: { host: this.host, reason },
+        });
+      }
+    }
   }
 
   /**
@@ -217,6 +278,17 @@ export class Runner {
     await client.query(`LISTEN ${CHANNELS.stop}`);
     this.#listener = client;
   }
+}
+
+function workspaceOf(leftover: LeftoverWorktree) {
+  return {
+    repoFullName: leftover.repoFullName,
+    cloneUrl: leftover.cloneUrl,
+    issueNumber: leftover.issueNumber,
+    title: leftover.title,
+    base: leftover.base,
+    branch: leftover.branch ?? undefined,
+  };
 }
 
 function isAlive(pid: number): boolean {
