@@ -9,6 +9,11 @@ export interface RepoRow {
   defaultBranch: string;
 }
 
+/** The `repos` row of a joined query as one JSON column shaped like RepoRow. */
+export const REPO_JSON = `json_build_object('id', repos.id, 'githubId', repos.github_id,
+  'fullName', repos.full_name, 'installationId', repos.installation_id,
+  'cloneUrl', repos.clone_url, 'defaultBranch', repos.default_branch)`;
+
 const COLUMNS = `id, github_id AS "githubId", full_name AS "fullName",
   installation_id AS "installationId", clone_url AS "cloneUrl", default_branch AS "defaultBranch"`;
 

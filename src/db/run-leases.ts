@@ -1,7 +1,7 @@
 import type { TaskEvent } from "../domain/types.js";
 import { applyTaskEvent } from "./lifecycle.js";
 import type { PoolClient, Queryable } from "./pool.js";
-import { getRepo, type RepoRow } from "./repos.js";
+import { getRepo, REPO_JSON, type RepoRow } from "./repos.js";
 import { lockTask, TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
 
 export interface RunRow {
@@ -27,33 +27,78 @@ export interface Claim {
   repo: RepoRow;
 }
 
+/** Repositories' claims serialise on this advisory lock (namespace, repo id). */
+const CLAIM_LOCK_NAMESPACE = 0x6f76_6572; // "over"
+
+const DEFAULT_CONCURRENCY = 2;
+
+function concurrencyOf(task: TaskRow): number {
+  const value = (task.config as { concurrency?: unknown }).concurrency;
+  return typeof value === "number" && Number.isInteger(value) && value > 0
+    ? value
+    : DEFAULT_CONCURRENCY;
+}
+
 /**
- * Claims the most urgent claimable task: queued, approved if risk-labelled, and in a
- * repository under its concurrency. The LIMIT sits inside a MATERIALIZED CTE with
- * FOR UPDATE SKIP LOCKED, so the planner cannot lock more rows than it returns and
- * concurrent claimers never take the same task. The caller holds a transaction.
+ * Claims the most urgent claimable task: queued, approved if risk-labelled, under its
+ * attempts, in a repository under its concurrency. The LIMIT sits inside a MATERIALIZED
+ * CTE with FOR UPDATE SKIP LOCKED, so the planner cannot lock more rows than it returns
+ * and concurrent claimers never take the same task.
+ *
+ * Concurrency needs more than SKIP LOCKED: two claimers picking different tasks of one
+ * repository each count the other's claim as not yet running. So the pick also takes a
+ * per-repository advisory lock (held to commit), and the running count is read again in
+ * a new statement, whose snapshot sees every claim committed before the lock was granted.
+ * A repository found full is passed over for the next candidate. The caller holds a
+ * transaction.
  */
 export async function claimNextTask(
   client: PoolClient,
   runner: { runnerId: string; host: string; leaseMs: number },
 ): Promise<Claim | null> {
-  const picked = await client.query<TaskRow>(
-    `WITH candidate AS MATERIALIZED (
-       SELECT t.id FROM tasks t
-        WHERE t.state = 'queued'
-          AND (NOT t.risk_labelled OR t.approved_by IS NOT NULL)
-          AND t.attempts < t.max_attempts
-          AND (SELECT count(*) FROM tasks busy
-                WHERE busy.repo_id = t.repo_id AND busy.state = 'running')
-              < COALESCE((t.config->>'concurrency')::int, 2)
-        ORDER BY t.priority, t.queued_at, t.id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED)
-     SELECT ${TASK_COLUMNS} FROM tasks JOIN candidate ON candidate.id = tasks.id`,
-  );
-  const task = picked.rows[0];
-  if (!task) return null;
-  const repo = await getRepo(client, task.repoId);
+  const full: number[] = [];
+  for (;;) {
+    const picked = await client.query<TaskRow & { repo: RepoRow }>(
+      `WITH candidate AS MATERIALIZED (
+         SELECT t.id FROM tasks t
+          WHERE t.state = 'queued'
+            AND (NOT t.risk_labelled OR t.approved_by IS NOT NULL)
+            AND t.attempts < t.max_attempts
+            AND t.repo_id <> ALL($1::bigint[])
+            AND (SELECT count(*) FROM tasks busy
+                  WHERE busy.repo_id = t.repo_id AND busy.state = 'running')
+                < COALESCE((t.config->>'concurrency')::int, ${DEFAULT_CONCURRENCY})
+          ORDER BY t.priority, t.queued_at, t.id
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED)
+       SELECT ${TASK_COLUMNS}, ${REPO_JSON} AS repo
+         FROM tasks JOIN candidate ON candidate.id = tasks.id
+         JOIN repos ON repos.id = tasks.repo_id
+         CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(${CLAIM_LOCK_NAMESPACE},
+                                      (tasks.repo_id % 2147483647)::int)) AS repo_lock`,
+      [full],
+    );
+    const row = picked.rows[0];
+    if (!row) return null;
+    const { repo, ...task } = row;
+    const running = await client.query<{ count: number }>(
+      "SELECT count(*)::int AS count FROM tasks WHERE repo_id = $1 AND state = 'running'",
+      [task.repoId],
+    );
+    if ((running.rows[0]?.count ?? 0) >= concurrencyOf(task)) {
+      full.push(task.repoId);
+      continue;
+    }
+    return claim(client, runner, task, repo);
+  }
+}
+
+async function claim(
+  client: PoolClient,
+  runner: { runnerId: string; host: string; leaseMs: number },
+  task: TaskRow,
+  repo: RepoRow,
+): Promise<Claim> {
   const claimed = await applyTaskEvent(
     client,
     repo,

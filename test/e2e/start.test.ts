@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LATEST_MIGRATION } from "../support/constants.js";
 import {
   type OverseerProcess,
   processesMentioning,
@@ -81,7 +82,7 @@ describe("overseer start with embedded PostgreSQL", () => {
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({
       database: "up",
-      schema: "1763900000000_initial-schema",
+      schema: LATEST_MIGRATION,
       tasks: { queued: 0, done: 0 },
     });
 

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { migrate, schemaVersion } from "../../src/db/migrate.js";
+import { LATEST_MIGRATION, MIGRATIONS } from "../support/constants.js";
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from "../support/db.js";
 
 let db: TestDatabase;
@@ -51,7 +52,7 @@ function insertRun(taskId: number, runnerId: string, attempt: number) {
 
 describe("schema v1 refuses what must never happen", () => {
   it("has the migration recorded", async () => {
-    expect(await schemaVersion(db.pool)).toBe("1763900000000_initial-schema");
+    expect(await schemaVersion(db.pool)).toBe(LATEST_MIGRATION);
   });
 
   it("refuses a task in done without merge evidence", async () => {
@@ -134,12 +135,12 @@ describe("migrations", () => {
     const empty = await createEmptyDatabase();
     try {
       const results = await Promise.all([migrate(empty.url), migrate(empty.url)]);
-      expect(results.flat()).toEqual(["1763900000000_initial-schema"]);
+      expect(results.flat()).toEqual(MIGRATIONS);
       const { createPool } = await import("../../src/db/pool.js");
       const pool = createPool(empty.url);
       const rows = await pool.query("SELECT name FROM pgmigrations");
       await pool.end();
-      expect(rows.rows).toEqual([{ name: "1763900000000_initial-schema" }]);
+      expect(rows.rows).toEqual(MIGRATIONS.map((name) => ({ name })));
     } finally {
       await empty.drop();
     }
