@@ -1,7 +1,7 @@
 import { transition } from "../domain/transitions.js";
 import type { Effect, TaskEvent } from "../domain/types.js";
 import { CHANNELS, notify } from "./notify.js";
-import { enqueueOutbox } from "./outbox.js";
+import { enqueueOutbox, type NewOutboxEntry } from "./outbox.js";
 import type { Queryable } from "./pool.js";
 import type { RepoRow } from "./repos.js";
 import { requestStopForTask } from "./runs.js";
@@ -57,7 +57,6 @@ export async function enqueueAutoMerge(db: Queryable, repo: RepoRow, task: TaskR
     payload: { issueNumber: task.issueNumber, prNumber: task.prNumber },
     key: { coalesce: `merge:${task.id}` },
   });
-  await notify(db, CHANNELS.outbox);
 }
 
 /** Turns effects into outbox entries and notifications, inside the caller's transaction. */
@@ -73,10 +72,11 @@ export async function performEffects(
     installationId: repo.installationId ?? 0,
     repoFullName: repo.fullName,
   };
+  const writes: NewOutboxEntry[] = [];
   for (const effect of effects) {
     switch (effect.type) {
       case "status_comment":
-        await enqueueOutbox(db, {
+        writes.push({
           ...base,
           kind: "status_comment",
           payload: { issueNumber: task.issueNumber },
@@ -84,7 +84,7 @@ export async function performEffects(
         });
         break;
       case "state_label":
-        await enqueueOutbox(db, {
+        writes.push({
           ...base,
           kind: "state_label",
           payload: { issueNumber: task.issueNumber },
@@ -92,7 +92,7 @@ export async function performEffects(
         });
         break;
       case "completion_comment":
-        await enqueueOutbox(db, {
+        writes.push({
           ...base,
           kind: "completion_comment",
           payload: { issueNumber: task.issueNumber },
@@ -100,7 +100,7 @@ export async function performEffects(
         });
         break;
       case "reply":
-        await enqueueOutbox(db, {
+        writes.push({
           ...base,
           kind: "reply",
           payload: { issueNumber: task.issueNumber, body: effect.text },
@@ -116,12 +116,10 @@ export async function performEffects(
         await notify(db, CHANNELS.queue, String(task.id));
         break;
       case "remove_worktree":
-        // Worktrees live on runner hosts; a runner removes a final task's worktree when
-        // it settles the run, and the watchdog's orphan sweep removes the rest.
+        // Worktrees live on runner hosts: the runner on each removes those of done and
+        // cancelled tasks on its next sweep.
         break;
     }
   }
-  if (effects.some((effect) => effect.type !== "wake_runners" && effect.type !== "stop_run")) {
-    await notify(db, CHANNELS.outbox);
-  }
+  await enqueueOutbox(db, writes);
 }

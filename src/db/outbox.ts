@@ -1,3 +1,4 @@
+import { CHANNELS } from "./notify.js";
 import type { Queryable } from "./pool.js";
 
 export type OutboxKind =
@@ -41,28 +42,51 @@ const COLUMNS = `outbox.id, outbox.task_id AS "taskId", outbox.installation_id A
   outbox.dedupe_key AS "dedupeKey", outbox.coalesce_key AS "coalesceKey", outbox.version,
   outbox.attempts, outbox.last_error AS "lastError"`;
 
-export async function enqueueOutbox(db: Queryable, entry: NewOutboxEntry): Promise<void> {
-  const values = [
-    entry.taskId,
-    entry.installationId,
-    entry.repoFullName,
-    entry.kind,
-    JSON.stringify(entry.payload),
-  ];
-  if ("dedupe" in entry.key) {
-    await db.query(
-      `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
-       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING`,
-      [...values, entry.key.dedupe],
-    );
-    return;
+/**
+ * Queues GitHub writes and wakes the dispatchers, in one statement (the NOTIFY is
+ * delivered when the caller's transaction commits). Of several entries under one
+ * coalesce key, the last wins, as it would have one statement at a time.
+ */
+export async function enqueueOutbox(
+  db: Queryable,
+  entries: NewOutboxEntry | NewOutboxEntry[],
+): Promise<void> {
+  const list = Array.isArray(entries) ? entries : [entries];
+  if (list.length === 0) return;
+  const dedupe = new Map<string, NewOutboxEntry>();
+  const coalesce = new Map<string, NewOutboxEntry>();
+  for (const entry of list) {
+    if ("dedupe" in entry.key) {
+      if (!dedupe.has(entry.key.dedupe)) dedupe.set(entry.key.dedupe, entry);
+    } else {
+      coalesce.set(entry.key.coalesce, entry);
+    }
   }
+  const columns = (rows: Map<string, NewOutboxEntry>) => {
+    const values = [...rows.values()];
+    return [
+      values.map((entry) => entry.taskId),
+      values.map((entry) => entry.installationId),
+      values.map((entry) => entry.repoFullName),
+      values.map((entry) => entry.kind),
+      values.map((entry) => JSON.stringify(entry.payload)),
+      [...rows.keys()],
+    ];
+  };
+  const rows = `SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+    $5::jsonb[], $6::text[])`;
   await db.query(
-    `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, coalesce_key)
-     VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (coalesce_key) WHERE delivered_at IS NULL AND dead_at IS NULL
-     DO UPDATE SET payload = EXCLUDED.payload, version = outbox.version + 1, updated_at = now()`,
-    [...values, entry.key.coalesce],
+    `WITH deduped AS (
+       INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
+       ${rows} ON CONFLICT (dedupe_key) DO NOTHING),
+     coalesced AS (
+       INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, coalesce_key)
+       ${rows.replace(/\$(\d)/g, (_, n: string) => `$${Number(n) + 6}`)}
+       ON CONFLICT (coalesce_key) WHERE delivered_at IS NULL AND dead_at IS NULL
+       DO UPDATE SET payload = EXCLUDED.payload, version = outbox.version + 1,
+                     updated_at = now())
+     SELECT pg_notify($13, '')`,
+    [...columns(dedupe), ...columns(coalesce), CHANNELS.outbox],
   );
 }
 

@@ -10,7 +10,6 @@ import {
 } from "../config/repo-config.js";
 import { isDeliverySeen, recordDelivery } from "../db/deliveries.js";
 import { applyTaskEvent, performEffects } from "../db/lifecycle.js";
-import { CHANNELS, notify } from "../db/notify.js";
 import { enqueueOutbox } from "../db/outbox.js";
 import { type Pool, type PoolClient, withTransaction } from "../db/pool.js";
 import { type RepoRow, upsertRepo } from "../db/repos.js";
@@ -168,7 +167,6 @@ async function onLabeled(deps: IntakeDependencies, context: Context): Promise<vo
           payload: { issueNumber: event.issue.number, body: config.body },
           key: { dedupe: `config-error:${repo.id}:${event.issue.number}:${config.key}` },
         });
-        await notify(client, CHANNELS.outbox);
       },
     );
     return;
@@ -300,7 +298,7 @@ async function onComment(deps: IntakeDependencies, context: Context): Promise<vo
           kind: "reply",
           payload: { issueNumber: event.issue.number, body: replies.join("\n\n") },
           key: { dedupe: `reply:${context.id}` },
-        }).then(() => notify(client, CHANNELS.outbox));
+        });
 
   if (!config.ok) {
     replies.push(config.body);
@@ -350,7 +348,6 @@ async function onComment(deps: IntakeDependencies, context: Context): Promise<vo
         payload: { commentId: comment.id, content: "+1" },
         key: { dedupe: `reaction:${comment.id}` },
       });
-      await notify(client, CHANNELS.outbox);
     }
     await reply(client, repo);
   });
