@@ -1,0 +1,487 @@
+/**
+ * Claim throughput: claimNextTask (the real claim path: SKIP LOCKED pick, applyTaskEvent
+ * with task_events, outbox and NOTIFY, the runs row) against a bare
+ * `FOR UPDATE SKIP LOCKED` UPDATE loop, on the same PostgreSQL with the same number of
+ * concurrent claimers. Every round claims all seeded tasks; double claims are counted
+ * from what the claimers returned and from the tables, and any double or lost claim makes
+ * the script exit non-zero. Uses DATABASE_URL (a fresh database in it) or an embedded
+ * server in a temporary directory.
+ *
+ *   npx tsx bench/claim.bench.ts [tasks]
+ *
+ * Target: ours / raw ≥ 0.5 (medians of 3 rounds).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { ensureDatabaseExists } from "../src/db/database.js";
+import { type EmbeddedServer, startEmbeddedPostgres } from "../src/db/embedded.js";
+import { migrate } from "../src/db/migrate.js";
+import { createPool, type Pool, withTransaction } from "../src/db/pool.js";
+import { type RepoRow, upsertRepo } from "../src/db/repos.js";
+import { claimNextTask } from "../src/db/run-leases.js";
+import { registerRunner } from "../src/db/runner-registry.js";
+import { withDatabase } from "../src/db/url.js";
+
+const TASKS = Number(process.argv[2] ?? 2_000);
+const ROUNDS = 3;
+const CLAIMER_COUNTS = [1, 4, 8];
+const SPREAD_REPOS = 200;
+const TARGET_RATIO = 0.5;
+const LEASE_MS = 600_000;
+const PROBE_CLAIMS = 20;
+
+const RAW_CLAIM = `WITH c AS MATERIALIZED (
+    SELECT id FROM tasks WHERE state = 'queued' ORDER BY priority, queued_at, id
+     LIMIT 1 FOR UPDATE SKIP LOCKED)
+  UPDATE tasks SET state = 'running' FROM c WHERE tasks.id = c.id RETURNING tasks.id`;
+
+if (!Number.isInteger(TASKS) || TASKS < 1) {
+  console.error(`usage: npx tsx bench/claim.bench.ts [tasks]   (got ${process.argv[2]})`);
+  process.exit(2);
+}
+
+// ---- cleanup that also runs on SIGINT/SIGTERM: no server, database or directory is left.
+
+const cleanups: { name: string; run: () => Promise<void> }[] = [];
+let cleaning: Promise<void> | undefined;
+let interrupted = false;
+/** Settles once setup that may start a server is over, so a signal never races it. */
+let starting: Promise<unknown> = Promise.resolve();
+
+function onCleanup(name: string, run: () => Promise<void>): void {
+  cleanups.push({ name, run });
+}
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (let step = cleanups.pop(); step; step = cleanups.pop()) {
+      await step.run().catch((error: unknown) => {
+        console.error(`cleanup "${step?.name}" failed: ${(error as Error).message}`);
+      });
+    }
+  })();
+  return cleaning;
+}
+
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error(`\n${signal}: stopping claimers and cleaning up`);
+    void starting
+      .catch(() => undefined)
+      .then(cleanup)
+      .finally(() => process.exit(130));
+  });
+}
+
+// ---- database
+
+async function postmasterPid(server: EmbeddedServer): Promise<number> {
+  const text = await readFile(path.join(server.dataDir, "postmaster.pid"), "utf8");
+  const pid = Number(text.split("\n")[0]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error("no pid in postmaster.pid");
+  return pid;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Stops the server we started. A Ctrl-C in a terminal also reaches PostgreSQL (same
+ * process group), which then shuts down by itself; stop() would wait forever for an
+ * `exit` event that has already fired, so we also watch the postmaster's pid, and kill
+ * that pid if it outlives the timeout.
+ */
+async function stopServer(server: EmbeddedServer, pid: number): Promise<void> {
+  let stopReturned = false;
+  const stopping = server.stop().then(() => {
+    stopReturned = true;
+  });
+  const deadline = Date.now() + 30_000;
+  while (!stopReturned && isAlive(pid) && Date.now() < deadline) {
+    await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, 50))]);
+  }
+  if (isAlive(pid)) {
+    console.error(`embedded PostgreSQL (pid ${pid}) did not stop in 30 s; killing it`);
+    process.kill(pid, "SIGKILL");
+    return;
+  }
+  // The exit is seen through the pid first; give stop() a moment to notice it too.
+  await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, 1_000))]);
+  if (!stopReturned) {
+    console.error(`embedded PostgreSQL (pid ${pid}) had already exited; stop() did not return`);
+  }
+}
+
+async function adminQuery(adminUrl: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A migrated, empty database of our own; its removal is registered before it exists. */
+async function openBenchDatabase(): Promise<{ url: string; where: string }> {
+  const name = `overseer_bench_${randomBytes(6).toString("hex")}`;
+  let adminUrl = process.env.DATABASE_URL;
+  let where = "DATABASE_URL";
+  if (!adminUrl) {
+    const home = await mkdtemp(path.join(tmpdir(), "overseer-bench-"));
+    onCleanup("remove temp dir", () => rm(home, { recursive: true, force: true }));
+    const server = startEmbeddedPostgres(home);
+    starting = server;
+    // Registered as soon as the server is up, even if a signal arrived meanwhile.
+    void server.then(async (started) => {
+      const pid = await postmasterPid(started);
+      onCleanup("stop embedded PostgreSQL", () => stopServer(started, pid));
+    });
+    const started = await server;
+    if (!started.owned) throw new Error("embedded server in a fresh directory is not ours");
+    adminUrl = started.adminUrl;
+    where = `embedded PostgreSQL on port ${started.port}`;
+  } else {
+    const admin = adminUrl;
+    onCleanup("drop bench database", () =>
+      adminQuery(admin, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
+    );
+  }
+  if (interrupted) throw new Error("interrupted");
+  await ensureDatabaseExists(adminUrl, name);
+  const url = withDatabase(adminUrl, name);
+  await migrate(url);
+  const version = await queryOne<{ server_version: string }>(
+    url,
+    "SHOW server_version",
+    "server_version",
+  );
+  return { url, where: `${where}, PostgreSQL ${version}` };
+}
+
+async function queryOne<T extends Record<string, unknown>>(
+  url: string,
+  sql: string,
+  column: keyof T,
+): Promise<T[keyof T]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const result = await client.query<T>(sql);
+    return result.rows[0]?.[column] as T[keyof T];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Empties the queue and seeds `TASKS` queued tasks round-robin over `repos`. */
+async function seed(pool: Pool, repos: RepoRow[], count = TASKS): Promise<void> {
+  await pool.query("TRUNCATE tasks, runs, task_events, outbox RESTART IDENTITY CASCADE");
+  // Same values as insertTaskIfAbsent would write for a queued task (one statement, fast).
+  await pool.query(
+    `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts,
+                        risk_labelled, worker_profile, base_branch, branch, config, labels)
+     SELECT ($1::bigint[])[1 + (g - 1) % cardinality($1::bigint[])], g, 'bench task ' || g,
+            'queued', 2, 3, false, NULL, NULL, 'overseer/' || g || '-bench',
+            '{"concurrency": 100000}'::jsonb, '{}'::text[]
+       FROM generate_series(1, $2::int) AS g`,
+    [repos.map((repo) => repo.id), count],
+  );
+  await pool.query("ANALYZE tasks");
+}
+
+// ---- one round
+
+interface Round {
+  ms: number;
+  claims: number;
+  doubles: number;
+  lost: number;
+  /** Mean ms per claim over the first and the last tenth of claims, in completion order. */
+  firstTenthMs: number;
+  lastTenthMs: number;
+  problems: string[];
+}
+
+type ClaimOnce = (pool: Pool, runnerId: string) => Promise<number | null>;
+
+const ours: ClaimOnce = async (pool, runnerId) => {
+  const claim = await withTransaction(pool, (client) =>
+    claimNextTask(client, { runnerId, host: "bench-host", leaseMs: LEASE_MS }),
+  );
+  return claim?.task.id ?? null;
+};
+
+const raw: ClaimOnce = async (pool) => {
+  const result = await withTransaction(pool, (client) => client.query<{ id: number }>(RAW_CLAIM));
+  return result.rows[0]?.id ?? null;
+};
+
+async function runRound(
+  pool: Pool,
+  repos: RepoRow[],
+  claimers: number,
+  claim: ClaimOnce,
+  side: "ours" | "raw",
+): Promise<Round> {
+  await seed(pool, repos);
+  const claimed: number[] = [];
+  const latencies: number[] = [];
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: claimers }, async (_, index) => {
+      for (;;) {
+        if (interrupted) throw new Error("interrupted");
+        const t0 = performance.now();
+        const id = await claim(pool, `bench-runner-${index}`);
+        if (id === null) return;
+        latencies.push(performance.now() - t0);
+        claimed.push(id);
+      }
+    }),
+  );
+  const ms = performance.now() - started;
+
+  const problems: string[] = [];
+  const distinct = new Set(claimed).size;
+  let doubles = claimed.length - distinct;
+  const counts = (
+    await pool.query<Record<string, number>>(
+      `SELECT (SELECT count(*)::int FROM tasks) AS inserted,
+              (SELECT count(*)::int FROM tasks WHERE state = 'running') AS running,
+              (SELECT count(*)::int FROM tasks WHERE state = 'queued') AS queued,
+              (SELECT count(*)::int FROM runs) AS runs,
+              (SELECT count(DISTINCT task_id)::int FROM runs) AS "runTasks",
+              (SELECT count(*)::int FROM task_events WHERE event = 'claimed') AS events,
+              (SELECT count(DISTINCT task_id)::int FROM task_events
+                WHERE event = 'claimed') AS "eventTasks",
+              (SELECT count(*)::int FROM tasks WHERE attempts > 1) AS "reattempted"`,
+    )
+  ).rows[0] as Record<string, number>;
+  const { inserted = 0, running = 0, queued = 0 } = counts;
+  if (inserted !== TASKS) problems.push(`${inserted} tasks in the table, ${TASKS} seeded`);
+  if (running !== inserted || queued !== 0) {
+    problems.push(`${running} running and ${queued} queued of ${inserted}`);
+  }
+  if (side === "ours") {
+    const { runs = 0, runTasks = 0, events = 0, eventTasks = 0, reattempted = 0 } = counts;
+    // Each source counts the same event; a double claim shows in any of them.
+    doubles = Math.max(doubles, runs - runTasks, events - eventTasks, reattempted);
+    if (runs !== claimed.length || events !== claimed.length) {
+      problems.push(`${claimed.length} claims returned, ${runs} runs, ${events} claim events`);
+    }
+  }
+  const lost = inserted - distinct;
+  if (doubles > 0) problems.push(`${doubles} double claims`);
+  if (lost !== 0) problems.push(`${lost} tasks never claimed`);
+
+  const tenth = Math.max(1, Math.floor(latencies.length / 10));
+  return {
+    ms,
+    claims: claimed.length,
+    doubles,
+    lost,
+    firstTenthMs: mean(latencies.slice(0, tenth)),
+    lastTenthMs: mean(latencies.slice(-tenth)),
+    problems,
+  };
+}
+
+/**
+ * claimNextTask's latency with `history` finished tasks in the table besides TASKS queued
+ * ones, in rolled-back transactions, so every sample sees the same table. The per-repo
+ * concurrency check counts running tasks of the candidate's repo; this shows what that
+ * count costs as the table grows.
+ */
+async function probeClaim(pool: Pool, repos: RepoRow[], history: number): Promise<number> {
+  await seed(pool, repos);
+  await pool.query(
+    `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts, attempts,
+                        branch, config, finished_at)
+     SELECT ($1::bigint[])[1 + (g - 1) % cardinality($1::bigint[])], g, 'finished ' || g,
+            'cancelled', 2, 3, 1, 'overseer/' || g || '-bench', '{"concurrency": 100000}', now()
+       FROM generate_series($2::int + 1, $2::int + $3::int) AS g`,
+    [repos.map((repo) => repo.id), TASKS, history],
+  );
+  await pool.query("ANALYZE tasks");
+  const samples: number[] = [];
+  for (let n = 0; n < PROBE_CLAIMS; n++) {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const t0 = performance.now();
+      const claim = await claimNextTask(client, {
+        runnerId: "bench-runner-0",
+        host: "bench-host",
+        leaseMs: LEASE_MS,
+      });
+      samples.push(performance.now() - t0);
+      if (!claim) throw new Error(`probe found nothing to claim with ${history} finished`);
+    } finally {
+      await client.query("ROLLBACK").catch(() => undefined);
+      client.release();
+    }
+  }
+  return median(samples);
+}
+
+// ---- figures
+
+function mean(values: number[]): number {
+  return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The round with the median wall time (so its other figures belong to one real round). */
+function medianRound(rounds: Round[]): Round {
+  return [...rounds].sort((a, b) => a.ms - b.ms)[Math.floor(rounds.length / 2)] as Round;
+}
+
+const rate = (round: Round) => (round.claims / round.ms) * 1000;
+
+async function scenario(pool: Pool, label: string, repos: RepoRow[]): Promise<string[]> {
+  const failures: string[] = [];
+  const cell = (text: string, width: number) => ` ${text.padStart(width)} `;
+  const widths = [8, 15, 15, 12, 13];
+  const row = (cells: string[]) =>
+    `|${cells.map((text, i) => cell(text, widths[i] ?? 8)).join("|")}|`;
+  const detail: string[] = [];
+  console.log(`\n${label}: ${TASKS} tasks, ${repos.length} repo(s); median of ${ROUNDS} rounds`);
+  console.log(row(["claimers", "ours claims/s", "raw claims/s", "ratio", "double claims"]));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const claimers of CLAIMER_COUNTS) {
+    const oursRounds: Round[] = [];
+    const rawRounds: Round[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      // Interleaved, so drift in machine load hits both sides alike.
+      oursRounds.push(await runRound(pool, repos, claimers, ours, "ours"));
+      rawRounds.push(await runRound(pool, repos, claimers, raw, "raw"));
+    }
+    for (const [side, rounds] of [
+      ["ours", oursRounds],
+      ["raw", rawRounds],
+    ] as const) {
+      for (const [i, round] of rounds.entries()) {
+        for (const problem of round.problems) {
+          failures.push(`${label}, ${claimers} claimers, ${side} round ${i + 1}: ${problem}`);
+        }
+      }
+    }
+    const oursRate = median(oursRounds.map(rate));
+    const rawRate = median(rawRounds.map(rate));
+    const ratio = oursRate / rawRate;
+    const doubles = [...oursRounds, ...rawRounds].reduce((sum, r) => sum + r.doubles, 0);
+    console.log(
+      row([
+        String(claimers),
+        oursRate.toFixed(0),
+        rawRate.toFixed(0),
+        `${ratio.toFixed(2)} ${ratio >= TARGET_RATIO ? "ok" : "MISSED"}`,
+        String(doubles),
+      ]),
+    );
+    const o = medianRound(oursRounds);
+    const r = medianRound(rawRounds);
+    detail.push(
+      `  ${claimers} claimers: ms/claim first→last tenth: ours ${o.firstTenthMs.toFixed(2)}→${o.lastTenthMs.toFixed(2)}, raw ${r.firstTenthMs.toFixed(2)}→${r.lastTenthMs.toFixed(2)}`,
+    );
+  }
+  console.log(detail.join("\n"));
+  return failures;
+}
+
+async function main(): Promise<void> {
+  const db = await openBenchDatabase();
+  const maxClaimers = Math.max(...CLAIMER_COUNTS);
+  const pool = createPool(db.url, undefined, maxClaimers + 1);
+  // A checked-out client whose server goes away (Ctrl-C reaches PostgreSQL too) emits
+  // `error` outside any query; without a listener that would crash before cleanup.
+  pool.on("connect", (client) => {
+    client.on("error", (error) => {
+      if (!interrupted && !cleaning) console.error(`database connection failed: ${error.message}`);
+    });
+  });
+  onCleanup("close pool", () => pool.end());
+
+  const repos: RepoRow[] = [];
+  for (let i = 1; i <= SPREAD_REPOS; i++) {
+    repos.push(
+      await upsertRepo(pool, {
+        githubId: 9_000_000 + i,
+        fullName: `bench/repo-${i}`,
+        installationId: 1,
+        cloneUrl: `https://github.com/bench/repo-${i}.git`,
+        defaultBranch: "main",
+      }),
+    );
+  }
+  for (let i = 0; i < maxClaimers; i++) {
+    await registerRunner(pool, {
+      id: `bench-runner-${i}`,
+      host: "bench-host",
+      pid: process.pid,
+      version: "bench",
+      capacity: 1_000_000,
+    });
+  }
+  const oneRepo = repos.slice(0, 1);
+
+  console.log(`claim throughput on ${db.where}`);
+  // Warm-up: connections, plans, JIT of the node side. Not measured.
+  await runRound(pool, oneRepo, maxClaimers, ours, "ours");
+  await runRound(pool, oneRepo, maxClaimers, raw, "raw");
+
+  const failures = [
+    ...(await scenario(pool, "all tasks in one repo", oneRepo)),
+    ...(await scenario(pool, `tasks spread over ${SPREAD_REPOS} repos`, repos)),
+  ];
+
+  console.log(
+    `\nclaimNextTask latency (statements only, no COMMIT) vs finished tasks in the table besides ${TASKS} queued; 1 claimer, median of ${PROBE_CLAIMS}, rolled back`,
+  );
+  console.log("| finished tasks | one repo ms | spread ms |");
+  console.log("|---------------:|------------:|----------:|");
+  for (const history of [0, 10 * TASKS, 50 * TASKS]) {
+    const single = await probeClaim(pool, oneRepo, history);
+    const spread = await probeClaim(pool, repos, history);
+    console.log(
+      `| ${String(history).padStart(14)} | ${single.toFixed(2).padStart(11)} | ${spread.toFixed(2).padStart(9)} |`,
+    );
+  }
+
+  if (failures.length > 0) {
+    console.error(`\nFAILED:\n  ${failures.join("\n  ")}`);
+    process.exitCode = 1;
+  } else {
+    console.log("\nno double or lost claims");
+  }
+}
+
+try {
+  await main();
+} catch (error) {
+  if (!interrupted) {
+    console.error(error);
+    process.exitCode = 1;
+  }
+} finally {
+  await cleanup();
+}
