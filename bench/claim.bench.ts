@@ -33,10 +33,16 @@ const TARGET_RATIO = 0.5;
 const LEASE_MS = 600_000;
 const PROBE_CLAIMS = 20;
 
+/**
+ * The raw side claims from `raw_tasks`, a copy of the tasks table's columns, defaults and
+ * indexes without its triggers and foreign keys: a bare queue on the same server.
+ */
+const RAW_TABLE = "raw_tasks";
 const RAW_CLAIM = `WITH c AS MATERIALIZED (
-    SELECT id FROM tasks WHERE state = 'queued' ORDER BY priority, queued_at, id
+    SELECT id FROM ${RAW_TABLE} WHERE state = 'queued' ORDER BY priority, queued_at, id
      LIMIT 1 FOR UPDATE SKIP LOCKED)
-  UPDATE tasks SET state = 'running' FROM c WHERE tasks.id = c.id RETURNING tasks.id`;
+  UPDATE ${RAW_TABLE} SET state = 'running' FROM c WHERE ${RAW_TABLE}.id = c.id
+  RETURNING ${RAW_TABLE}.id`;
 
 if (!Number.isInteger(TASKS) || TASKS < 1) {
   console.error(`usage: npx tsx bench/claim.bench.ts [tasks]   (got ${process.argv[2]})`);
@@ -186,11 +192,15 @@ async function queryOne<T extends Record<string, unknown>>(
 }
 
 /** Empties the queue and seeds `TASKS` queued tasks round-robin over `repos`. */
-async function seed(pool: Pool, repos: RepoRow[], count = TASKS): Promise<void> {
-  await pool.query("TRUNCATE tasks, runs, task_events, outbox RESTART IDENTITY CASCADE");
+async function seed(pool: Pool, repos: RepoRow[], table = "tasks", count = TASKS): Promise<void> {
+  await pool.query(
+    table === "tasks"
+      ? "TRUNCATE tasks, runs, task_events, outbox RESTART IDENTITY CASCADE"
+      : `TRUNCATE ${table} RESTART IDENTITY`,
+  );
   // Same values as insertTaskIfAbsent would write for a queued task (one statement, fast).
   await pool.query(
-    `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts,
+    `INSERT INTO ${table} (repo_id, issue_number, title, state, priority, max_attempts,
                         risk_labelled, worker_profile, base_branch, branch, config, labels)
      SELECT ($1::bigint[])[1 + (g - 1) % cardinality($1::bigint[])], g, 'bench task ' || g,
             'queued', 2, 3, false, NULL, NULL, 'overseer/' || g || '-bench',
@@ -198,7 +208,7 @@ async function seed(pool: Pool, repos: RepoRow[], count = TASKS): Promise<void> 
        FROM generate_series(1, $2::int) AS g`,
     [repos.map((repo) => repo.id), count],
   );
-  await pool.query("ANALYZE tasks");
+  await pool.query(`ANALYZE ${table}`);
 }
 
 // ---- one round
@@ -235,7 +245,8 @@ async function runRound(
   claim: ClaimOnce,
   side: "ours" | "raw",
 ): Promise<Round> {
-  await seed(pool, repos);
+  const table = side === "raw" ? RAW_TABLE : "tasks";
+  await seed(pool, repos, table);
   const claimed: number[] = [];
   const latencies: number[] = [];
   const started = performance.now();
@@ -258,9 +269,9 @@ async function runRound(
   let doubles = claimed.length - distinct;
   const counts = (
     await pool.query<Record<string, number>>(
-      `SELECT (SELECT count(*)::int FROM tasks) AS inserted,
-              (SELECT count(*)::int FROM tasks WHERE state = 'running') AS running,
-              (SELECT count(*)::int FROM tasks WHERE state = 'queued') AS queued,
+      `SELECT (SELECT count(*)::int FROM ${table}) AS inserted,
+              (SELECT count(*)::int FROM ${table} WHERE state = 'running') AS running,
+              (SELECT count(*)::int FROM ${table} WHERE state = 'queued') AS queued,
               (SELECT count(*)::int FROM runs) AS runs,
               (SELECT count(DISTINCT task_id)::int FROM runs) AS "runTasks",
               (SELECT count(*)::int FROM task_events WHERE event = 'claimed') AS events,
@@ -300,9 +311,8 @@ async function runRound(
 
 /**
  * claimNextTask's latency with `history` finished tasks in the table besides TASKS queued
- * ones, in rolled-back transactions, so every sample sees the same table. The per-repo
- * concurrency check counts running tasks of the candidate's repo; this shows what that
- * count costs as the table grows.
+ * ones, in rolled-back transactions, so every sample sees the same table: the claim must
+ * not slow down as finished tasks pile up.
  */
 async function probeClaim(pool: Pool, repos: RepoRow[], history: number): Promise<number> {
   await seed(pool, repos);
@@ -420,6 +430,7 @@ async function main(): Promise<void> {
     });
   });
   onCleanup("close pool", () => pool.end());
+  await pool.query(`CREATE TABLE ${RAW_TABLE} (LIKE tasks INCLUDING DEFAULTS INCLUDING INDEXES)`);
 
   const repos: RepoRow[] = [];
   for (let i = 1; i <= SPREAD_REPOS; i++) {

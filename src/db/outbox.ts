@@ -1,4 +1,5 @@
 import { CHANNELS } from "./notify.js";
+import { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
 
 export type OutboxKind =
@@ -53,41 +54,57 @@ export async function enqueueOutbox(
 ): Promise<void> {
   const list = Array.isArray(entries) ? entries : [entries];
   if (list.length === 0) return;
+  const params = new Params();
+  const ctes = enqueueOutboxSql(params, list);
+  await db.query(
+    `WITH ${ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n")}
+     SELECT pg_notify(${params.add(CHANNELS.outbox)}, '')`,
+    params.values,
+  );
+}
+
+/**
+ * The INSERTs behind enqueueOutbox as named CTEs, for statements that write more than the
+ * outbox; such a statement must also NOTIFY the outbox channel.
+ */
+export function enqueueOutboxSql(params: Params, entries: NewOutboxEntry[]): [string, string][] {
   const dedupe = new Map<string, NewOutboxEntry>();
   const coalesce = new Map<string, NewOutboxEntry>();
-  for (const entry of list) {
+  for (const entry of entries) {
     if ("dedupe" in entry.key) {
       if (!dedupe.has(entry.key.dedupe)) dedupe.set(entry.key.dedupe, entry);
     } else {
       coalesce.set(entry.key.coalesce, entry);
     }
   }
-  const columns = (rows: Map<string, NewOutboxEntry>) => {
-    const values = [...rows.values()];
-    return [
-      values.map((entry) => entry.taskId),
-      values.map((entry) => entry.installationId),
-      values.map((entry) => entry.repoFullName),
-      values.map((entry) => entry.kind),
-      values.map((entry) => JSON.stringify(entry.payload)),
-      [...rows.keys()],
-    ];
+  const rows = (byKey: Map<string, NewOutboxEntry>) => {
+    const values = [...byKey.values()];
+    const column = (pick: (entry: NewOutboxEntry) => unknown, type: string) =>
+      `${params.add(values.map(pick))}::${type}[]`;
+    return `SELECT * FROM unnest(${column((e) => e.taskId, "bigint")},
+      ${column((e) => e.installationId, "bigint")}, ${column((e) => e.repoFullName, "text")},
+      ${column((e) => e.kind, "text")}, ${column((e) => JSON.stringify(e.payload), "jsonb")},
+      ${params.add([...byKey.keys()])}::text[])`;
   };
-  const rows = `SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
-    $5::jsonb[], $6::text[])`;
-  await db.query(
-    `WITH deduped AS (
-       INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
-       ${rows} ON CONFLICT (dedupe_key) DO NOTHING),
-     coalesced AS (
-       INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, coalesce_key)
-       ${rows.replace(/\$(\d)/g, (_, n: string) => `$${Number(n) + 6}`)}
+  const ctes: [string, string][] = [];
+  if (dedupe.size > 0) {
+    ctes.push([
+      "outbox_deduped",
+      `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
+       ${rows(dedupe)} ON CONFLICT (dedupe_key) DO NOTHING`,
+    ]);
+  }
+  if (coalesce.size > 0) {
+    ctes.push([
+      "outbox_coalesced",
+      `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, coalesce_key)
+       ${rows(coalesce)}
        ON CONFLICT (coalesce_key) WHERE delivered_at IS NULL AND dead_at IS NULL
        DO UPDATE SET payload = EXCLUDED.payload, version = outbox.version + 1,
-                     updated_at = now())
-     SELECT pg_notify($13, '')`,
-    [...columns(dedupe), ...columns(coalesce), CHANNELS.outbox],
-  );
+                     updated_at = now()`,
+    ]);
+  }
+  return ctes;
 }
 
 /**

@@ -27,30 +27,26 @@ export interface Claim {
   repo: RepoRow;
 }
 
-/** Repositories' claims serialise on this advisory lock (namespace, repo id). */
-const CLAIM_LOCK_NAMESPACE = 0x6f76_6572; // "over"
-
 const DEFAULT_CONCURRENCY = 2;
-
-function concurrencyOf(task: TaskRow): number {
-  const value = (task.config as { concurrency?: unknown }).concurrency;
-  return typeof value === "number" && Number.isInteger(value) && value > 0
-    ? value
-    : DEFAULT_CONCURRENCY;
-}
+const CONCURRENCY = (task: string) =>
+  `COALESCE((${task}.config->>'concurrency')::int, ${DEFAULT_CONCURRENCY})`;
 
 /**
  * Claims the most urgent claimable task: queued, approved if risk-labelled, under its
- * attempts, in a repository under its concurrency. The LIMIT sits inside a MATERIALIZED
- * CTE with FOR UPDATE SKIP LOCKED, so the planner cannot lock more rows than it returns
- * and concurrent claimers never take the same task.
+ * attempts, in a repository under its concurrency. Two statements: the pick, then the
+ * transition (task, audit event, GitHub effects) through applyTaskEvent.
  *
- * Concurrency needs more than SKIP LOCKED: two claimers picking different tasks of one
- * repository each count the other's claim as not yet running. So the pick also takes a
- * per-repository advisory lock (held to commit), and the running count is read again in
- * a new statement, whose snapshot sees every claim committed before the lock was granted.
- * A repository found full is passed over for the next candidate. The caller holds a
- * transaction.
+ * The pick takes the task with FOR UPDATE SKIP LOCKED (the LIMIT inside a MATERIALIZED
+ * CTE, so the planner cannot lock more rows than it returns), so concurrent claimers
+ * never take the same task. SKIP LOCKED alone cannot keep per-repository concurrency:
+ * two claimers picking different tasks of one repository would each count the other's
+ * claim as not yet running. So the pick also locks the repository's row, on the
+ * condition that its `running` count (kept by a trigger) is under the limit; a claimer
+ * that waited for that lock has the condition re-checked against the row the other
+ * claim committed. A repository found full is passed over for the next candidate.
+ *
+ * The run row is inserted by the pick too, with the attempt the claim transition charges;
+ * the transition's result is checked against it. The caller holds a transaction.
  */
 export async function claimNextTask(
   client: PoolClient,
@@ -58,64 +54,54 @@ export async function claimNextTask(
 ): Promise<Claim | null> {
   const full: number[] = [];
   for (;;) {
-    const picked = await client.query<TaskRow & { repo: RepoRow }>(
+    const picked = await client.query<TaskRow & { repo: RepoRow; run: RunRow | null }>(
       `WITH candidate AS MATERIALIZED (
-         SELECT t.id FROM tasks t
-          WHERE t.state = 'queued'
-            AND (NOT t.risk_labelled OR t.approved_by IS NOT NULL)
-            AND t.attempts < t.max_attempts
-            AND t.repo_id <> ALL($1::bigint[])
-            AND (SELECT count(*) FROM tasks busy
-                  WHERE busy.repo_id = t.repo_id AND busy.state = 'running')
-                < COALESCE((t.config->>'concurrency')::int, ${DEFAULT_CONCURRENCY})
-          ORDER BY t.priority, t.queued_at, t.id
+         SELECT ${TASK_COLUMNS} FROM tasks JOIN repos ON repos.id = tasks.repo_id
+          WHERE tasks.state = 'queued'
+            AND (NOT tasks.risk_labelled OR tasks.approved_by IS NOT NULL)
+            AND tasks.attempts < tasks.max_attempts
+            AND repos.running < ${CONCURRENCY("tasks")}
+            AND tasks.repo_id <> ALL($1::bigint[])
+          ORDER BY tasks.priority, tasks.queued_at, tasks.id
           LIMIT 1
-          FOR UPDATE SKIP LOCKED)
-       SELECT ${TASK_COLUMNS}, ${REPO_JSON} AS repo
-         FROM tasks JOIN candidate ON candidate.id = tasks.id
-         JOIN repos ON repos.id = tasks.repo_id
-         CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(${CLAIM_LOCK_NAMESPACE},
-                                      (tasks.repo_id % 2147483647)::int)) AS repo_lock`,
-      [full],
+          FOR UPDATE OF tasks SKIP LOCKED),
+       slot AS MATERIALIZED (
+         SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
+          WHERE repos.running < ${CONCURRENCY("candidate")}
+          FOR NO KEY UPDATE OF repos),
+       run AS (
+         INSERT INTO runs (task_id, attempt, runner_id, host, lease_token, lease_expires_at,
+                           branch)
+         SELECT candidate.id, candidate.attempts + 1, $2, $3, gen_random_uuid(),
+                now() + $4 * interval '1 millisecond', candidate.branch
+           FROM candidate JOIN slot ON slot.id = candidate."repoId"
+         RETURNING ${RUN_COLUMNS})
+       SELECT candidate.*, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run
+         FROM candidate JOIN repos ON repos.id = candidate."repoId"`,
+      [full, runner.runnerId, runner.host, runner.leaseMs],
     );
     const row = picked.rows[0];
     if (!row) return null;
-    const { repo, ...task } = row;
-    const running = await client.query<{ count: number }>(
-      "SELECT count(*)::int AS count FROM tasks WHERE repo_id = $1 AND state = 'running'",
-      [task.repoId],
-    );
-    if ((running.rows[0]?.count ?? 0) >= concurrencyOf(task)) {
+    const { repo, run, ...task } = row;
+    if (!run) {
       full.push(task.repoId);
       continue;
     }
-    return claim(client, runner, task, repo);
+    const claimed = await applyTaskEvent(
+      client,
+      repo,
+      task,
+      { type: "claimed", runner: runner.runnerId },
+      { actor: runner.runnerId, cause: `runner:${runner.runnerId}` },
+    );
+    if (!claimed.ok) throw new Error(`claim of task ${task.id} refused: ${claimed.reason}`);
+    if (claimed.task.attempts !== run.attempt) {
+      throw new Error(
+        `claim of task ${task.id} charged attempt ${claimed.task.attempts}, not ${run.attempt}`,
+      );
+    }
+    return { run, task: claimed.task, repo };
   }
-}
-
-async function claim(
-  client: PoolClient,
-  runner: { runnerId: string; host: string; leaseMs: number },
-  task: TaskRow,
-  repo: RepoRow,
-): Promise<Claim> {
-  const claimed = await applyTaskEvent(
-    client,
-    repo,
-    task,
-    { type: "claimed", runner: runner.runnerId },
-    { actor: runner.runnerId, cause: `runner:${runner.runnerId}` },
-  );
-  if (!claimed.ok) throw new Error(`claim of task ${task.id} refused: ${claimed.reason}`);
-  const run = await client.query<RunRow>(
-    `INSERT INTO runs (task_id, attempt, runner_id, host, lease_token, lease_expires_at, branch)
-     VALUES ($1, $2, $3, $4, gen_random_uuid(), now() + $5 * interval '1 millisecond', $6)
-     RETURNING ${RUN_COLUMNS}`,
-    [task.id, claimed.task.attempts, runner.runnerId, runner.host, runner.leaseMs, task.branch],
-  );
-  const row = run.rows[0];
-  if (!row) throw new Error(`run for task ${task.id} was not recorded`);
-  return { run: row, task: claimed.task, repo };
 }
 
 /** A run is addressed only with its lease token: a runner that lost the lease writes nothing. */

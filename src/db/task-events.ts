@@ -1,4 +1,5 @@
 import type { TaskState } from "../domain/types.js";
+import { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
 
 /** Who or what caused a change: a person, a runner, the watchdog; and through which channel. */
@@ -21,28 +22,31 @@ export interface TaskEventRow {
   detail: Record<string, unknown>;
 }
 
-export async function appendTaskEvent(
-  db: Queryable,
-  entry: {
-    taskId: number;
-    event: string;
-    fromState: TaskState | null;
-    toState: TaskState | null;
-  } & Cause,
-): Promise<void> {
-  await db.query(
-    `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-    [
-      entry.taskId,
-      entry.event,
-      entry.fromState,
-      entry.toState,
-      entry.actor,
-      entry.cause,
-      JSON.stringify(entry.detail ?? {}),
-    ],
-  );
+export interface NewTaskEvent extends Cause {
+  taskId: number;
+  event: string;
+  fromState: TaskState | null;
+  toState: TaskState | null;
+}
+
+export async function appendTaskEvent(db: Queryable, entry: NewTaskEvent): Promise<void> {
+  const params = new Params();
+  await db.query(appendTaskEventSql(params, entry), params.values);
+}
+
+/** The INSERT behind appendTaskEvent, for statements that write more than the event. */
+export function appendTaskEventSql(params: Params, entry: NewTaskEvent): string {
+  const values = [
+    entry.taskId,
+    entry.event,
+    entry.fromState,
+    entry.toState,
+    entry.actor,
+    entry.cause,
+    JSON.stringify(entry.detail ?? {}),
+  ].map((value) => params.add(value));
+  return `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
+          VALUES (${values.join(", ")})`;
 }
 
 export async function listTaskEvents(db: Queryable, taskId: number): Promise<TaskEventRow[]> {

@@ -1,4 +1,5 @@
 import { TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
+import type { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
 
 export interface TaskRow {
@@ -192,48 +193,46 @@ const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
   mergedBy: "merged_by",
 };
 
-/** Writes a transition's outcome; the caller holds the row lock (see lockTask). */
-export async function updateTask(
-  db: Queryable,
+/**
+ * Writes a transition's outcome (the caller holds the row lock, see lockTask), as the
+ * first part of a statement that also writes its audit event and effects.
+ */
+export function updateTaskSql(
+  params: Params,
   id: number,
   next: TaskSnapshot,
   previous: TaskState,
   changes: TaskChanges = {},
-): Promise<TaskRow> {
-  const values: unknown[] = [
-    id,
-    next.state,
-    next.attempts,
-    next.lastError,
-    next.approvedBy,
-    next.prNumber,
-    previous,
-  ];
+): string {
+  const state = `${params.add(next.state)}::task_state`;
+  const before = `${params.add(previous)}::task_state`;
   const sets = [
-    "state = $2::task_state",
-    "attempts = $3",
-    "last_error = $4",
-    "approved_by = $5",
-    "pr_number = $6",
+    `state = ${state}`,
+    `attempts = ${params.add(next.attempts)}`,
+    `last_error = ${params.add(next.lastError)}`,
+    `approved_by = ${params.add(next.approvedBy)}`,
+    `pr_number = ${params.add(next.prNumber)}`,
     "updated_at = now()",
-    `queued_at = CASE WHEN $2::task_state = 'queued' AND $7::task_state <> 'queued'
+    `queued_at = CASE WHEN ${state} = 'queued' AND ${before} <> 'queued'
        THEN now() ELSE queued_at END`,
-    `started_at = CASE WHEN $2::task_state = 'running' AND $7::task_state <> 'running'
+    `started_at = CASE WHEN ${state} = 'running' AND ${before} <> 'running'
        THEN now() ELSE started_at END`,
-    `finished_at = CASE WHEN $2::task_state IN ('done', 'failed', 'stopped', 'cancelled') THEN
-       CASE WHEN $7::task_state = $2::task_state THEN finished_at ELSE now() END ELSE NULL END`,
+    `finished_at = CASE WHEN ${state} IN ('done', 'failed', 'stopped', 'cancelled') THEN
+       CASE WHEN ${before} = ${state} THEN finished_at ELSE now() END ELSE NULL END`,
   ];
   for (const [key, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
     if (value === undefined) continue;
-    values.push(key === "config" ? JSON.stringify(value) : value);
-    sets.push(`${CHANGE_COLUMNS[key]} = $${values.length}`);
+    sets.push(
+      `${CHANGE_COLUMNS[key]} = ${params.add(key === "config" ? JSON.stringify(value) : value)}`,
+    );
   }
-  const result = await db.query<TaskRow>(
-    `UPDATE tasks SET ${sets.join(", ")} WHERE id = $1::bigint AND state = $7::task_state
-     RETURNING ${TASK_COLUMNS}`,
-    values,
-  );
-  const row = result.rows[0];
+  return `UPDATE tasks SET ${sets.join(", ")}
+           WHERE id = ${params.add(id)}::bigint AND state = ${before}
+          RETURNING ${TASK_COLUMNS}`;
+}
+
+/** The updated row, or the error a held row lock makes impossible. */
+export function expectUpdated(row: TaskRow | undefined, id: number, previous: TaskState): TaskRow {
   if (!row) throw new Error(`task ${id} changed state under a held lock (expected ${previous})`);
   return row;
 }

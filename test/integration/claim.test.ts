@@ -156,4 +156,34 @@ describe("claimNextTask", () => {
     );
     expect(runs.rows[0]).toEqual({ n: 300, tasks: 300 });
   });
+
+  it("repos.running follows every way a task enters or leaves running", async () => {
+    const ids = [await seed(busy), await seed(busy), await seed(quiet)];
+    const states = ["running", "queued", "running", "failed", "running", "awaiting_merge"];
+    const counted = async () =>
+      (
+        await db.pool.query(
+          `SELECT full_name AS name, running,
+                  (SELECT count(*)::int FROM tasks t WHERE t.repo_id = r.id AND t.state = 'running')
+                    AS actual
+             FROM repos r ORDER BY id`,
+        )
+      ).rows;
+    for (let step = 0; step < 30; step += 1) {
+      const id = ids[step % ids.length];
+      const state = states[(step * 7) % states.length];
+      await db.pool.query("UPDATE tasks SET state = $2::task_state WHERE id = $1", [id, state]);
+      for (const row of await counted()) expect(row.running).toBe(row.actual);
+    }
+    // Moving a running task to another repository, deleting one, and TRUNCATE.
+    await db.pool.query("UPDATE tasks SET state = 'running' WHERE id = ANY($1)", [ids]);
+    await db.pool.query("UPDATE tasks SET repo_id = $2 WHERE id = $1", [ids[0], quiet.id]);
+    await db.pool.query("DELETE FROM tasks WHERE id = $1", [ids[1]]);
+    expect(await counted()).toEqual([
+      { name: "octo/busy", running: 0, actual: 0 },
+      { name: "octo/quiet", running: 2, actual: 2 },
+    ]);
+    await db.pool.query("TRUNCATE tasks CASCADE");
+    expect((await counted()).map((row) => row.running)).toEqual([0, 0]);
+  });
 });

@@ -1,0 +1,13 @@
+/**
+ * Numbered parameters for one statement assembled from several tables' fragments (a
+ * transition writes its task, audit event and outbox entries in one round trip).
+ */
+export class Params {
+  readonly values: unknown[] = [];
+
+  /** Adds a value and returns its placeholder, e.g. `$3`. */
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
