@@ -24,6 +24,7 @@ import { type RepoRow, upsertRepo } from "../src/db/repos.js";
 import { claimNextTask } from "../src/db/run-leases.js";
 import { registerRunner } from "../src/db/runner-registry.js";
 import { withDatabase } from "../src/db/url.js";
+import { isProcessAlive } from "../src/runner/process-group.js";
 
 const TASKS = Number(process.argv[2] ?? 2_000);
 const ROUNDS = 3;
@@ -93,15 +94,6 @@ async function postmasterPid(server: EmbeddedServer): Promise<number> {
   return pid;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Stops the server we started. A Ctrl-C in a terminal also reaches PostgreSQL (same
  * process group), which then shuts down by itself; stop() would wait forever for an
@@ -114,10 +106,10 @@ async function stopServer(server: EmbeddedServer, pid: number): Promise<void> {
     stopReturned = true;
   });
   const deadline = Date.now() + 30_000;
-  while (!stopReturned && isAlive(pid) && Date.now() < deadline) {
+  while (!stopReturned && isProcessAlive(pid) && Date.now() < deadline) {
     await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, 50))]);
   }
-  if (isAlive(pid)) {
+  if (isProcessAlive(pid)) {
     console.error(`embedded PostgreSQL (pid ${pid}) did not stop in 30 s; killing it`);
     process.kill(pid, "SIGKILL");
     return;

@@ -320,36 +320,14 @@ async function main(): Promise<void> {
     );
     console.log(`${"".padEnd(44)}    p50    p99    min    max   (ms, n=${samples.length})`);
     console.log(row("label → worker start (total)", total));
-    console.log(
-      row(
-        "  label → webhook answered",
-        samples.map((s) => s.answered - s.label),
-      ),
-    );
-    console.log(
-      row(
-        "  label → delivery transaction",
-        samples.map((s) => s.delivered - s.label),
-      ),
-    );
-    console.log(
-      row(
-        "  delivery transaction → run claimed",
-        samples.map((s) => s.claimed - s.delivered),
-      ),
-    );
-    console.log(
-      row(
-        "  run claimed → issue fetched for prompt",
-        samples.map((s) => s.issueFetched - s.claimed),
-      ),
-    );
-    console.log(
-      row(
-        "  issue fetched → worker start",
-        samples.map((s) => s.started - s.issueFetched),
-      ),
-    );
+    const stages: [string, (s: Sample) => number][] = [
+      ["  label → webhook answered", (s) => s.answered - s.label],
+      ["  label → delivery transaction", (s) => s.delivered - s.label],
+      ["  delivery transaction → run claimed", (s) => s.claimed - s.delivered],
+      ["  run claimed → issue fetched for prompt", (s) => s.issueFetched - s.claimed],
+      ["  issue fetched → worker start", (s) => s.started - s.issueFetched],
+    ];
+    for (const [name, span] of stages) console.log(row(name, samples.map(span)));
     // Attribution for "run claimed → issue fetched": the workspace steps alone, app idle.
     const direct = { mirror: [] as number[], worktree: [] as number[] };
     for (let i = 1; i <= Math.min(RUNS, 10); i++) {

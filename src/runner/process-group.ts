@@ -93,6 +93,16 @@ export function listProcessGroup(pgid: number): GroupMember[] {
   return members;
 }
 
+/** True while the process exists (a zombie included); EPERM means it exists, not ours. */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 function groupExists(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);

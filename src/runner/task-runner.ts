@@ -19,7 +19,7 @@ import { findLeftoverWorktrees, type LeftoverWorktree, markWorktreesRemoved } fr
 import { appendTaskEvent } from "../db/task-events.js";
 import type { RunnerGithub } from "../github/runner-github.js";
 import { removeWorktree } from "../workspace/index.js";
-import { listProcessGroup } from "./process-group.js";
+import { isProcessAlive, listProcessGroup } from "./process-group.js";
 import { ActiveRun, runTask } from "./run-task.js";
 import { killProcessGroup } from "./supervise.js";
 
@@ -236,7 +236,7 @@ export class Runner {
     );
     for (const run of runs) {
       const pid = pids.get(run.runnerId);
-      if (run.runnerId !== this.id && pid !== undefined && isAlive(pid)) continue;
+      if (run.runnerId !== this.id && pid !== undefined && isProcessAlive(pid)) continue;
       await this.#settleLost(run, "runner died");
     }
   }
@@ -289,13 +289,4 @@ function workspaceOf(leftover: LeftoverWorktree) {
     base: leftover.base,
     branch: leftover.branch ?? undefined,
   };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
