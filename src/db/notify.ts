@@ -1,3 +1,4 @@
+import pg from "pg";
 import type { Queryable } from "./pool.js";
 
 /** LISTEN/NOTIFY channels. Payloads are hints; listeners always re-read the tables. */
@@ -15,4 +16,72 @@ export type Channel = (typeof CHANNELS)[keyof typeof CHANNELS];
 /** Inside a transaction, delivered only on commit (and once per distinct payload). */
 export async function notify(db: Queryable, channel: Channel, payload = ""): Promise<void> {
   await db.query("SELECT pg_notify($1, $2)", [channel, payload]);
+}
+
+export interface Listener {
+  close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  databaseUrl: string;
+  channels: Channel[];
+  onNotification(channel: string, payload: string): void;
+  /** The connection failed or was lost; callers poll until it is back. */
+  onLost(error: Error): void;
+  retryMs?: number;
+}
+
+/**
+ * A dedicated LISTEN connection (a pooled one would lose its LISTENs when released). When
+ * it cannot connect or is lost, it retries every `retryMs` until it is back or closed;
+ * notifications are hints, so callers poll in the meantime. Resolves after the first
+ * attempt, whether or not it worked.
+ */
+export async function listen(options: ListenOptions): Promise<Listener> {
+  const retryMs = options.retryMs ?? 1_000;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
+  let connecting: Promise<void>;
+
+  const lost = (which: pg.Client, error: Error) => {
+    if (client === which) client = undefined;
+    void which.end().catch(() => undefined);
+    // A failing client may report more than once; one retry is enough.
+    if (closed || retry) return;
+    options.onLost(error);
+    retry = setTimeout(() => {
+      retry = undefined;
+      if (!closed) connecting = connect();
+    }, retryMs);
+  };
+
+  const connect = async () => {
+    const next = new pg.Client({ connectionString: options.databaseUrl });
+    next.on("notification", (message) =>
+      options.onNotification(message.channel, message.payload ?? ""),
+    );
+    next.on("error", (error) => lost(next, error));
+    try {
+      await next.connect();
+      for (const channel of options.channels) await next.query(`LISTEN ${channel}`);
+    } catch (error) {
+      lost(next, error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    if (closed) await next.end().catch(() => undefined);
+    else client = next;
+  };
+
+  connecting = connect();
+  await connecting;
+  return {
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      await connecting;
+      await client?.end().catch(() => undefined);
+      client = undefined;
+    },
+  };
 }

@@ -1,6 +1,5 @@
-import pg from "pg";
 import type { Logger } from "pino";
-import { CHANNELS } from "../db/notify.js";
+import { CHANNELS, type Listener, listen } from "../db/notify.js";
 import {
   claimDueOutbox,
   markOutboxDead,
@@ -59,7 +58,7 @@ const BATCH_SIZE = 20;
  */
 export class OutboxDispatcher {
   readonly #options: Required<DispatcherOptions>;
-  #listener: pg.Client | undefined;
+  #listener: Listener | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #draining: Promise<void> | undefined;
@@ -77,7 +76,16 @@ export class OutboxDispatcher {
 
   async start(): Promise<void> {
     this.#running = true;
-    await this.#listen();
+    this.#listener = await listen({
+      databaseUrl: this.#options.databaseUrl,
+      channels: [CHANNELS.outbox],
+      onNotification: () => this.wake(),
+      onLost: (error) =>
+        this.#options.log.warn(
+          { err: error.message },
+          "outbox listener lost; polling until it is back",
+        ),
+    });
     this.wake();
   }
 
@@ -85,7 +93,7 @@ export class OutboxDispatcher {
     this.#running = false;
     clearTimeout(this.#timer);
     await this.#draining;
-    await this.#listener?.end().catch(() => undefined);
+    await this.#listener?.close();
     this.#listener = undefined;
   }
 
@@ -131,25 +139,6 @@ export class OutboxDispatcher {
     );
     const delay = Math.min(dueIn ?? this.#options.pollIntervalMs, this.#options.pollIntervalMs);
     this.#timer = setTimeout(() => this.wake(), Math.max(delay, 10));
-  }
-
-  async #listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.#options.databaseUrl });
-    client.on("notification", () => this.wake());
-    client.on("error", (error) => {
-      this.#options.log.warn(
-        { err: error.message },
-        "outbox listener lost; polling until it is back",
-      );
-      this.#listener = undefined;
-      // Reconnect in the background; polling covers the gap.
-      setTimeout(() => {
-        if (this.#running) this.#listen().catch(() => undefined);
-      }, 1_000);
-    });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNELS.outbox}`);
-    this.#listener = client;
   }
 
   async #deliverOne(entry: OutboxEntry): Promise<void> {

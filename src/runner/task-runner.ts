@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import pg from "pg";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "../config/env.js";
 import type { WorkerProfiles } from "../config/workers.js";
-import { CHANNELS } from "../db/notify.js";
+import { CHANNELS, type Listener, listen } from "../db/notify.js";
 import { type Pool, withTransaction } from "../db/pool.js";
 import {
   claimNextTask,
@@ -57,7 +56,7 @@ export class Runner {
   readonly #log: Logger;
   readonly #active = new Map<number, ActiveRun>();
   readonly #finished = new Set<Promise<void>>();
-  #listener: pg.Client | undefined;
+  #listener: Listener | undefined;
   #poll: NodeJS.Timeout | undefined;
   #beat: NodeJS.Timeout | undefined;
   #stopping = false;
@@ -87,9 +86,16 @@ export class Runner {
       capacity: env.runnerCapacity,
     });
     await this.#settleLeftovers();
-    await this.#listen().catch((error: unknown) =>
-      this.#log.warn({ err: error }, "LISTEN failed; polling until it works"),
-    );
+    this.#listener = await listen({
+      databaseUrl: this.#deps.databaseUrl,
+      channels: [CHANNELS.queue, CHANNELS.stop],
+      onNotification: (channel, payload) => {
+        if (channel === CHANNELS.stop) this.#active.get(Number(payload))?.requestStop("stopped");
+        else this.wake();
+      },
+      onLost: (error) =>
+        this.#log.warn({ err: error.message }, "runner listener lost; polling until it is back"),
+    });
     this.#beat = setInterval(() => {
       heartbeatRunner(pool, this.id).catch((error: unknown) =>
         this.#log.warn({ err: error }, "runner heartbeat failed"),
@@ -109,7 +115,7 @@ export class Runner {
     await this.#filling;
     await Promise.all(this.#finished);
     await this.#sweeping;
-    await this.#listener?.end().catch(() => undefined);
+    await this.#listener?.close();
     this.#listener = undefined;
     await markRunnerStopped(this.#deps.pool, this.id);
     this.#log.info("runner stopped");
@@ -255,28 +261,6 @@ export class Runner {
       requeueLostRun(client, run, reason),
     );
     if (requeued) this.#log.warn({ run: run.id, task: run.taskId, reason }, "requeued a lost run");
-  }
-
-  async #listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.#deps.databaseUrl });
-    client.on("notification", (message) => {
-      if (message.channel === CHANNELS.stop) {
-        this.#active.get(Number(message.payload))?.requestStop("stopped");
-      } else {
-        this.wake();
-      }
-    });
-    client.on("error", (error) => {
-      this.#log.warn({ err: error.message }, "runner listener lost; polling until it is back");
-      this.#listener = undefined;
-      setTimeout(() => {
-        if (!this.#stopping) this.#listen().catch(() => undefined);
-      }, 1_000);
-    });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNELS.queue}`);
-    await client.query(`LISTEN ${CHANNELS.stop}`);
-    this.#listener = client;
   }
 }
 
