@@ -2,7 +2,7 @@ import { transition } from "../domain/transitions.js";
 import type { Effect, TaskEvent } from "../domain/types.js";
 import { CHANNELS, notify } from "./notify.js";
 import { enqueueOutbox, enqueueOutboxSql, type NewOutboxEntry } from "./outbox.js";
-import { Params } from "./params.js";
+import { Params, withClause } from "./params.js";
 import type { Queryable } from "./pool.js";
 import type { RepoRow } from "./repos.js";
 import { requestStopForTask } from "./runs.js";
@@ -64,7 +64,7 @@ export async function applyTaskEvent(
   const wake =
     writes.length > 0 ? `, (SELECT pg_notify(${params.add(CHANNELS.outbox)}, '')) AS wake` : "";
   const written = await db.query<TaskRow>(
-    `WITH ${ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n")}
+    `${withClause(ctes)}
      SELECT updated.* FROM updated${wake}`,
     params.values,
   );

@@ -1,5 +1,5 @@
 import { CHANNELS } from "./notify.js";
-import { Params } from "./params.js";
+import { Params, withClause } from "./params.js";
 import type { Queryable } from "./pool.js";
 
 export type OutboxKind =
@@ -57,7 +57,7 @@ export async function enqueueOutbox(
   const params = new Params();
   const ctes = enqueueOutboxSql(params, list);
   await db.query(
-    `WITH ${ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n")}
+    `${withClause(ctes)}
      SELECT pg_notify(${params.add(CHANNELS.outbox)}, '')`,
     params.values,
   );

@@ -11,3 +11,8 @@ export class Params {
     return `$${this.values.length}`;
   }
 }
+
+/** `WITH a AS (…), b AS (…)` over named statements, for one round trip. */
+export function withClause(ctes: [name: string, sql: string][]): string {
+  return `WITH ${ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n")}`;
+}
