@@ -1,28 +1,16 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { ConfigError } from "../errors.js";
+import { durationSchema } from "./durations.js";
 
 /**
  * Operator configuration, read once from the environment at start-up. A bad value stops
  * the process with one line naming the variable; inside, these types are trusted.
  */
 
-const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
-
-function durationMs(example: string) {
-  return z.string().transform((raw, ctx) => {
-    const match = /^(\d+)\s*(ms|s|m|h)?$/.exec(raw.trim());
-    const amount = match ? Number(match[1]) : Number.NaN;
-    const unit = (match?.[2] ?? "ms") as keyof typeof DURATION_UNITS_MS;
-    if (!match || amount <= 0) {
-      ctx.addIssue({
-        code: "custom",
-        message: `expected a positive duration like ${example} (units ms, s, m, h), got "${raw}"`,
-      });
-      return z.NEVER;
-    }
-    return amount * DURATION_UNITS_MS[unit];
-  });
+function duration(example: string, rule: { allowZero?: boolean } = {}) {
+  return durationSchema({ examples: example, ...rule });
 }
 
 const port = z
@@ -79,15 +67,15 @@ const envSchema = z.object({
     .min(16, { error: "expected at least 16 characters, so it cannot be guessed" })
     .optional(),
   OVERSEER_RUNNER_CAPACITY: positiveInt.default(2),
-  OVERSEER_HEARTBEAT_INTERVAL: durationMs("10s").default(10_000),
+  OVERSEER_HEARTBEAT_INTERVAL: duration("10s").default(10_000),
   /** Default: three heartbeats, so one late heartbeat never loses a lease. */
-  OVERSEER_LEASE: durationMs("30s").optional(),
-  OVERSEER_POLL_INTERVAL: durationMs("5s").default(5_000),
-  OVERSEER_TICK_INTERVAL: durationMs("30s").default(30_000),
-  OVERSEER_RUNNER_STALE_AFTER: durationMs("60s").default(60_000),
-  OVERSEER_MAX_RUN: durationMs("2h").default(2 * 3_600_000),
-  OVERSEER_OUTBOX_RETRY_BASE: durationMs("1s").default(1_000),
-  OVERSEER_OUTBOX_SETTLE: z.union([z.literal("0"), durationMs("2s")]).default(2_000),
+  OVERSEER_LEASE: duration("30s").optional(),
+  OVERSEER_POLL_INTERVAL: duration("5s").default(5_000),
+  OVERSEER_TICK_INTERVAL: duration("30s").default(30_000),
+  OVERSEER_RUNNER_STALE_AFTER: duration("60s").default(60_000),
+  OVERSEER_MAX_RUN: duration("2h").default(2 * 3_600_000),
+  OVERSEER_OUTBOX_RETRY_BASE: duration("1s").default(1_000),
+  OVERSEER_OUTBOX_SETTLE: duration("2s", { allowZero: true }).default(2_000),
 });
 
 export interface OverseerEnv {
@@ -118,7 +106,7 @@ export interface OverseerEnv {
   outboxSettleMs: number;
 }
 
-export class EnvError extends Error {
+export class EnvError extends ConfigError {
   override name = "EnvError";
 }
 
@@ -182,7 +170,7 @@ export function readEnv(
     runnerStaleAfterMs: env.OVERSEER_RUNNER_STALE_AFTER,
     maxRunMs: env.OVERSEER_MAX_RUN,
     outboxRetryBaseMs: env.OVERSEER_OUTBOX_RETRY_BASE,
-    outboxSettleMs: Number(env.OVERSEER_OUTBOX_SETTLE),
+    outboxSettleMs: env.OVERSEER_OUTBOX_SETTLE,
   };
 }
 
@@ -195,8 +183,4 @@ function decodePrivateKey(raw: string): string {
 
 function defaultReadFile(file: string): string {
   return readFileSync(file, "utf8");
-}
-
-export function hasAppCredentials(env: OverseerEnv): boolean {
-  return env.appId !== undefined && env.privateKey !== undefined;
 }

@@ -1,5 +1,7 @@
 import { z } from "zod";
+import { isValidBranchName } from "../domain/branch.js";
 import { codeSpan } from "../domain/markdown.js";
+import { ConfigError } from "../errors.js";
 
 /**
  * A repository's own settings, `.github/overseer.yml`, read through Probot's
@@ -68,7 +70,6 @@ const LABEL_MAX = 50;
 const RESERVED_LABEL_PREFIX = "overseer:";
 const LIST_MAX = 50;
 const WORKER_MAX = 100;
-const BRANCH_MAX = 255;
 
 const expected =
   (what: string) =>
@@ -124,7 +125,7 @@ const schema = z.strictObject(
             : expected('a branch name like "main"')(issue),
       })
       .transform((name) => name.trim().replace(/^refs\/heads\//, ""))
-      .refine(isPlausibleBranchName, { error: expected('a valid git branch name like "main"') })
+      .refine(isValidBranchName, { error: expected('a valid git branch name like "main"') })
       .optional(),
     max_attempts: wholeNumber(1, 20).optional(),
     concurrency: wholeNumber(1, 50).optional(),
@@ -292,17 +293,6 @@ function editDistance(a: string, b: string): number {
   return at(a.length, b.length);
 }
 
-/** git check-ref-format's rules for a branch, without asking git. */
-export function isPlausibleBranchName(name: string): boolean {
-  if (name.length === 0 || name.length > BRANCH_MAX) return false;
-  if (name === "HEAD" || name === "@" || name.startsWith("-")) return false;
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what git forbids
-  if (/[\u0000-\u0020\u007f~^:?*[\\]/.test(name)) return false;
-  if (name.includes("..") || name.includes("@{") || name.includes("//")) return false;
-  if (name.startsWith("/") || name.endsWith("/") || name.endsWith(".")) return false;
-  return name.split("/").every((part) => !part.startsWith(".") && !part.endsWith(".lock"));
-}
-
 /** How a value found in the file is quoted back to the person who wrote it. */
 export function describeValue(value: unknown): string {
   if (value === null || value === undefined) {
@@ -333,7 +323,7 @@ function truncate(text: string, max: number): string {
  * `context.config()` threw because of the file itself (YAML syntax, not a mapping, a bad
  * `_extends`), as opposed to GitHub being unreachable. Carries the problems to comment.
  */
-export class ConfigLoadError extends Error {
+export class ConfigLoadError extends ConfigError {
   override name = "ConfigLoadError";
   readonly problems: ConfigProblem[];
 

@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { parseDuration, parseSize } from "./durations.js";
+import { ConfigError } from "../errors.js";
+import { describeInput as describe, durationSchema, sizeSchema } from "./durations.js";
 
 /**
  * Worker profiles: the operator's file (path in OVERSEER_WORKERS) that decides which
@@ -81,7 +82,7 @@ export interface WorkerProfiles {
   profiles: ReadonlyMap<string, WorkerProfile>;
 }
 
-export class WorkerProfileError extends Error {
+export class WorkerProfileError extends ConfigError {
   override name = "WorkerProfileError";
 }
 
@@ -123,45 +124,6 @@ const PLACEHOLDER_PATTERN = /\{\{(\w+)\}\}|\{(\w+)\}/g;
 
 function isPlaceholder(word: string): word is Placeholder {
   return (PLACEHOLDERS as readonly string[]).includes(word);
-}
-
-function describe(input: unknown): string {
-  if (input === undefined) return "nothing";
-  if (input === null) return "null";
-  if (typeof input === "string") return JSON.stringify(input);
-  if (Array.isArray(input)) return "a list";
-  if (typeof input === "object") return "a mapping";
-  return String(input);
-}
-
-function durationSchema(fallbackMs: number) {
-  const expected = "expected a duration like 30s, 15m or 2h";
-  return z
-    .string({ error: (issue) => `${expected}, got ${describe(issue.input)}` })
-    .transform((raw, ctx) => {
-      const ms = parseDuration(raw);
-      if (ms === undefined) {
-        ctx.addIssue({ code: "custom", message: `${expected}, got ${describe(raw)}` });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .default(fallbackMs);
-}
-
-function sizeSchema(fallbackBytes: number) {
-  const expected = "expected a size like 512KB, 50MB or 1GB";
-  return z
-    .string({ error: (issue) => `${expected}, got ${describe(issue.input)}` })
-    .transform((raw, ctx) => {
-      const bytes = parseSize(raw);
-      if (bytes === undefined) {
-        ctx.addIssue({ code: "custom", message: `${expected}, got ${describe(raw)}` });
-        return z.NEVER;
-      }
-      return bytes;
-    })
-    .default(fallbackBytes);
 }
 
 const argument = z
@@ -233,10 +195,10 @@ const profileSchema = z.strictObject(
           `expected a list of variable names like [ANTHROPIC_API_KEY], got ${describe(issue.input)}`,
       })
       .default([]),
-    timeout: durationSchema(DEFAULT_TIMEOUT_MS),
-    idle_timeout: durationSchema(DEFAULT_IDLE_TIMEOUT_MS),
-    log_limit: sizeSchema(DEFAULT_LOG_LIMIT_BYTES),
-    grace: durationSchema(DEFAULT_GRACE_MS),
+    timeout: durationSchema().default(DEFAULT_TIMEOUT_MS),
+    idle_timeout: durationSchema().default(DEFAULT_IDLE_TIMEOUT_MS),
+    log_limit: sizeSchema().default(DEFAULT_LOG_LIMIT_BYTES),
+    grace: durationSchema().default(DEFAULT_GRACE_MS),
   } satisfies Record<(typeof PROFILE_KEYS)[number], z.ZodType>,
   {
     error: (issue) =>

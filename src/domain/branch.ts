@@ -83,7 +83,22 @@ export function isValidRefName(ref: string, options: { allowOneLevel?: boolean }
   );
 }
 
-/** `git check-ref-format --branch`: a valid `refs/heads/<name>` that git's CLI also accepts. */
+/** Longer names are refused everywhere (file systems cap a path component near this). */
+export const BRANCH_NAME_MAX_LENGTH = 255;
+
+/**
+ * `git check-ref-format --branch`: a valid `refs/heads/<name>` that git's CLI also accepts,
+ * of at most BRANCH_NAME_MAX_LENGTH characters. The one branch-name rule: repository
+ * config (`base`) and workspaces both ask this function, so a base the config accepts is
+ * one the workspace can use.
+ */
 export function isValidBranchName(name: string): boolean {
-  return !name.startsWith("-") && name !== "HEAD" && isValidRefName(`refs/heads/${name}`);
+  return (
+    name.length <= BRANCH_NAME_MAX_LENGTH &&
+    !name.startsWith("-") &&
+    name !== "HEAD" &&
+    // `@` alone means HEAD wherever git reads a revision.
+    name !== "@" &&
+    isValidRefName(`refs/heads/${name}`)
+  );
 }

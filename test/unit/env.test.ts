@@ -69,8 +69,22 @@ describe("readEnv", () => {
     [{ OVERSEER_RUNNER_CAPACITY: "0" }, /^Invalid environment: OVERSEER_RUNNER_CAPACITY: /],
     [
       { OVERSEER_HEARTBEAT_INTERVAL: "soon" },
-      /^Invalid environment: OVERSEER_HEARTBEAT_INTERVAL: expected a positive duration/,
+      /^Invalid environment: OVERSEER_HEARTBEAT_INTERVAL: expected a duration like 10s/,
     ],
+    // A bare number was once read as milliseconds here while worker profiles refused it.
+    [
+      { OVERSEER_HEARTBEAT_INTERVAL: "600" },
+      /^Invalid environment: OVERSEER_HEARTBEAT_INTERVAL: expected a duration like 10s, got "600"/,
+    ],
+    [
+      { OVERSEER_MAX_RUN: "7200" },
+      /^Invalid environment: OVERSEER_MAX_RUN: expected a duration like 2h, got "7200"/,
+    ],
+    [
+      { OVERSEER_OUTBOX_SETTLE: "250" },
+      /^Invalid environment: OVERSEER_OUTBOX_SETTLE: expected a duration like 2s, or 0, got "250"/,
+    ],
+    [{ OVERSEER_TICK_INTERVAL: "0" }, /^Invalid environment: OVERSEER_TICK_INTERVAL: /],
     [
       { OVERSEER_HEARTBEAT_INTERVAL: "10s", OVERSEER_LEASE: "5s" },
       /^Invalid environment: OVERSEER_LEASE: must be longer/,
@@ -90,6 +104,12 @@ describe("readEnv", () => {
     const text = (thrown as Error).message;
     expect(text).toMatch(message);
     expect(text).not.toContain("\n");
+  });
+
+  it("takes 0 where a setting allows zero, and fractions with a unit", () => {
+    expect(readEnv({ OVERSEER_OUTBOX_SETTLE: "0" }).outboxSettleMs).toBe(0);
+    expect(readEnv({ OVERSEER_OUTBOX_SETTLE: "1.5s" }).outboxSettleMs).toBe(1_500);
+    expect(readEnv({ OVERSEER_POLL_INTERVAL: "250ms" }).pollIntervalMs).toBe(250);
   });
 
   it("treats empty values as unset", () => {

@@ -5,7 +5,6 @@ import {
   ConfigLoadError,
   DEFAULT_REPO_CONFIG,
   isConfigFileError,
-  isPlausibleBranchName,
   loadRepoConfig,
   parseRepoConfig,
   problemsFromYamlError,
@@ -13,6 +12,8 @@ import {
   renderConfigProblem,
   suggestKey,
 } from "../../src/config/repo-config.js";
+import { isValidBranchName } from "../../src/domain/branch.js";
+import { assertBranch } from "../../src/workspace/paths.js";
 
 function ok(raw: unknown): RepoConfig {
   const result = parseRepoConfig(raw);
@@ -203,11 +204,13 @@ commit_on_stop: false
   });
 });
 
-describe("isPlausibleBranchName", () => {
-  it.each(["main", "release/2.x", "feat-1", "user/name/topic", "v1.0"])("accepts %s", (name) => {
-    expect(isPlausibleBranchName(name)).toBe(true);
-  });
-  it.each([
+describe("base: one branch-name rule for config and workspace", () => {
+  const names = [
+    "main",
+    "release/2.x",
+    "feat-1",
+    "user/name/topic",
+    "v1.0",
     "",
     "-main",
     "a b",
@@ -229,8 +232,27 @@ describe("isPlausibleBranchName", () => {
     "@",
     "HEAD",
     "x".repeat(256),
-  ])("rejects %j", (name) => {
-    expect(isPlausibleBranchName(name)).toBe(false);
+    // Accepted by the config's own validator before there was one rule; the workspace
+    // refused it, so the task failed only once a runner tried to check it out.
+    "main\ud800",
+    "refs/heads/\ud800x",
+  ];
+  it.each(names)("%j: the config accepts it exactly when the workspace does", (name) => {
+    const parsed = parseRepoConfig({ base: name });
+    const workspaceAccepts = (() => {
+      try {
+        assertBranch(name.trim().replace(/^refs\/heads\//, ""), "base");
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    expect(parsed.ok).toBe(workspaceAccepts);
+    expect(parsed.ok).toBe(isValidBranchName(name.trim().replace(/^refs\/heads\//, "")));
+  });
+  it("refuses a lone surrogate that git would see as different bytes", () => {
+    const parsed = parseRepoConfig({ base: "main\ud800" });
+    expect(parsed.ok).toBe(false);
   });
 });
 
