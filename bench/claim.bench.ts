@@ -21,8 +21,8 @@ import { type EmbeddedServer, startEmbeddedPostgres } from "../src/db/embedded.j
 import { migrate } from "../src/db/migrate.js";
 import { createPool, type Pool, withTransaction } from "../src/db/pool.js";
 import { type RepoRow, upsertRepo } from "../src/db/repos.js";
-import { claimNextTask } from "../src/db/run-leases.js";
-import { registerRunner } from "../src/db/runner-registry.js";
+import { registerRunner } from "../src/db/runners.js";
+import { claimNextTask } from "../src/db/runs.js";
 import { withDatabase } from "../src/db/url.js";
 import { isProcessAlive } from "../src/runner/process-group.js";
 

@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { isProcessGroupAlive, startWorker } from "../src/runner/supervise.js";
+import { isProcessGroupAlive } from "../src/runner/process-group.js";
+import { startWorker } from "../src/runner/supervise.js";
 
 const RUNS = Number(process.argv[2] ?? 30);
 const GRACE_MS = 5_000;

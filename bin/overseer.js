@@ -2,11 +2,11 @@
 // Runs the compiled CLI when present (the Docker image), the TypeScript sources otherwise.
 import { existsSync } from "node:fs";
 
-const compiled = new URL("../dist/cli.js", import.meta.url);
+const compiled = new URL("../dist/cli/main.js", import.meta.url);
 if (existsSync(compiled)) {
   await import(compiled.href);
 } else {
   const { register } = await import("tsx/esm/api");
   register();
-  await import(new URL("../src/cli.ts", import.meta.url).href);
+  await import(new URL("../src/cli/main.ts", import.meta.url).href);
 }

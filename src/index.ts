@@ -3,11 +3,11 @@ import type { Logger } from "pino";
 import type { OverseerEnv } from "./config/env.js";
 import { DEFAULT_WORKER_PROFILES, loadWorkerProfiles } from "./config/workers.js";
 import { type Database, openDatabase } from "./db/database.js";
-import { overseerApp } from "./github/app.js";
-import { OutboxDispatcher } from "./github/outbox-dispatcher.js";
+import { OutboxDispatcher } from "./github/outbox/dispatcher.js";
 import { createGithubHandler } from "./github/probot.js";
-import { createRunnerGithub } from "./github/runner-github.js";
-import { Runner } from "./runner/task-runner.js";
+import { overseerApp } from "./github/webhooks.js";
+import { createRunnerGithub } from "./runner/github.js";
+import { Runner } from "./runner/runner.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
 

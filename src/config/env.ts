@@ -75,6 +75,7 @@ const envSchema = z.object({
   OVERSEER_RUNNER_STALE_AFTER: duration("60s").default(60_000),
   OVERSEER_MAX_RUN: duration("2h").default(2 * 3_600_000),
   OVERSEER_OUTBOX_RETRY_BASE: duration("1s").default(1_000),
+  OVERSEER_REQUEUE_BACKOFF: duration("30s").default(30_000),
   OVERSEER_OUTBOX_SETTLE: duration("2s", { allowZero: true }).default(2_000),
 });
 
@@ -104,6 +105,8 @@ export interface OverseerEnv {
   outboxRetryBaseMs: number;
   /** How long a status comment or label must stay unchanged before it is sent. */
   outboxSettleMs: number;
+  /** First wait before a task requeued after an infrastructure failure runs again. */
+  requeueBackoffMs: number;
 }
 
 export class EnvError extends ConfigError {
@@ -171,6 +174,7 @@ export function readEnv(
     maxRunMs: env.OVERSEER_MAX_RUN,
     outboxRetryBaseMs: env.OVERSEER_OUTBOX_RETRY_BASE,
     outboxSettleMs: env.OVERSEER_OUTBOX_SETTLE,
+    requeueBackoffMs: env.OVERSEER_REQUEUE_BACKOFF,
   };
 }
 

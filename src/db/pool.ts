@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "pino";
+import { ConfigError } from "../errors.js";
 import { describeDatabaseTarget, scrubPassword } from "./url.js";
 
 export type Pool = pg.Pool;
@@ -10,7 +11,12 @@ export type Queryable = Pick<pg.Pool, "query">;
 // bigint columns (ids from GitHub) fit in a JS number for as long as GitHub's ids do.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
-export class DatabaseUnreachableError extends Error {
+/**
+ * At start-up, a DATABASE_URL that does not answer is the operator's to fix (wrong host,
+ * port or password): a configuration error, so the process exits 78 at once instead of
+ * retrying forever.
+ */
+export class DatabaseUnreachableError extends ConfigError {
   override name = "DatabaseUnreachableError";
 }
 
@@ -19,7 +25,10 @@ export function createPool(url: string, log?: Logger, max = 10): Pool {
   // An idle client losing its connection must not crash the process; the next query
   // reconnects, and /healthz reports the outage meanwhile.
   pool.on("error", (error) => {
-    log?.error({ err: scrubPassword(error.message, url) }, "idle database connection failed");
+    log?.error(
+      { err: Object.assign(new Error(scrubPassword(error.message, url)), { stack: error.stack }) },
+      "idle database connection failed",
+    );
   });
   return pool;
 }

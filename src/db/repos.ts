@@ -35,16 +35,21 @@ export async function upsertRepo(db: Queryable, repo: Omit<RepoRow, "id">): Prom
     [repo.githubId, repo.fullName, repo.installationId, repo.cloneUrl, repo.defaultBranch],
   );
   // Nothing changed: the conditional update returned no row, so read the current one.
-  return result.rows[0] ?? (await getRepoByGithubId(db, repo.githubId));
+  const row = result.rows[0] ?? (await findRepoByGithubId(db, repo.githubId));
+  if (!row)
+    throw new Error(`repository with GitHub id ${repo.githubId} vanished during its upsert`);
+  return row;
 }
 
-export async function getRepoByGithubId(db: Queryable, githubId: number): Promise<RepoRow> {
+/**
+ * The repository by GitHub's id; null only when Overseer has never heard of it. A database
+ * failure is thrown, never mistaken for "unknown repository".
+ */
+export async function findRepoByGithubId(db: Queryable, githubId: number): Promise<RepoRow | null> {
   const result = await db.query<RepoRow>(`SELECT ${COLUMNS} FROM repos WHERE github_id = $1`, [
     githubId,
   ]);
-  const row = result.rows[0];
-  if (!row) throw new Error(`no repository with GitHub id ${githubId}`);
-  return row;
+  return result.rows[0] ?? null;
 }
 
 export async function getRepo(db: Queryable, id: number): Promise<RepoRow> {

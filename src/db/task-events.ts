@@ -49,6 +49,35 @@ export function appendTaskEventSql(params: Params, entry: NewTaskEvent): string 
           VALUES (${values.join(", ")})`;
 }
 
+/**
+ * Appends the event unless the task's latest event of the same name carries the same
+ * `detail.reason` (an auto-merge declined for the same reason on every check suite is
+ * worth one line in the trail, not fifty).
+ */
+export async function appendTaskEventOnChange(
+  db: Queryable,
+  entry: NewTaskEvent & { detail: { reason: string } & Record<string, unknown> },
+): Promise<boolean> {
+  const result = await db.query(
+    `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
+     SELECT $1, $2, $3, $4, $5, $6, $7::jsonb
+      WHERE NOT EXISTS (
+        SELECT 1 FROM (SELECT detail FROM task_events WHERE task_id = $1 AND event = $2
+                        ORDER BY id DESC LIMIT 1) latest
+         WHERE latest.detail->>'reason' = $7::jsonb->>'reason')`,
+    [
+      entry.taskId,
+      entry.event,
+      entry.fromState,
+      entry.toState,
+      entry.actor,
+      entry.cause,
+      JSON.stringify(entry.detail),
+    ],
+  );
+  return result.rowCount === 1;
+}
+
 export async function listTaskEvents(db: Queryable, taskId: number): Promise<TaskEventRow[]> {
   const result = await db.query<TaskEventRow>(
     `SELECT id, task_id AS "taskId", at, event, from_state AS "fromState", to_state AS "toState",

@@ -1,6 +1,7 @@
 import { TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
 import type { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
+import { REPO_JSON, type RepoRow } from "./repos.js";
 
 export interface TaskRow {
   id: number;
@@ -34,6 +35,10 @@ export interface TaskRow {
   queuedAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Not claimable before this (backoff after an infrastructure failure). */
+  notBefore: Date | null;
+  /** Consecutive infrastructure failures; any other settlement resets it. */
+  infraRetries: number;
 }
 
 export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_number AS "issueNumber",
@@ -45,7 +50,8 @@ export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_nu
   tasks.pr_url AS "prUrl", tasks.pr_head_sha AS "prHeadSha",
   tasks.merge_commit_sha AS "mergeCommitSha", tasks.merged_at AS "mergedAt",
   tasks.merged_by AS "mergedBy", tasks.created_at AS "createdAt", tasks.updated_at AS "updatedAt",
-  tasks.queued_at AS "queuedAt", tasks.started_at AS "startedAt", tasks.finished_at AS "finishedAt"`;
+  tasks.queued_at AS "queuedAt", tasks.started_at AS "startedAt", tasks.finished_at AS "finishedAt",
+  tasks.not_before AS "notBefore", tasks.infra_retries AS "infraRetries"`;
 
 export function snapshotOf(task: TaskRow): TaskSnapshot {
   return {
@@ -76,12 +82,9 @@ export interface NewTask {
 
 /**
  * Creates the task for (repository, issue) unless it exists. Concurrent callers race on
- * the unique constraint; exactly one creates, the rest get `created: false`.
+ * the unique constraint; exactly one creates, the rest get null.
  */
-export async function insertTaskIfAbsent(
-  db: Queryable,
-  task: NewTask,
-): Promise<{ task: TaskRow | null; created: boolean }> {
+export async function insertTaskIfAbsent(db: Queryable, task: NewTask): Promise<TaskRow | null> {
   const result = await db.query<TaskRow>(
     `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts,
                         risk_labelled, worker_profile, base_branch, branch, config, labels)
@@ -103,25 +106,33 @@ export async function insertTaskIfAbsent(
       task.labels,
     ],
   );
-  const row = result.rows[0] ?? null;
-  return { task: row, created: row !== null };
+  return result.rows[0] ?? null;
 }
 
-/** Locks the task row for the rest of the transaction (every state change goes through here). */
-export async function lockTask(
+/** A task by its id, or by its repository and issue. */
+export type TaskRef = { id: number } | { repoId: number; issueNumber: number };
+
+/**
+ * Locks the task row for the rest of the transaction and reads its repository with it
+ * (every state change goes through here, see task-changes.ts).
+ */
+export async function lockTaskWithRepo(
   db: Queryable,
-  by: { repoId: number; issueNumber: number } | { id: number },
-): Promise<TaskRow | null> {
-  const result =
-    "id" in by
-      ? await db.query<TaskRow>(`SELECT ${TASK_COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE`, [
-          by.id,
-        ])
-      : await db.query<TaskRow>(
-          `SELECT ${TASK_COLUMNS} FROM tasks WHERE repo_id = $1 AND issue_number = $2 FOR UPDATE`,
-          [by.repoId, by.issueNumber],
-        );
-  return result.rows[0] ?? null;
+  ref: TaskRef,
+): Promise<{ task: TaskRow; repo: RepoRow } | null> {
+  const where = "id" in ref ? "tasks.id = $1" : "tasks.repo_id = $1 AND tasks.issue_number = $2";
+  const values = "id" in ref ? [ref.id] : [ref.repoId, ref.issueNumber];
+  const result = await db.query<TaskRow & { repo: RepoRow }>(
+    `SELECT ${TASK_COLUMNS}, ${REPO_JSON} AS repo
+       FROM tasks JOIN repos ON repos.id = tasks.repo_id
+      WHERE ${where}
+        FOR UPDATE OF tasks`,
+    values,
+  );
+  const row = result.rows[0];
+  if (!row) return null;
+  const { repo, ...task } = row;
+  return { task, repo };
 }
 
 export async function getTask(db: Queryable, id: number): Promise<TaskRow | null> {
@@ -173,6 +184,8 @@ export interface TaskChanges {
   mergeCommitSha?: string;
   mergedAt?: Date;
   mergedBy?: string | null;
+  notBefore?: Date | null;
+  infraRetries?: number;
 }
 
 const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
@@ -191,6 +204,8 @@ const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
   mergeCommitSha: "merge_commit_sha",
   mergedAt: "merged_at",
   mergedBy: "merged_by",
+  notBefore: "not_before",
+  infraRetries: "infra_retries",
 };
 
 /**
@@ -229,12 +244,6 @@ export function updateTaskSql(
   return `UPDATE tasks SET ${sets.join(", ")}
            WHERE id = ${params.add(id)}::bigint AND state = ${before}
           RETURNING ${TASK_COLUMNS}`;
-}
-
-/** The updated row, or the error a held row lock makes impossible. */
-export function expectUpdated(row: TaskRow | undefined, id: number, previous: TaskState): TaskRow {
-  if (!row) throw new Error(`task ${id} changed state under a held lock (expected ${previous})`);
-  return row;
 }
 
 export async function setStatusCommentId(db: Queryable, id: number, commentId: number) {

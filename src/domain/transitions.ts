@@ -306,7 +306,25 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     action: "record a failed run",
     expected: "running",
     from: {
-      running: (task, event) => moveTo(task, "failed", { lastError: event.reason || "run failed" }),
+      running: (task, event) =>
+        moveTo(task, "failed", {
+          lastError: event.reason || "run failed",
+          ...(event.charged === false ? { attempts: Math.max(0, task.attempts - 1) } : {}),
+        }),
+    },
+  },
+
+  run_requeued: {
+    action: "requeue after an infrastructure failure",
+    expected: "running",
+    from: {
+      // Not the worker's doing: the attempt is given back, and the reason stays visible
+      // until the next run settles.
+      running: (task, event) =>
+        enqueue(task, {
+          attempts: Math.max(0, task.attempts - 1),
+          lastError: event.reason || "infrastructure failure",
+        }),
     },
   },
 

@@ -12,7 +12,17 @@ export const TASK_STATES = [
 export type TaskState = (typeof TASK_STATES)[number];
 
 /** States a task never leaves on its own; only a person (or a new label) moves it on. */
-export const FINAL_STATES: readonly TaskState[] = ["done", "failed", "stopped", "cancelled"];
+export const FINAL_STATES = [
+  "done",
+  "failed",
+  "stopped",
+  "cancelled",
+] as const satisfies readonly TaskState[];
+export type FinalState = (typeof FINAL_STATES)[number];
+
+export function isFinalState(state: TaskState): state is FinalState {
+  return (FINAL_STATES as readonly TaskState[]).includes(state);
+}
 
 export const COMMAND_NAMES = [
   "run",
@@ -57,7 +67,13 @@ export type TaskEvent =
   | { type: "claimed"; runner: string }
   /** Commits pushed and a PR found or opened for them. */
   | { type: "run_succeeded"; runner: string; prNumber: number }
-  | { type: "run_failed"; runner: string; reason: string }
+  /**
+   * The run ended in failure. `charged: false` gives the claim's attempt back: the work was
+   * not at fault (a configuration problem, or infrastructure that kept failing).
+   */
+  | { type: "run_failed"; runner: string; reason: string; charged?: boolean }
+  /** Infrastructure failed under the run (GitHub 5xx, a lock, the network): try again later, uncharged. */
+  | { type: "run_requeued"; runner: string; reason: string }
   | { type: "run_timed_out"; runner: string; reason: string }
   | { type: "run_stopped"; runner: string }
   /** The runner (or its lease) vanished: infrastructure, so the attempt is not charged. */
@@ -100,6 +116,7 @@ export const TASK_EVENT_TYPES = [
   "claimed",
   "run_succeeded",
   "run_failed",
+  "run_requeued",
   "run_timed_out",
   "run_stopped",
   "lease_lost",

@@ -1,9 +1,10 @@
-import { applyTaskEvent } from "../db/lifecycle.js";
-import { type Pool, withTransaction } from "../db/pool.js";
-import { getRepo } from "../db/repos.js";
-import { lockTask, type TaskRow } from "../db/tasks.js";
+import type { Pool } from "../db/pool.js";
+import { changeTask } from "../db/task-changes.js";
+import type { TaskRow } from "../db/tasks.js";
+import { actor } from "../domain/actors.js";
+import { OverseerError } from "../errors.js";
 import { evidenceFrom, mergedEvent, type VerifiedPull } from "./merges.js";
-import type { GithubRequester } from "./outbox-dispatcher.js";
+import type { GithubRequester } from "./octokit.js";
 
 interface PullForMerge extends VerifiedPull {
   draft?: boolean;
@@ -11,10 +12,18 @@ interface PullForMerge extends VerifiedPull {
   mergeable_state: string;
 }
 
-/** GitHub has not finished computing mergeability; worth asking again shortly. */
-export class NotYetKnownError extends Error {
-  override name = "NotYetKnownError";
-  readonly status = 503;
+/** GitHub computes mergeability in the background after a push; ask again shortly. */
+const MERGEABILITY_RETRY_MS = 3_000;
+
+function mergeabilityNotKnownYet(prNumber: number): OverseerError {
+  return new OverseerError(
+    "github",
+    `GitHub is still computing whether PR #${prNumber} is mergeable`,
+    {
+      retryable: true,
+      retryAfterMs: MERGEABILITY_RETRY_MS,
+    },
+  );
 }
 
 const GREEN_CONCLUSIONS = new Set(["success", "neutral", "skipped"]);
@@ -50,7 +59,7 @@ export async function mergeWhenReady(
     })
   ).data as PullForMerge;
   if (pull.state !== "open" || pull.draft) return { merge: false, reason: "PR is not open" };
-  if (pull.mergeable === null) throw new NotYetKnownError("GitHub is still computing mergeability");
+  if (pull.mergeable === null) throw mergeabilityNotKnownYet(pull.number);
   if (!pull.mergeable || !MERGEABLE_STATES.has(pull.mergeable_state)) {
     return { merge: false, reason: `PR is not mergeable (${pull.mergeable_state})` };
   }
@@ -73,14 +82,14 @@ export async function mergeWhenReady(
   const evidence = evidenceFrom(merged);
   if (!evidence)
     throw new Error(`PR #${pull.number} merge was accepted but is not reported merged`);
-  const repo = await getRepo(pool, task.repoId);
-  await withTransaction(pool, async (client) => {
-    const locked = await lockTask(client, { id: task.id });
-    if (!locked) return;
-    const cause = { actor: "overseer", cause: `auto-merge:${pull.number}` };
-    const done = mergedEvent(evidence, merged.head.sha, cause.actor);
-    await applyTaskEvent(client, repo, locked, done.event, cause, done.changes);
-  });
+  const done = mergedEvent(evidence, merged.head.sha, merged.merged_by?.login ?? "overseer");
+  await changeTask(
+    pool,
+    { id: task.id },
+    done.event,
+    { actor: actor.overseer("auto-merge"), cause: `auto-merge:${pull.number}` },
+    done.changes,
+  );
   return { merge: true };
 }
 

@@ -1,10 +1,17 @@
-import type { Context, Probot } from "probot";
-import { enqueueAutoMerge } from "../db/lifecycle.js";
+import type { Probot } from "probot";
 import { withTransaction } from "../db/pool.js";
-import { getRepoByGithubId } from "../db/repos.js";
+import { findRepoByGithubId } from "../db/repos.js";
+import { changeTaskIn, enqueueAutoMerge } from "../db/task-changes.js";
+import type { Cause } from "../db/task-events.js";
 import { findTask, findTaskByPullRequest, type TaskChanges, type TaskRow } from "../db/tasks.js";
+import { actor } from "../domain/actors.js";
 import type { MergeEvidence, TaskEvent } from "../domain/types.js";
-import { applyInDelivery, type IntakeDependencies, oncePerDelivery } from "./intake.js";
+import {
+  type Delivery,
+  type HandlerDependencies,
+  oncePerDelivery,
+  recordDeliveryIn,
+} from "./deliveries.js";
 import { type PullRequestEvent, parsePayload, pullRequestEventSchema } from "./payloads.js";
 
 /** What GET /repos/{owner}/{repo}/pulls/{pull_number} says, the only source of merge truth. */
@@ -43,23 +50,28 @@ export function closingIssueNumbers(body: string | null | undefined): number[] {
  * the PR is fetched from the API and only its answer, complete with merge commit and
  * time, moves the task to done (the schema refuses done without it).
  */
-export function registerMergeHandlers(app: Probot, deps: IntakeDependencies): void {
+export function registerMergeHandlers(app: Probot, deps: HandlerDependencies): void {
   app.on("pull_request.closed", (context) =>
-    oncePerDelivery(deps, context, () => onPullClosed(deps, context)),
+    oncePerDelivery(deps, context, (delivery) => onPullClosed(deps, delivery)),
   );
   app.on("pull_request.reopened", (context) =>
-    oncePerDelivery(deps, context, () => onPullReopened(deps, context)),
+    oncePerDelivery(deps, context, (delivery) => onPullReopened(deps, delivery)),
   );
   app.on("check_suite.completed", (context) =>
-    oncePerDelivery(deps, context, () => onChecksCompleted(deps, context)),
+    oncePerDelivery(deps, context, (delivery) => onChecksCompleted(deps, delivery)),
   );
 }
 
+/**
+ * The task a PR belongs to. Null only when Overseer does not know the repository or no
+ * task matches; a database failure is thrown, so the delivery fails (5xx) rather than
+ * being acknowledged with the merge unrecorded.
+ */
 async function taskForPull(
-  deps: IntakeDependencies,
+  deps: HandlerDependencies,
   event: PullRequestEvent,
 ): Promise<TaskRow | null> {
-  const repo = await getRepoByGithubId(deps.pool, event.repository.id).catch(() => null);
+  const repo = await findRepoByGithubId(deps.pool, event.repository.id);
   if (!repo) return null;
   const byPull = await findTaskByPullRequest(deps.pool, repo.id, {
     number: event.pull_request.number,
@@ -73,54 +85,88 @@ async function taskForPull(
   return null;
 }
 
-async function onPullClosed(deps: IntakeDependencies, context: Context): Promise<void> {
-  const event = parsePayload(pullRequestEventSchema, context.payload, "pull_request.closed");
+async function onPullClosed(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const event = parsePayload(
+    pullRequestEventSchema,
+    delivery.context.payload,
+    "pull_request.closed",
+  );
   const found = await taskForPull(deps, event);
   if (!found || found.state === "done") return;
-  const response = await context.octokit.request("GET /repos/{owner}/{repo}/pulls/{pull_number}", {
-    owner: event.repository.owner.login,
-    repo: event.repository.name,
-    pull_number: event.pull_request.number,
-  });
+  const log = delivery.log.child({ task: found.id, pr: event.pull_request.number });
+  const response = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/pulls/{pull_number}",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      pull_number: event.pull_request.number,
+    },
+  );
   const pull = response.data as unknown as VerifiedPull;
   const evidence = evidenceFrom(pull);
-  const cause = { actor: event.sender.login, cause: `delivery:${context.id}` };
+  const login = event.sender.login;
   if (evidence) {
-    const merged = mergedEvent(evidence, pull.head.sha, cause.actor);
-    await applyInDelivery(deps, context, event, found.id, merged.event, cause, merged.changes);
+    const merged = mergedEvent(evidence, pull.head.sha, login);
+    await applyInDelivery(deps, delivery, event, found.id, merged.event, merged.changes);
+    log.info({ mergeCommit: evidence.mergeCommitSha }, "merge verified");
     return;
   }
-  if (event.pull_request.merged) {
-    deps.log.warn(
-      { delivery: context.id, pr: pull.number, task: found.id },
-      "payload claims a merge the API does not confirm; ignored",
-    );
-  }
-  const closed = { type: "pr_closed_unmerged" as const, actor: cause.actor, prNumber: pull.number };
-  await applyInDelivery(deps, context, event, found.id, closed, cause);
+  if (event.pull_request.merged)
+    log.warn("payload claims a merge the API does not confirm; ignored");
+  const closed = { type: "pr_closed_unmerged" as const, actor: login, prNumber: pull.number };
+  await applyInDelivery(deps, delivery, event, found.id, closed);
 }
 
-async function onPullReopened(deps: IntakeDependencies, context: Context): Promise<void> {
-  const event = parsePayload(pullRequestEventSchema, context.payload, "pull_request.reopened");
+async function onPullReopened(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const event = parsePayload(
+    pullRequestEventSchema,
+    delivery.context.payload,
+    "pull_request.reopened",
+  );
   const found = await taskForPull(deps, event);
   if (!found) return;
-  const cause = { actor: event.sender.login, cause: `delivery:${context.id}` };
   const reopened = {
     type: "pr_reopened" as const,
-    actor: cause.actor,
+    actor: event.sender.login,
     prNumber: event.pull_request.number,
   };
-  await applyInDelivery(deps, context, event, found.id, reopened, cause);
+  await applyInDelivery(deps, delivery, event, found.id, reopened);
+}
+
+/** Applies one event to the PR's task in the delivery's transaction. */
+async function applyInDelivery(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: PullRequestEvent,
+  taskId: number,
+  taskEvent: TaskEvent,
+  changes?: TaskChanges,
+): Promise<void> {
+  const cause: Cause = {
+    actor: actor.github(event.sender.login),
+    cause: `delivery:${delivery.id}`,
+  };
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client) => {
+      const result = await changeTaskIn(client, { id: taskId }, taskEvent, cause, changes);
+      if (result && !result.ok)
+        delivery.log.info({ task: taskId, refused: result.reason }, "ignored");
+    },
+  );
 }
 
 /** The pr_merged event and the evidence columns it writes, from a verified PR. */
 export function mergedEvent(
   evidence: MergeEvidence,
   headSha: string,
-  actor: string,
+  login: string,
 ): { event: TaskEvent; changes: TaskChanges } {
   return {
-    event: { type: "pr_merged", actor, evidence },
+    event: { type: "pr_merged", actor: login, evidence },
     changes: {
       prUrl: evidence.prUrl,
       prHeadSha: headSha,
@@ -136,14 +182,14 @@ export function mergedEvent(
  * a `merge_pr` outbox entry. The dispatcher re-verifies everything (checks, reviews,
  * approval, head commit) right before merging, so a stale trigger merges nothing.
  */
-async function onChecksCompleted(deps: IntakeDependencies, context: Context): Promise<void> {
-  const payload = context.payload as {
+async function onChecksCompleted(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const payload = delivery.context.payload as {
     repository: { id: number };
     check_suite?: { pull_requests?: { number: number }[] };
   };
   const numbers = (payload.check_suite?.pull_requests ?? []).map((pull) => pull.number);
   if (numbers.length === 0) return;
-  const repo = await getRepoByGithubId(deps.pool, payload.repository.id).catch(() => null);
+  const repo = await findRepoByGithubId(deps.pool, payload.repository.id);
   if (!repo) return;
   await withTransaction(deps.pool, async (client) => {
     for (const number of numbers) {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { InputError } from "../errors.js";
 
 /**
  * The fields of GitHub's webhook payloads that Overseer reads, checked at the edge so a
@@ -64,7 +65,8 @@ export type IssueEvent = z.infer<typeof issueEventSchema>;
 export type IssueCommentEvent = z.infer<typeof issueCommentSchema>;
 export type PullRequestEvent = z.infer<typeof pullRequestEventSchema>;
 
-export class PayloadError extends Error {
+/** Signed by GitHub yet not the shape we read: answered 400 and recorded, never retried. */
+export class PayloadError extends InputError {
   override name = "PayloadError";
 }
 
@@ -75,20 +77,4 @@ export function parsePayload<T>(schema: z.ZodType<T>, payload: unknown, event: s
   throw new PayloadError(
     `malformed ${event} payload: ${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "invalid"}`,
   );
-}
-
-const PRIORITY_RANKS: Record<string, number> = {
-  "priority:critical": 0,
-  "priority:high": 1,
-  "priority:medium": 2,
-  "priority:low": 3,
-};
-const DEFAULT_PRIORITY = 2;
-
-/** priority:critical → 0 … priority:low → 3 (the most urgent label wins); unlabelled: medium. */
-export function priorityFromLabels(labels: readonly string[]): number {
-  const ranks = labels
-    .map((name) => PRIORITY_RANKS[name.toLowerCase()])
-    .filter((rank): rank is number => rank !== undefined);
-  return ranks.length > 0 ? Math.min(...ranks) : DEFAULT_PRIORITY;
 }

@@ -1,9 +1,12 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "pino";
 import { type ApplicationFunction, createNodeMiddleware, Probot, ProbotOctokit } from "probot";
 import type { OverseerEnv } from "../config/env.js";
-import type { RequestHandler } from "../web/http.js";
+
+/** Answers the request and returns true, or returns false to let the next handler try. */
+type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 /**
  * With App credentials: Probot's webhook middleware, which verifies the signature before
@@ -45,8 +48,6 @@ export const OverseerOctokit = ProbotOctokit.defaults((options: Record<string, u
   throttle: { ...(options.throttle as object | undefined), enabled: false },
   retry: { enabled: false },
 }));
-
-export type InstallationOctokit = Awaited<ReturnType<Probot["auth"]>>;
 
 export function createOverseerProbot(
   env: Pick<OverseerEnv, "appId" | "privateKey" | "webhookSecret" | "githubApiUrl">,

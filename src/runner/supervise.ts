@@ -1,24 +1,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { open } from "node:fs/promises";
-import path from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { formatDuration } from "../config/durations.js";
+import { LogSink } from "./log-sink.js";
 import {
   isProcessGroupAlive,
   KILL_WAIT_MS,
   signalProcessGroup,
   survivorsMessage,
   waitForProcessGroupExit,
-} from "./process-group.js";
-import { Redactor } from "./redact.js";
-
-export {
-  isProcessGroupAlive,
-  killProcessGroup,
-  listProcessGroup,
-  ProcessGroupError,
 } from "./process-group.js";
 
 /**
@@ -90,84 +82,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function limitEnabled(ms: number): boolean {
   return Number.isFinite(ms) && ms > 0;
-}
-
-/** Appends redacted, capped output to the log. Never throws: a full disk must not kill the run. */
-class LogSink {
-  bytes = 0;
-  private readonly fd: number;
-  private readonly redactors = new Map<string, Redactor>();
-  private truncated = false;
-  private broken = false;
-  private endsWithNewline = true;
-
-  constructor(
-    logPath: string,
-    private readonly limit: number,
-    private readonly secrets: readonly string[],
-  ) {
-    mkdirSync(path.dirname(logPath), { recursive: true });
-    this.fd = openSync(logPath, "a", 0o600);
-  }
-
-  output(source: string, chunk: Buffer): void {
-    // Drained but not processed: the cap has already been announced.
-    if (this.truncated) return;
-    let redactor = this.redactors.get(source);
-    if (!redactor) {
-      redactor = new Redactor(this.secrets);
-      this.redactors.set(source, redactor);
-    }
-    this.capped(redactor.push(chunk));
-  }
-
-  endOf(source: string): void {
-    const redactor = this.redactors.get(source);
-    if (redactor && !this.truncated) this.capped(redactor.flush());
-  }
-
-  /** Overseer's own lines bypass the cap: they say why the run ended. */
-  note(text: string): void {
-    const prefix = this.endsWithNewline ? "" : "\n";
-    this.raw(Buffer.from(`${prefix}[overseer] ${text}\n`));
-  }
-
-  close(): void {
-    for (const source of this.redactors.keys()) this.endOf(source);
-    try {
-      closeSync(this.fd);
-    } catch {
-      // Already closed or never usable; nothing is lost either way.
-    }
-  }
-
-  private capped(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    const room = this.limit - this.bytes;
-    if (chunk.length <= room) {
-      this.raw(chunk);
-      return;
-    }
-    this.raw(chunk.subarray(0, Math.max(0, room)));
-    this.truncated = true;
-    const prefix = this.endsWithNewline ? "" : "\n";
-    this.raw(Buffer.from(`${prefix}[log truncated at ${this.limit} bytes]\n`));
-  }
-
-  private raw(chunk: Buffer): void {
-    if (this.broken || chunk.length === 0) return;
-    try {
-      // Synchronous: ordered across stdout and stderr, and complete by the time `done` resolves.
-      let offset = 0;
-      while (offset < chunk.length) {
-        offset += writeSync(this.fd, chunk, offset, chunk.length - offset);
-      }
-      this.bytes += chunk.length;
-      this.endsWithNewline = chunk[chunk.length - 1] === 0x0a;
-    } catch {
-      this.broken = true;
-    }
-  }
 }
 
 function spawnFailure(error: unknown, spec: WorkerSpec): string {
@@ -274,160 +188,200 @@ function supervise(
   log: LogSink,
   startedAt: number,
 ): WorkerHandle {
-  const pgid = pid;
-  let outcome: WorkerOutcome | undefined;
-  let reason: string | undefined;
-  let leader: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  let killing: Promise<void> | undefined;
-  let survivors: string | undefined;
-  let lastActivity = performance.now();
-  const timers = new Set<NodeJS.Timeout>();
+  const supervision = new Supervision(child, pid, spec, log);
+  const done = supervision.finished(startedAt);
+  return {
+    pid,
+    pgid: pid,
+    stop: async (why) => {
+      supervision.end(why, why === "stopped" ? "stopped on request" : "runner shutting down");
+      await done;
+    },
+    done,
+  };
+}
 
-  // Errors after a successful spawn come from signalling, which we check ourselves.
-  child.on("error", () => {});
+/**
+ * One worker's life after spawn: its output into the log, its timeouts, and the single
+ * ending sequence (SIGTERM to the group, SIGKILL after the grace period) whatever asked
+ * for it.
+ */
+class Supervision {
+  readonly #pgid: number;
+  #outcome: WorkerOutcome | undefined;
+  #reason: string | undefined;
+  #leader: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  #killing: Promise<void> | undefined;
+  #survivors: string | undefined;
+  #lastActivity = performance.now();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #leaderExited: Promise<void>;
+  readonly #pipesClosed: Promise<unknown>;
 
-  const leaderExited = new Promise<void>((resolve) => {
-    child.once("exit", (code, signal) => {
-      leader = { code, signal };
-      outcome ??= "exited";
-      clearTimers();
-      resolve();
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly pid: number,
+    private readonly spec: WorkerSpec,
+    private readonly log: LogSink,
+  ) {
+    this.#pgid = pid;
+    // Errors after a successful spawn come from signalling, which we check ourselves.
+    child.on("error", () => {});
+    this.#leaderExited = new Promise<void>((resolve) => {
+      child.once("exit", (code, signal) => {
+        this.#leader = { code, signal };
+        this.#outcome ??= "exited";
+        this.#clearTimers();
+        resolve();
+      });
     });
-  });
-
-  for (const [source, stream] of [
-    ["stdout", child.stdout],
-    ["stderr", child.stderr],
-  ] as const) {
-    stream?.on("data", (chunk: Buffer) => {
-      lastActivity = performance.now();
-      log.output(source, chunk);
-    });
-    stream?.on("end", () => log.endOf(source));
-    stream?.on("error", () => {});
+    this.#pipesClosed = this.#pipeOutput();
+    this.#armTimeouts();
   }
-  const pipesClosed = Promise.all([streamEnded(child.stdout), streamEnded(child.stderr)]);
 
-  function after(ms: number, fn: () => void): void {
+  #pipeOutput(): Promise<unknown> {
+    for (const [source, stream] of [
+      ["stdout", this.child.stdout],
+      ["stderr", this.child.stderr],
+    ] as const) {
+      stream?.on("data", (chunk: Buffer) => {
+        this.#lastActivity = performance.now();
+        this.log.output(source, chunk);
+      });
+      stream?.on("end", () => this.log.endOf(source));
+      stream?.on("error", () => {});
+    }
+    return Promise.all([streamEnded(this.child.stdout), streamEnded(this.child.stderr)]);
+  }
+
+  #after(ms: number, fn: () => void): void {
     const timer = setTimeout(
       () => {
-        timers.delete(timer);
-        if (ms > MAX_TIMER_MS) after(ms - MAX_TIMER_MS, fn);
+        this.#timers.delete(timer);
+        if (ms > MAX_TIMER_MS) this.#after(ms - MAX_TIMER_MS, fn);
         else fn();
       },
       Math.min(ms, MAX_TIMER_MS),
     );
-    timers.add(timer);
+    this.#timers.add(timer);
   }
 
-  function clearTimers(): void {
-    for (const timer of timers) clearTimeout(timer);
-    timers.clear();
+  #clearTimers(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
   }
 
-  if (limitEnabled(spec.timeoutMs)) {
-    after(spec.timeoutMs, () =>
-      end("timed_out", `still running after ${formatDuration(spec.timeoutMs)} (timeout)`),
-    );
-  }
-  if (limitEnabled(spec.idleTimeoutMs)) {
-    // Re-armed lazily from lastActivity instead of on every chunk of output.
-    const checkIdle = (): void => {
-      const quietFor = performance.now() - lastActivity;
-      if (quietFor >= spec.idleTimeoutMs) {
-        end("idle_timeout", `no output for ${formatDuration(spec.idleTimeoutMs)} (idle_timeout)`);
-      } else {
-        after(Math.ceil(spec.idleTimeoutMs - quietFor), checkIdle);
-      }
-    };
-    after(spec.idleTimeoutMs, checkIdle);
+  #armTimeouts(): void {
+    const { timeoutMs, idleTimeoutMs } = this.spec;
+    if (limitEnabled(timeoutMs)) {
+      this.#after(timeoutMs, () =>
+        this.end("timed_out", `still running after ${formatDuration(timeoutMs)} (timeout)`),
+      );
+    }
+    if (limitEnabled(idleTimeoutMs)) {
+      // Re-armed lazily from the last output instead of on every chunk of output.
+      const checkIdle = (): void => {
+        const quietFor = performance.now() - this.#lastActivity;
+        if (quietFor >= idleTimeoutMs) {
+          this.end("idle_timeout", `no output for ${formatDuration(idleTimeoutMs)} (idle_timeout)`);
+        } else {
+          this.#after(Math.ceil(idleTimeoutMs - quietFor), checkIdle);
+        }
+      };
+      this.#after(idleTimeoutMs, checkIdle);
+    }
   }
 
-  function signal(sig: NodeJS.Signals): void {
+  #signal(sig: NodeJS.Signals): void {
     try {
-      if (signalProcessGroup(pgid, sig) || leader) return;
+      if (signalProcessGroup(this.#pgid, sig) || this.#leader) return;
       // The group is not there yet the leader is: it has not reached setsid().
-      process.kill(pid, sig);
+      process.kill(this.pid, sig);
     } catch {
       // EPERM (a setuid member) or a leader that just went: the polling decides.
     }
   }
 
-  function killGroup(): Promise<void> {
-    killing ??= (async () => {
-      clearTimers();
-      const leaderGone = () => leader !== undefined;
-      signal("SIGTERM");
-      if (await waitForProcessGroupExit(pgid, spec.graceMs, leaderGone, leaderExited)) return;
-      signal("SIGKILL");
-      if (await waitForProcessGroupExit(pgid, KILL_WAIT_MS, leaderGone)) return;
+  #killGroup(): Promise<void> {
+    this.#killing ??= (async () => {
+      this.#clearTimers();
+      const leaderGone = () => this.#leader !== undefined;
+      this.#signal("SIGTERM");
+      const { graceMs } = this.spec;
+      if (await waitForProcessGroupExit(this.#pgid, graceMs, leaderGone, this.#leaderExited)) {
+        return;
+      }
+      this.#signal("SIGKILL");
+      if (await waitForProcessGroupExit(this.#pgid, KILL_WAIT_MS, leaderGone)) return;
       // Only a process stuck in uninterruptible sleep gets here; report it rather than hang.
-      survivors = survivorsMessage(pgid);
+      this.#survivors = survivorsMessage(this.#pgid);
     })();
-    return killing;
+    return this.#killing;
   }
 
-  function end(cause: WorkerOutcome, why: string): void {
-    // Once the leader has exited, `done` owns the cleanup; signalling from here could hit
-    // a recycled pgid after the group is gone.
-    if (leader !== undefined || outcome !== undefined) return;
-    outcome = cause;
-    reason = why;
-    log.note(
-      `${why}: sending SIGTERM to process group ${pgid}, SIGKILL after ${formatDuration(spec.graceMs)}`,
+  /** Ends the run for `cause` unless it already ended. */
+  end(cause: WorkerOutcome, why: string): void {
+    // Once the leader has exited, `finished` owns the cleanup; signalling from here could
+    // hit a recycled pgid after the group is gone.
+    if (this.#leader !== undefined || this.#outcome !== undefined) return;
+    this.#outcome = cause;
+    this.#reason = why;
+    this.log.note(
+      `${why}: sending SIGTERM to process group ${this.#pgid}, SIGKILL after ${formatDuration(this.spec.graceMs)}`,
     );
-    void killGroup();
+    void this.#killGroup();
   }
 
-  const done = (async (): Promise<WorkerExit> => {
-    await leaderExited;
-    if (!killing && isProcessGroupAlive(pgid)) {
-      log.note(`worker exited but left processes in group ${pgid}; stopping them`);
-      void killGroup();
+  /** Resolves once the leader has exited and no process of its group remains. */
+  async finished(startedAt: number): Promise<WorkerExit> {
+    await this.#leaderExited;
+    if (!this.#killing && isProcessGroupAlive(this.#pgid)) {
+      this.log.note(`worker exited but left processes in group ${this.#pgid}; stopping them`);
+      void this.#killGroup();
     }
-    await killing;
+    await this.#killing;
+    await this.#drainPipes();
+    if (this.#survivors) this.log.note(this.#survivors);
+    this.log.close();
+    return this.#exit(startedAt);
+  }
+
+  /** Once the group is gone the pipes close at once, unless a process that left it holds them. */
+  async #drainPipes(): Promise<void> {
     // Cancelled once the pipes close, so a finished run holds no timer that keeps a CLI alive.
     const drainTimer = new AbortController();
     const drained = await Promise.race([
-      pipesClosed.then(() => true),
+      this.#pipesClosed.then(() => true),
       sleep(PIPE_DRAIN_MS, false, { signal: drainTimer.signal }).catch(() => false),
     ]);
     drainTimer.abort();
-    if (!drained) {
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      log.note("output pipes still open after the process group ended (a process left the group?)");
-    }
-    if (survivors) log.note(survivors);
-    log.close();
-    const exitCode = leader?.code ?? null;
-    const exitSignal = leader?.signal ?? null;
-    const final = outcome ?? "exited";
-    let why = reason;
+    if (drained) return;
+    this.child.stdout?.destroy();
+    this.child.stderr?.destroy();
+    this.log.note(
+      "output pipes still open after the process group ended (a process left the group?)",
+    );
+  }
+
+  #exit(startedAt: number): WorkerExit {
+    const exitCode = this.#leader?.code ?? null;
+    const exitSignal = this.#leader?.signal ?? null;
+    const final = this.#outcome ?? "exited";
+    let why = this.#reason;
     if (final === "exited") {
       if (exitSignal) why = `killed by ${exitSignal}`;
       else if (exitCode !== 0) why = `exited with code ${exitCode}`;
     }
-    if (survivors) why = why ? `${why}; ${survivors}` : survivors;
+    if (this.#survivors) why = why ? `${why}; ${this.#survivors}` : this.#survivors;
     return {
       exitCode,
       signal: exitSignal,
       outcome: final,
       ...(why === undefined ? {} : { reason: why }),
       durationMs: Math.round(performance.now() - startedAt),
-      logBytes: log.bytes,
+      logBytes: this.log.bytes,
     };
-  })();
-
-  return {
-    pid,
-    pgid,
-    stop: async (why) => {
-      end(why, why === "stopped" ? "stopped on request" : "runner shutting down");
-      await done;
-    },
-    done,
-  };
+  }
 }
 
 /**

@@ -115,7 +115,7 @@ describe("labelling an issue", () => {
       {
         event: "labeled",
         to_state: "queued",
-        actor: "Codertocat",
+        actor: "github:Codertocat",
         cause: `delivery:${response.id}`,
       },
     ]);

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { withTransaction } from "../../src/db/pool.js";
 import { type RepoRow, upsertRepo } from "../../src/db/repos.js";
-import { type Claim, claimNextTask } from "../../src/db/run-leases.js";
-import { registerRunner } from "../../src/db/runner-registry.js";
+import { registerRunner } from "../../src/db/runners.js";
+import { type Claim, claimNextTask } from "../../src/db/runs.js";
 import { insertTaskIfAbsent } from "../../src/db/tasks.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
@@ -57,7 +57,7 @@ async function seed(
   } = {},
 ): Promise<number> {
   issue += 1;
-  const { task } = await insertTaskIfAbsent(db.pool, {
+  const task = await insertTaskIfAbsent(db.pool, {
     repoId: repo.id,
     issueNumber: issue,
     title: `Task ${issue}`,

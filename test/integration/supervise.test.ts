@@ -5,11 +5,10 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { isProcessGroupAlive, killProcessGroup } from "../../src/runner/process-group.js";
 import { writePromptFile } from "../../src/runner/prompt.js";
 import { REDACTED, Redactor, redactText } from "../../src/runner/redact.js";
 import {
-  isProcessGroupAlive,
-  killProcessGroup,
   readLogTail,
   startWorker,
   type WorkerHandle,

@@ -11,16 +11,15 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseWorkerProfiles } from "../../src/config/workers.js";
 import { findFreePort } from "../../src/db/embedded.js";
-import { applyTaskEvent } from "../../src/db/lifecycle.js";
-import { withTransaction } from "../../src/db/pool.js";
 import { type RepoRow, upsertRepo } from "../../src/db/repos.js";
-import { insertTaskIfAbsent, lockTask } from "../../src/db/tasks.js";
+import { changeTask } from "../../src/db/task-changes.js";
+import { insertTaskIfAbsent } from "../../src/db/tasks.js";
 import { branchName } from "../../src/domain/branch.js";
 import { mergedEvent } from "../../src/github/merges.js";
 import { OverseerOctokit } from "../../src/github/probot.js";
-import { createRunnerGithub, type RunnerGithub } from "../../src/github/runner-github.js";
+import { createRunnerGithub, type RunnerGithub } from "../../src/runner/github.js";
 import { listProcessGroup } from "../../src/runner/process-group.js";
-import { Runner, type RunnerDependencies } from "../../src/runner/task-runner.js";
+import { Runner, type RunnerDependencies } from "../../src/runner/runner.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { createOrigin, git } from "../support/git-origin.js";
 import { REPO_ROOT } from "../support/process.js";
@@ -105,7 +104,7 @@ async function seedTask(
   options: { issue?: number; concurrency?: number } = {},
 ): Promise<number> {
   const issue = options.issue ?? nextIssue++;
-  const { task } = await insertTaskIfAbsent(db.pool, {
+  const task = await insertTaskIfAbsent(db.pool, {
     repoId: repo.id,
     issueNumber: issue,
     title: `Issue ${issue}`,
@@ -139,6 +138,7 @@ async function startRunner(
       // Long: these tests must be woken by NOTIFY, except where they say otherwise.
       pollIntervalMs: 30_000,
       runnerCapacity: 2,
+      requeueBackoffMs: 200,
       ...overrides,
     },
     log,
@@ -195,18 +195,13 @@ function originBranch(branch: string): string | null {
 }
 
 async function command(taskId: number, name: "stop", actor: string) {
-  await withTransaction(db.pool, async (client) => {
-    const locked = await lockTask(client, { id: taskId });
-    if (!locked) throw new Error(`task ${taskId} vanished`);
-    const result = await applyTaskEvent(
-      client,
-      repo,
-      locked,
-      { type: "command", command: name, actor },
-      { actor, cause: `command:/${name}` },
-    );
-    if (!result.ok) throw new Error(result.reason);
-  });
+  const result = await changeTask(
+    db.pool,
+    { id: taskId },
+    { type: "command", command: name, actor },
+    { actor: `operator:${actor}`, cause: `command:/${name}` },
+  );
+  if (!result?.ok) throw new Error(result ? result.reason : `task ${taskId} vanished`);
 }
 
 beforeAll(async () => {
@@ -474,7 +469,7 @@ describe("recovery", () => {
       privateKeyEncoding: { type: "pkcs1", format: "pem" },
       publicKeyEncoding: { type: "spki", format: "pem" },
     });
-    const spawned = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "runner"], {
+    const spawned = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "runner"], {
       cwd: REPO_ROOT,
       env: {
         PATH: process.env.PATH,
@@ -596,30 +591,25 @@ describe("worktrees of final tasks", () => {
       git(path.join(home, "mirrors", OWNER, `${NAME}.git`), "branch", "--list", waiting.branch),
     ).not.toBe("");
 
-    await withTransaction(db.pool, async (client) => {
-      const locked = await lockTask(client, { id });
-      if (!locked) throw new Error("task vanished");
-      const merged = mergedEvent(
-        {
-          prNumber: waiting.pr_number,
-          prUrl: waiting.pr_url,
-          mergeCommitSha: "2".repeat(40),
-          mergedAt: new Date().toISOString(),
-          mergedBy: "octocat",
-        },
-        waiting.pr_head_sha,
-        "octocat",
-      );
-      const result = await applyTaskEvent(
-        client,
-        repo,
-        locked,
-        merged.event,
-        { actor: "octocat", cause: "test" },
-        merged.changes,
-      );
-      if (!result.ok) throw new Error(result.reason);
-    });
+    const merged = mergedEvent(
+      {
+        prNumber: waiting.pr_number,
+        prUrl: waiting.pr_url,
+        mergeCommitSha: "2".repeat(40),
+        mergedAt: new Date().toISOString(),
+        mergedBy: "octocat",
+      },
+      waiting.pr_head_sha,
+      "octocat",
+    );
+    const result = await changeTask(
+      db.pool,
+      { id },
+      merged.event,
+      { actor: "github:octocat", cause: "test" },
+      merged.changes,
+    );
+    if (!result?.ok) throw new Error(result ? result.reason : "task vanished");
     await runner.sweep();
     expect(existsSync(run.worktree)).toBe(false);
     const mirror = path.join(home, "mirrors", OWNER, `${NAME}.git`);

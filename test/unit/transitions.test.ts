@@ -79,6 +79,8 @@ function eventFor(key: TransitionKey): TaskEvent {
       return { type: key, runner: "runner-1", prNumber: 9 };
     case "run_failed":
       return { type: key, runner: "runner-1", reason: "worker exited with code 1" };
+    case "run_requeued":
+      return { type: key, runner: "runner-1", reason: "GitHub answered 502" };
     case "run_timed_out":
       return { type: key, runner: "runner-1", reason: "timed out after 60m" };
     case "pr_merged":
@@ -202,6 +204,7 @@ const EXPECTED: { [K in TransitionKey]: Record<TaskState, Outcome> } = {
   claimed: onlyFrom("queued", to("running"), /^cannot claim: task is [a-z ]+, not queued$/),
   run_succeeded: onlyFrom("running", to("awaiting_merge"), /task is [a-z ]+, not running$/),
   run_failed: onlyFrom("running", to("failed"), /task is [a-z ]+, not running$/),
+  run_requeued: onlyFrom("running", to("queued"), /task is [a-z ]+, not running$/),
   run_timed_out: onlyFrom("running", to("failed"), /task is [a-z ]+, not running$/),
   run_stopped: onlyFrom("running", to("stopped"), /task is [a-z ]+, not running$/),
   lease_lost: onlyFrom("running", to("queued"), /task is [a-z ]+, not running$/),
@@ -250,7 +253,7 @@ describe("transition table", () => {
   it("has an expected outcome for every (state, event) pair", () => {
     const missing = CROSS_PRODUCT.filter(([state, key]) => EXPECTED[key]?.[state] === undefined);
     expect(missing).toEqual([]);
-    expect(CROSS_PRODUCT).toHaveLength(TASK_STATES.length * 19);
+    expect(CROSS_PRODUCT).toHaveLength(TASK_STATES.length * 20);
   });
 
   it.each(CROSS_PRODUCT)("%s + %s", (state, key) => {
@@ -412,6 +415,48 @@ describe("lease_lost", () => {
     expect(accepted(transition(running, eventFor("lease_lost"))).task.state).toBe(
       "awaiting_approval",
     );
+  });
+});
+
+describe("infrastructure failures are not charged", () => {
+  it("run_requeued gives the attempt back, keeps the reason visible and wakes runners", () => {
+    const running = task({ state: "running", attempts: 2 });
+    const result = accepted(transition(running, eventFor("run_requeued")));
+    expect(result.task).toEqual({
+      ...running,
+      state: "queued",
+      attempts: 1,
+      lastError: "GitHub answered 502",
+    });
+    expect(effectTypes(result)).toEqual(["status_comment", "state_label", "wake_runners"]);
+  });
+
+  it("run_requeued sends a risk-labelled, unapproved task to approval", () => {
+    const running = task({ state: "running", attempts: 1, riskLabelled: true });
+    expect(accepted(transition(running, eventFor("run_requeued"))).task.state).toBe(
+      "awaiting_approval",
+    );
+  });
+
+  it("run_failed with charged: false fails the task and gives the attempt back", () => {
+    const running = task({ state: "running", attempts: 3, maxAttempts: 3 });
+    const result = accepted(
+      transition(running, {
+        type: "run_failed",
+        runner: "r",
+        reason: "unknown worker profile",
+        charged: false,
+      }),
+    );
+    expect(result.task).toMatchObject({ state: "failed", attempts: 2 });
+    // So /retry works after the operator fixes the cause, even on the last attempt.
+    expect(accepted(transition(result.task, command("retry"))).task.state).toBe("queued");
+  });
+
+  it("a charged run_failed keeps the attempt", () => {
+    const running = task({ state: "running", attempts: 3, maxAttempts: 3 });
+    const result = accepted(transition(running, eventFor("run_failed")));
+    expect(result.task.attempts).toBe(3);
   });
 });
 
@@ -695,7 +740,12 @@ describe("random walks", () => {
 
 /** Events through which the runner itself says its run is over (nothing left to stop). */
 function runnerReported(event: TaskEvent): boolean {
-  return ["run_succeeded", "run_failed", "run_timed_out", "run_stopped", "lease_lost"].includes(
-    event.type,
-  );
+  return [
+    "run_succeeded",
+    "run_failed",
+    "run_requeued",
+    "run_timed_out",
+    "run_stopped",
+    "lease_lost",
+  ].includes(event.type);
 }

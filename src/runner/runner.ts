@@ -5,22 +5,25 @@ import type { OverseerEnv } from "../config/env.js";
 import type { WorkerProfiles } from "../config/workers.js";
 import { CHANNELS, type Listener, listen } from "../db/notify.js";
 import { type Pool, withTransaction } from "../db/pool.js";
+import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runners.js";
 import {
   claimNextTask,
   findExpiredRuns,
+  findLeftoverWorktrees,
   findRunsOnHost,
+  type LeftoverWorktree,
   listRunnerPids,
+  markWorktreesRemoved,
   type RunRow,
   requeueLostRun,
-} from "../db/run-leases.js";
-import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runner-registry.js";
-import { findLeftoverWorktrees, type LeftoverWorktree, markWorktreesRemoved } from "../db/runs.js";
+} from "../db/runs.js";
 import { appendTaskEvent } from "../db/task-events.js";
-import type { RunnerGithub } from "../github/runner-github.js";
+import { actor } from "../domain/actors.js";
+import { errorMessage } from "../errors.js";
 import { removeWorktree } from "../workspace/index.js";
-import { isProcessAlive, listProcessGroup } from "./process-group.js";
-import { ActiveRun, runTask } from "./run-task.js";
-import { killProcessGroup } from "./supervise.js";
+import { ActiveRun, runAttempt } from "./attempt.js";
+import type { RunnerGithub } from "./github.js";
+import { isProcessAlive, killProcessGroup, listProcessGroup } from "./process-group.js";
 
 export interface RunnerDependencies {
   pool: Pool;
@@ -28,7 +31,13 @@ export interface RunnerDependencies {
   databaseUrl: string;
   env: Pick<
     OverseerEnv,
-    "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "pollIntervalMs" | "runnerCapacity"
+    | "home"
+    | "heartbeatIntervalMs"
+    | "leaseMs"
+    | "maxRunMs"
+    | "pollIntervalMs"
+    | "runnerCapacity"
+    | "requeueBackoffMs"
   >;
   log: Logger;
   workers: WorkerProfiles;
@@ -94,7 +103,7 @@ export class Runner {
         else this.wake();
       },
       onLost: (error) =>
-        this.#log.warn({ err: error.message }, "runner listener lost; polling until it is back"),
+        this.#log.warn({ err: error }, "runner listener lost; polling until it is back"),
     });
     this.#beat = setInterval(() => {
       heartbeatRunner(pool, this.id).catch((error: unknown) =>
@@ -148,7 +157,7 @@ export class Runner {
       if (!claim) return;
       const active = new ActiveRun(claim);
       this.#active.set(claim.run.id, active);
-      const finished = runTask({ ...this.#deps, runnerId: this.id }, active)
+      const finished = runAttempt({ ...this.#deps, runnerId: this.id }, active)
         .catch((error: unknown) =>
           this.#log.error({ err: error, run: claim.run.id }, "run could not be settled"),
         )
@@ -187,7 +196,7 @@ export class Runner {
     const { pool, env } = this.#deps;
     for (const leftover of await findLeftoverWorktrees(pool, this.host)) {
       if (this.#stopping || this.#removalFailed.has(leftover.taskId)) continue;
-      const cause = { actor: this.id, cause: `runner:${this.id}` };
+      const cause = { actor: actor.runner(this.id), cause: `runner:${this.id}` };
       try {
         await removeWorktree(workspaceOf(leftover), {
           home: env.home,
@@ -207,8 +216,8 @@ export class Runner {
         });
       } catch (error) {
         this.#removalFailed.add(leftover.taskId);
-        const reason = error instanceof Error ? error.message : String(error);
-        this.#log.error({ task: leftover.taskId, err: reason }, "worktree could not be removed");
+        const reason = errorMessage(error);
+        this.#log.error({ task: leftover.taskId, err: error }, "worktree could not be removed");
         await appendTaskEvent(pool, {
           taskId: leftover.taskId,
           event: "worktree_removal_failed",
@@ -224,7 +233,7 @@ export class Runner {
   /**
    * Runs whose lease expired belong to a runner that died or was cut off: kill what is
    * left of their worker on this host and requeue the task without charging the attempt.
-   * (The watchdog will own this sweep; until then every runner does it on each poll.)
+   * Every runner does this on each poll; the fenced settle lets exactly one of them win.
    */
   async #requeueExpired(): Promise<void> {
     for (const run of await findExpiredRuns(this.#deps.pool)) {
@@ -258,7 +267,7 @@ export class Runner {
       await killProcessGroup(run.pgid, ORPHAN_GRACE_MS);
     }
     const requeued = await withTransaction(this.#deps.pool, (client) =>
-      requeueLostRun(client, run, reason),
+      requeueLostRun(client, run, reason, actor.runner(this.id)),
     );
     if (requeued) this.#log.warn({ run: run.id, task: run.taskId, reason }, "requeued a lost run");
   }

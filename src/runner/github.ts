@@ -1,7 +1,11 @@
-import type { PromptComment } from "../runner/prompt.js";
-import type { GithubRequester } from "./outbox-dispatcher.js";
+import { httpStatusOf } from "../errors.js";
+import { type GithubRequester, splitRepo } from "../github/octokit.js";
+import { MAX_PROMPT_COMMENTS, type PromptComment } from "./prompt.js";
 
-/** What a runner needs from GitHub for one task; documented REST endpoints only. */
+/**
+ * What a runner needs from GitHub for one task: the port the runner consumes, and its
+ * implementation over Octokit (documented REST endpoints only). Tests pass their own.
+ */
 export interface RunnerGithub {
   issueForPrompt(
     repo: string,
@@ -16,12 +20,8 @@ export interface RunnerGithub {
   installationToken(): Promise<string | undefined>;
 }
 
-const PROMPT_COMMENTS = 20;
-
-function split(repo: string): { owner: string; repo: string } {
-  const [owner = "", name = ""] = repo.split("/");
-  return { owner, repo: name };
-}
+/** GitHub's largest page of issue comments. */
+const COMMENTS_PER_PAGE = 100;
 
 interface PullSummary {
   number: number;
@@ -29,27 +29,22 @@ interface PullSummary {
   head: { sha: string };
 }
 
+interface ApiComment {
+  user?: { login?: string } | null;
+  body?: string;
+  created_at: string;
+}
+
 export function createRunnerGithub(
   octokit: GithubRequester & { auth?: (options: object) => Promise<unknown> },
 ): RunnerGithub {
   return {
     async issueForPrompt(repo, issueNumber) {
-      const target = { ...split(repo), issue_number: issueNumber };
+      const target = { ...splitRepo(repo), issue_number: issueNumber };
       const issue = (
         await octokit.request("GET /repos/{owner}/{repo}/issues/{issue_number}", target)
       ).data as { title: string; body?: string | null; comments?: number };
-      const total = issue.comments ?? 0;
-      // The most recent comments: the last page of PROMPT_COMMENTS-sized pages.
-      const comments =
-        total === 0
-          ? []
-          : ((
-              await octokit.request("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
-                ...target,
-                per_page: PROMPT_COMMENTS,
-                page: Math.max(1, Math.ceil(total / PROMPT_COMMENTS)),
-              })
-            ).data as { user?: { login?: string } | null; body?: string; created_at: string }[]);
+      const comments = await recentComments(octokit, target, issue.comments ?? 0);
       return {
         title: issue.title,
         body: issue.body ?? null,
@@ -62,7 +57,7 @@ export function createRunnerGithub(
     },
 
     async findOrOpenPullRequest(repo, pull) {
-      const target = split(repo);
+      const target = splitRepo(repo);
       // Opening first costs one call in the common case; GitHub answers 422 when an open PR
       // for this head already exists (say, the agent opened one), and then we find it.
       try {
@@ -82,7 +77,7 @@ export function createRunnerGithub(
           created: true,
         };
       } catch (error) {
-        if ((error as { status?: number }).status !== 422) throw error;
+        if (httpStatusOf(error) !== 422) throw error;
         const existing = (
           await octokit.request("GET /repos/{owner}/{repo}/pulls", {
             ...target,
@@ -108,4 +103,31 @@ export function createRunnerGithub(
       return auth.token;
     },
   };
+}
+
+/**
+ * The most recent MAX_PROMPT_COMMENTS comments, oldest first. GitHub lists comments oldest
+ * first, so they are read from the last page backwards until there are enough; `total` (the
+ * issue's comment count) only says where to start, and an empty page past a stale count
+ * steps back.
+ */
+async function recentComments(
+  octokit: GithubRequester,
+  target: { owner: string; repo: string; issue_number: number },
+  total: number,
+): Promise<ApiComment[]> {
+  let page = Math.ceil(total / COMMENTS_PER_PAGE);
+  const collected: ApiComment[] = [];
+  while (page >= 1 && collected.length < MAX_PROMPT_COMMENTS) {
+    const comments = (
+      await octokit.request("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
+        ...target,
+        per_page: COMMENTS_PER_PAGE,
+        page,
+      })
+    ).data as ApiComment[];
+    collected.unshift(...comments);
+    page -= 1;
+  }
+  return collected.slice(-MAX_PROMPT_COMMENTS);
 }

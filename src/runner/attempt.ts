@@ -2,7 +2,14 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "../config/env.js";
-import { expandArgv, resolveProfile, type WorkerProfiles, workerEnv } from "../config/workers.js";
+import {
+  expandArgv,
+  type PlaceholderValues,
+  resolveProfile,
+  type WorkerProfile,
+  type WorkerProfiles,
+  workerEnv,
+} from "../config/workers.js";
 import { type Pool, withTransaction } from "../db/pool.js";
 import {
   type Claim,
@@ -11,11 +18,12 @@ import {
   recordRunProcess,
   type Settlement,
   settleRun,
-} from "../db/run-leases.js";
-import type { RunnerGithub } from "../github/runner-github.js";
+} from "../db/runs.js";
+import { errorMessage } from "../errors.js";
 import {
   commitAll,
   commitsAheadOfBase,
+  type EnsuredWorktree,
   ensureWorktree,
   hasUncommittedChanges,
   pushBranch,
@@ -23,7 +31,9 @@ import {
   type WorkspaceOptions,
   type WorkspaceTask,
 } from "../workspace/index.js";
+import type { RunnerGithub } from "./github.js";
 import { buildPrompt, writePromptFile } from "./prompt.js";
+import { settlementForError, stopped, workerFailed, workerTimedOut } from "./settlements.js";
 import { readLogTail, startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
 
 export const OVERSEER_AUTHOR = { name: "Overseer", email: "overseer@users.noreply.github.com" };
@@ -32,7 +42,10 @@ const SUMMARY_LIMIT_BYTES = 16 * 1024;
 
 export interface RunContext {
   pool: Pool;
-  env: Pick<OverseerEnv, "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs">;
+  env: Pick<
+    OverseerEnv,
+    "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "requeueBackoffMs"
+  >;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
@@ -56,33 +69,22 @@ export class ActiveRun {
 }
 
 /**
- * One attempt, start to settlement. Success is judged from the remote, never from the
- * worker's word: commits ahead of base, the branch on origin at the SHA we pushed, and a
- * PR for it. Every failure settles the run with its reason (and the log tail); nothing is
- * printed and skipped.
+ * One attempt, start to settlement, under a heartbeat that renews the lease. Success is
+ * judged from the remote, never from the worker's word: commits ahead of base, the branch
+ * on origin at the SHA we pushed, and a PR for it. Every failure settles the run with its
+ * reason; nothing is printed and skipped.
  */
-export async function runTask(ctx: RunContext, active: ActiveRun): Promise<void> {
+export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<void> {
   const { claim } = active;
   const log = ctx.log.child({ task: claim.task.id, run: claim.run.id });
-  const heartbeat = setInterval(() => {
-    heartbeatRun(ctx.pool, active.lease, ctx.env.leaseMs).then(
-      ({ held, stopRequested }) => {
-        if (!held) {
-          // Someone else owns the run now: stop the worker and write nothing more.
-          active.leaseLost = true;
-          active.requestStop("shutdown");
-        } else if (stopRequested) {
-          active.requestStop("stopped");
-        }
-      },
-      (error: unknown) => log.warn({ err: error }, "heartbeat failed; retrying next beat"),
-    );
-  }, ctx.env.heartbeatIntervalMs);
+  const heartbeat = setInterval(() => beat(ctx, active, log), ctx.env.heartbeatIntervalMs);
   try {
-    const settlement = await attempt(ctx, active, log).catch(
-      (error: unknown): Settlement =>
-        failed(ctx.runnerId, error instanceof Error ? error.message : String(error)),
-    );
+    const settlement = await attempt(ctx, active, log).catch((error: unknown) => {
+      log.warn({ err: error }, "attempt failed before the worker's outcome was known");
+      return settlementForError(ctx.runnerId, error, claim.task.infraRetries, {
+        backoffBaseMs: ctx.env.requeueBackoffMs,
+      });
+    });
     if (active.leaseLost) {
       log.warn("lease lost during the run; leaving the run to whoever holds it now");
       return;
@@ -97,18 +99,47 @@ export async function runTask(ctx: RunContext, active: ActiveRun): Promise<void>
   }
 }
 
-function failed(runner: string, reason: string, extra: Partial<Settlement> = {}): Settlement {
-  return {
-    outcome: "failed",
-    failureReason: reason,
-    event: { type: "run_failed", runner, reason },
-    ...extra,
-  };
+function beat(ctx: RunContext, active: ActiveRun, log: Logger): void {
+  heartbeatRun(ctx.pool, active.lease, ctx.env.leaseMs).then(
+    ({ held, stopRequested }) => {
+      if (!held) {
+        // Someone else owns the run now: stop the worker and write nothing more.
+        active.leaseLost = true;
+        active.requestStop("shutdown");
+      } else if (stopRequested) {
+        active.requestStop("stopped");
+      }
+    },
+    (error: unknown) => log.warn({ err: error }, "heartbeat failed; retrying next beat"),
+  );
+}
+
+/** Everything a worker needs, made before it starts. */
+interface Prepared {
+  workspace: WorkspaceTask;
+  options: WorkspaceOptions;
+  worktree: EnsuredWorktree;
+  issue: Awaited<ReturnType<RunnerGithub["issueForPrompt"]>>;
+  github: RunnerGithub;
+  profile: WorkerProfile;
+  values: PlaceholderValues;
+  logPath: string;
+  token: string | undefined;
 }
 
 async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Settlement> {
+  const prepared = await prepare(ctx, active, log);
+  if (active.stopReason) {
+    return stopped(ctx.runnerId, active.stopReason, null, "stopped before the worker started");
+  }
+  const exit = await superviseWorker(ctx, active, prepared, log);
+  return judge(ctx, active, prepared, exit);
+}
+
+/** Token, worktree, prompt and profile: failures here are never the worker's. */
+async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Prepared> {
   const { task, repo, run } = active.claim;
-  const config = task.config as { worker?: string | null; commitOnStop?: boolean };
+  const config = task.config as { worker?: string | null };
   const github = await ctx.github(repo.installationId ?? 0);
   const token = await github.installationToken();
   const workspace: WorkspaceTask = {
@@ -121,7 +152,6 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   };
   const options: WorkspaceOptions = { home: ctx.env.home, token, log };
   const worktree = await ensureWorktree(workspace, options);
-
   const runDir = path.join(ctx.env.home, "runs", String(run.id));
   await mkdir(runDir, { recursive: true });
   const issue = await github.issueForPrompt(repo.fullName, task.issueNumber);
@@ -137,7 +167,7 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
       base: worktree.base,
     }),
   );
-  const values = {
+  const values: PlaceholderValues = {
     promptFile,
     summaryFile: path.join(runDir, "summary.md"),
     worktree: worktree.path,
@@ -147,14 +177,23 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     repo: repo.fullName,
   };
   const profile = resolveProfile(ctx.workers, config.worker ?? task.workerProfile ?? undefined);
-  const { env, secrets } = workerEnv(profile, values);
   const logPath = path.join(runDir, "worker.log");
-  if (active.stopReason) return stopSettlement(active, null, "stopped before the worker started");
+  return { workspace, options, worktree, issue, github, profile, values, logPath, token };
+}
+
+async function superviseWorker(
+  ctx: RunContext,
+  active: ActiveRun,
+  prepared: Prepared,
+  log: Logger,
+): Promise<WorkerExit> {
+  const { profile, values, logPath, token, worktree } = prepared;
+  const { env, secrets } = workerEnv(profile, values);
   const worker = startWorker({
     argv: expandArgv(profile, values),
     cwd: worktree.path,
     env,
-    stdinFile: profile.stdin === "prompt" ? promptFile : undefined,
+    stdinFile: profile.stdin === "prompt" ? values.promptFile : undefined,
     logPath,
     logLimitBytes: profile.logLimitBytes,
     timeoutMs: Math.min(profile.timeoutMs, ctx.env.maxRunMs),
@@ -171,40 +210,58 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     logPath,
   });
   log.info({ pid: worker.pid, profile: profile.name }, "worker started");
-  const exit = await worker.done;
-  const tail = () => readLogTail(logPath, LOG_TAIL_BYTES).catch(() => "");
-  const facts = { exitCode: exit.exitCode, signal: exit.signal };
+  return worker.done;
+}
 
+/** The worker's outcome, from its exit and then from the remote. */
+async function judge(
+  ctx: RunContext,
+  active: ActiveRun,
+  prepared: Prepared,
+  exit: WorkerExit,
+): Promise<Settlement> {
+  const runner = ctx.runnerId;
+  const tail = () => readLogTail(prepared.logPath, LOG_TAIL_BYTES).catch(() => "");
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
-    if (config.commitOnStop !== false && !active.leaseLost) {
-      await commitWorkInProgress(
-        worktree.path,
-        workspace,
-        options,
-        `stopped: ${exit.reason ?? ""}`,
+    const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
+    let reason = exit.reason ?? null;
+    if (commitOnStop !== false && !active.leaseLost) {
+      // A stop stays a stop: a work-in-progress push that fails is said, not retried.
+      const saved = await commitWorkInProgress(prepared, `stopped: ${exit.reason ?? ""}`).then(
+        () => null,
+        (error: unknown) => errorMessage(error),
       );
+      if (saved) reason = `${reason ?? "stopped"}; work in progress not saved: ${saved}`;
     }
-    return stopSettlement(active, exit, exit.reason ?? null);
+    return stopped(runner, active.stopReason ?? "stopped", exit, reason);
   }
   if (exit.outcome === "timed_out" || exit.outcome === "idle_timeout") {
     const reason = `timed_out: ${exit.reason ?? exit.outcome}\n${await tail()}`.trim();
-    return {
-      outcome: "timed_out",
-      failureReason: reason,
-      ...facts,
-      event: { type: "run_timed_out", runner: ctx.runnerId, reason },
-    };
+    return workerTimedOut(runner, reason, exit);
   }
   if (exit.outcome === "spawn_failed" || exit.exitCode !== 0) {
-    const headline =
-      exit.outcome === "spawn_failed"
-        ? `worker could not start: ${exit.reason ?? "unknown reason"}`
-        : exit.exitCode === null
-          ? `worker was killed by ${exit.signal}`
-          : `worker exited with code ${exit.exitCode}`;
-    return failed(ctx.runnerId, `${headline}\n${await tail()}`.trim(), facts);
+    return workerFailed(runner, `${exitHeadline(exit)}\n${await tail()}`.trim(), exit);
   }
+  return publish(ctx, active, prepared, exit);
+}
 
+function exitHeadline(exit: WorkerExit): string {
+  if (exit.outcome === "spawn_failed")
+    return `worker could not start: ${exit.reason ?? "unknown reason"}`;
+  return exit.exitCode === null
+    ? `worker was killed by ${exit.signal}`
+    : `worker exited with code ${exit.exitCode}`;
+}
+
+/** Commit what was left, push, check the remote, find or open the PR. */
+async function publish(
+  ctx: RunContext,
+  active: ActiveRun,
+  prepared: Prepared,
+  exit: WorkerExit,
+): Promise<Settlement> {
+  const { worktree, workspace, options, github, values } = prepared;
+  const { task, repo, run } = active.claim;
   if (await hasUncommittedChanges(worktree.path)) {
     await commitAll(
       worktree.path,
@@ -213,22 +270,22 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     );
   }
   if ((await commitsAheadOfBase(worktree.path, worktree.base)) === 0) {
-    return failed(ctx.runnerId, "worker exited without changes", facts);
+    return workerFailed(ctx.runnerId, "worker exited without changes", exit);
   }
   const pushed = await pushBranch(worktree.path, workspace, options);
   const remote = await remoteBranchSha(workspace, worktree.branch, options);
   if (remote !== pushed.sha) {
-    return failed(
+    return workerFailed(
       ctx.runnerId,
       `branch ${worktree.branch} is at ${remote ?? "nothing"} on origin, not the pushed ${pushed.sha}`,
-      facts,
+      exit,
     );
   }
   const summary = await readSummary(values.summaryFile);
   const pull = await github.findOrOpenPullRequest(repo.fullName, {
     branch: worktree.branch,
     base: worktree.base,
-    title: issue.title,
+    title: prepared.issue.title,
     body: pullRequestBody(task.issueNumber, summary, {
       runId: run.id,
       attempt: run.attempt,
@@ -238,46 +295,26 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   });
   return {
     outcome: "succeeded",
-    ...facts,
+    exitCode: exit.exitCode,
+    signal: exit.signal,
     headSha: pushed.sha,
     event: { type: "run_succeeded", runner: ctx.runnerId, prNumber: pull.number },
-    changes: { prUrl: pull.url, prHeadSha: pushed.sha, summary, branch: worktree.branch },
+    changes: {
+      prUrl: pull.url,
+      prHeadSha: pushed.sha,
+      summary,
+      branch: worktree.branch,
+      infraRetries: 0,
+      notBefore: null,
+    },
   };
 }
 
-function stopSettlement(
-  active: ActiveRun,
-  exit: WorkerExit | null,
-  reason: string | null,
-): Settlement {
-  const facts = { exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null };
-  if (active.stopReason === "shutdown") {
-    // The runner is going away: the work is not at fault, so the attempt is not charged.
-    return {
-      outcome: "lost",
-      ...facts,
-      failureReason: "runner shut down",
-      charged: false,
-      event: { type: "lease_lost", actor: active.claim.run.runnerId },
-    };
-  }
-  return {
-    outcome: "stopped",
-    ...facts,
-    failureReason: reason,
-    event: { type: "run_stopped", runner: active.claim.run.runnerId },
-  };
-}
-
-async function commitWorkInProgress(
-  worktree: string,
-  workspace: WorkspaceTask,
-  options: WorkspaceOptions,
-  why: string,
-): Promise<void> {
-  if (!(await hasUncommittedChanges(worktree))) return;
-  await commitAll(worktree, `WIP (Overseer): ${why}`.trim(), OVERSEER_AUTHOR);
-  await pushBranch(worktree, workspace, options);
+async function commitWorkInProgress(prepared: Prepared, why: string): Promise<void> {
+  const { worktree, workspace, options } = prepared;
+  if (!(await hasUncommittedChanges(worktree.path))) return;
+  await commitAll(worktree.path, `WIP (Overseer): ${why}`.trim(), OVERSEER_AUTHOR);
+  await pushBranch(worktree.path, workspace, options);
 }
 
 async function readSummary(file: string): Promise<string | null> {

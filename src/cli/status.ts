@@ -1,0 +1,31 @@
+import { schemaVersion } from "../db/migrate.js";
+import { listRunners } from "../db/runners.js";
+import { countTasksByState } from "../db/tasks.js";
+import { withDatabase } from "./context.js";
+import { printJson, printLines } from "./output.js";
+
+export function statusCommand(options: { json?: boolean }): Promise<void> {
+  return withDatabase(
+    async (db) => {
+      const version = await schemaVersion(db.pool);
+      const counts = version ? await countTasksByState(db.pool) : {};
+      const runners = version ? await listRunners(db.pool) : [];
+      const status = { database: "up", schema: version, tasks: counts, runners };
+      if (options.json) return printJson(status);
+      printLines([
+        "database: up",
+        `schema:   ${version ?? "not migrated (run: overseer migrate)"}`,
+        "tasks:",
+        ...Object.entries(counts).map(([state, count]) => `  ${state.padEnd(18)} ${count}`),
+        "runners:",
+        ...runners.map(
+          (runner) =>
+            `  ${runner.id}  ${runner.host} pid ${runner.pid}  capacity ${runner.capacity}  ${
+              runner.stoppedAt ? "stopped" : `heartbeat ${runner.heartbeatAt.toISOString()}`
+            }`,
+        ),
+      ]);
+    },
+    { migrate: false },
+  );
+}

@@ -1,0 +1,22 @@
+/** Rules that read an issue's labels. Pure. */
+
+const PRIORITY_RANKS: Record<string, number> = {
+  "priority:critical": 0,
+  "priority:high": 1,
+  "priority:medium": 2,
+  "priority:low": 3,
+};
+export const DEFAULT_PRIORITY = 2;
+
+/** priority:critical → 0 … priority:low → 3 (the most urgent label wins); unlabelled: medium. */
+export function priorityFromLabels(labels: readonly string[]): number {
+  const ranks = labels
+    .map((name) => PRIORITY_RANKS[name.toLowerCase()])
+    .filter((rank): rank is number => rank !== undefined);
+  return ranks.length > 0 ? Math.min(...ranks) : DEFAULT_PRIORITY;
+}
+
+/** True when the issue carries one of the repository's risk labels. */
+export function hasRiskLabel(labels: readonly string[], riskLabels: readonly string[]): boolean {
+  return labels.some((label) => riskLabels.includes(label));
+}

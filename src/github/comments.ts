@@ -1,0 +1,232 @@
+import type { Probot } from "probot";
+import { DEFAULT_REPO_CONFIG, type RepoConfig } from "../config/repo-config.js";
+import { enqueueOutbox } from "../db/outbox.js";
+import type { PoolClient } from "../db/pool.js";
+import { findRepoByGithubId, type RepoRow } from "../db/repos.js";
+import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
+import type { Cause } from "../db/task-events.js";
+import { findTaskByPullRequest, type TaskRow } from "../db/tasks.js";
+import { actor } from "../domain/actors.js";
+import { helpText, parseCommands } from "../domain/commands.js";
+import { describeState } from "../domain/transitions.js";
+import type { CommandName } from "../domain/types.js";
+import {
+  type Delivery,
+  findTaskForIssue,
+  type HandlerDependencies,
+  oncePerDelivery,
+  type RepoConfigRead,
+  readRepoConfig,
+  recordDeliveryIn,
+} from "./deliveries.js";
+import { type IssueCommentEvent, issueCommentSchema, parsePayload } from "./payloads.js";
+import { hasCommandPermission, refusalText } from "./permissions.js";
+
+/** Marks every comment Overseer writes, so its own comments never count as commands. */
+export const OVERSEER_COMMENT_MARKER = "<!-- overseer:";
+
+/**
+ * Commands in new comments (`/retry`, `/stop`, …). Steps: ignore bots and Overseer's own
+ * comments; parse; find the task and its config; check the commenter may command; then
+ * apply every command, the reaction and the reply in the delivery's transaction.
+ */
+export function registerCommands(app: Probot, deps: HandlerDependencies): void {
+  app.on("issue_comment.created", (context) =>
+    oncePerDelivery(deps, context, (delivery) => onComment(deps, delivery)),
+  );
+}
+
+async function onComment(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const event = parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created");
+  if (isFromBotOrOverseer(event)) return;
+  const parsed = parseCommands(event.comment.body);
+  if (parsed.commands.length === 0 && parsed.unknown.length === 0) return;
+
+  const existing = await findTaskForComment(deps, delivery, event);
+  const config = await configFor(delivery, existing);
+  const replies = new Replies(event, existing, delivery);
+  const record = (work: (client: PoolClient, repo: RepoRow) => Promise<void>) =>
+    recordDeliveryIn(deps, delivery, event.repository, event.installation?.id ?? null, work);
+
+  if (!config.ok) {
+    replies.add(config.body);
+    await record((client, repo) => replies.send(client, repo));
+    return;
+  }
+  const username = event.comment.user.login;
+  const permission = await hasCommandPermission(delivery.context.octokit, {
+    owner: event.repository.owner.login,
+    repo: event.repository.name,
+    username,
+    required: config.config.commanders,
+    cache: deps.permissions,
+    installationId: event.installation?.id ?? null,
+  });
+  if (!permission.allowed) {
+    delivery.log.info({ user: username, permission: permission.permission }, "command refused");
+    replies.add(refusalText(username, permission.permission, config.config.commanders));
+    await record((client, repo) => replies.send(client, repo));
+    return;
+  }
+  await record(async (client, repo) => {
+    if (parsed.unknown.length > 0) {
+      replies.add(
+        `I don't know ${parsed.unknown.map((word) => `\`${word}\``).join(", ")}.\n\n${helpText()}`,
+      );
+    }
+    let accepted = false;
+    for (const command of parsed.commands) {
+      const outcome = await runCommand(client, repo, event, existing?.id ?? null, config.config, {
+        command,
+        cause: {
+          actor: actor.github(username),
+          cause: `delivery:${delivery.id}`,
+          detail: { command: `/${command}`, commentId: event.comment.id },
+        },
+      });
+      if (outcome.reply) replies.add(outcome.reply);
+      accepted ||= outcome.accepted;
+      delivery.log.info({ command, accepted: outcome.accepted, task: existing?.id }, "command");
+    }
+    if (accepted) await acknowledge(client, repo, event, existing);
+    await replies.send(client, repo);
+  });
+}
+
+/** Bots, Apps (Overseer included) and comments carrying our marker are never commands. */
+function isFromBotOrOverseer(event: IssueCommentEvent): boolean {
+  const { comment } = event;
+  return (
+    comment.user.type === "Bot" ||
+    event.sender.type === "Bot" ||
+    Boolean(comment.performed_via_github_app) ||
+    comment.body.includes(OVERSEER_COMMENT_MARKER)
+  );
+}
+
+/** A known task keeps the config it was queued with; otherwise the repository's is read. */
+async function configFor(delivery: Delivery, task: TaskRow | null): Promise<RepoConfigRead> {
+  if (task) {
+    return { ok: true, config: { ...DEFAULT_REPO_CONFIG, ...task.config } as RepoConfig };
+  }
+  return readRepoConfig(delivery.context);
+}
+
+/** The replies one comment gets, sent as one comment (once per delivery). */
+class Replies {
+  readonly #parts: string[] = [];
+  constructor(
+    private readonly event: IssueCommentEvent,
+    private readonly task: TaskRow | null,
+    private readonly delivery: Delivery,
+  ) {}
+
+  add(text: string): void {
+    this.#parts.push(text);
+  }
+
+  async send(client: PoolClient, repo: RepoRow): Promise<void> {
+    if (this.#parts.length === 0) return;
+    await enqueueOutbox(client, {
+      taskId: this.task?.id ?? null,
+      installationId: repo.installationId ?? 0,
+      repoFullName: repo.fullName,
+      kind: "reply",
+      payload: { issueNumber: this.event.issue.number, body: this.#parts.join("\n\n") },
+      key: { dedupe: `reply:${this.delivery.id}` },
+    });
+  }
+}
+
+/** A 👍 on the comment: every accepted command is acknowledged. */
+function acknowledge(
+  client: PoolClient,
+  repo: RepoRow,
+  event: IssueCommentEvent,
+  task: TaskRow | null,
+): Promise<void> {
+  return enqueueOutbox(client, {
+    taskId: task?.id ?? null,
+    installationId: repo.installationId ?? 0,
+    repoFullName: repo.fullName,
+    kind: "reaction",
+    payload: { commentId: event.comment.id, content: "+1" },
+    key: { dedupe: `reaction:${event.comment.id}` },
+  });
+}
+
+async function runCommand(
+  client: PoolClient,
+  repo: RepoRow,
+  event: IssueCommentEvent,
+  knownTaskId: number | null,
+  config: RepoConfig,
+  request: { command: CommandName; cause: Cause },
+): Promise<{ accepted: boolean; reply?: string }> {
+  const { command, cause } = request;
+  if (command === "help") return { accepted: true, reply: helpText() };
+  const login = event.comment.user.login;
+  // The task was looked up before the transaction; an issue's task may have been created since.
+  const ref =
+    knownTaskId !== null
+      ? { id: knownTaskId }
+      : event.issue.pull_request
+        ? null
+        : { repoId: repo.id, issueNumber: event.issue.number };
+  const result = ref
+    ? await changeTaskIn(client, ref, { type: "command", command, actor: login }, cause)
+    : null;
+  if (result) {
+    if (command === "status") return { accepted: true, reply: statusReply(result.task) };
+    return result.ok ? { accepted: true } : { accepted: false, reply: result.reason };
+  }
+  if (command === "run" && !event.issue.pull_request) {
+    const queued = await queueTaskFor(
+      client,
+      repo,
+      { ...event.issue, labels: event.issue.labels.map((label) => label.name) },
+      config,
+      { ...cause, login },
+    );
+    return queued.ok ? { accepted: true } : { accepted: false, reply: queued.reason };
+  }
+  return { accepted: false, reply: noTaskReply(config) };
+}
+
+function statusReply(task: TaskRow): string {
+  return `Task is **${describeState(task.state)}** (attempt ${task.attempts} of ${task.maxAttempts})${
+    task.lastError ? `; last error: ${task.lastError.split("\n")[0]}` : ""
+  }. The status comment above has the details.`;
+}
+
+function noTaskReply(config: RepoConfig): string {
+  return `There is no Overseer task here. Add the \`${config.label}\` label (or comment \`/run\`) to start one.`;
+}
+
+/** A comment on a PR addresses the task that owns the PR (by number, else by head branch). */
+async function findTaskForComment(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueCommentEvent,
+): Promise<TaskRow | null> {
+  if (!event.issue.pull_request) return findTaskForIssue(deps, event);
+  const repo = await findRepoByGithubId(deps.pool, event.repository.id);
+  if (!repo) return null;
+  const byNumber = await findTaskByPullRequest(deps.pool, repo.id, {
+    number: event.issue.number,
+    headRef: null,
+  });
+  if (byNumber) return byNumber;
+  const pull = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/pulls/{pull_number}",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      pull_number: event.issue.number,
+    },
+  );
+  return findTaskByPullRequest(deps.pool, repo.id, {
+    number: event.issue.number,
+    headRef: pull.data.head.ref,
+  });
+}

@@ -1,0 +1,128 @@
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import type { Context } from "probot";
+import {
+  loadRepoConfig,
+  REPO_CONFIG_FILE,
+  type RepoConfig,
+  renderConfigProblem,
+} from "../config/repo-config.js";
+import { isDeliverySeen, recordDelivery, recordRejectedDelivery } from "../db/deliveries.js";
+import { type Pool, type PoolClient, withTransaction } from "../db/pool.js";
+import { findRepoByGithubId, type RepoRow, upsertRepo } from "../db/repos.js";
+import { findTask, type TaskRow } from "../db/tasks.js";
+import { errorMessage } from "../errors.js";
+import { PayloadError, type Repository } from "./payloads.js";
+import type { PermissionCache } from "./permissions.js";
+
+/**
+ * What every webhook handler shares: a delivery is processed once, its changes commit in
+ * one transaction with its id, and its log lines carry its id.
+ */
+
+export interface HandlerDependencies {
+  pool: Pool;
+  log: Logger;
+  permissions: PermissionCache;
+}
+
+/** One delivery being handled: Probot's context, and a logger that names the delivery. */
+export interface Delivery {
+  context: Context;
+  id: string;
+  log: Logger;
+}
+
+function actionOf(context: Context): string | null {
+  const action = (context.payload as { action?: unknown }).action;
+  return typeof action === "string" ? action : null;
+}
+
+/**
+ * A redelivery (same X-GitHub-Delivery id) is dropped before any API call. A payload that
+ * does not have the shape we read is recorded as rejected and answered 400 (the
+ * PayloadError's status): GitHub will not fix it by sending it again.
+ */
+export async function oncePerDelivery(
+  deps: HandlerDependencies,
+  context: Context,
+  handle: (delivery: Delivery) => Promise<void>,
+): Promise<void> {
+  const action = actionOf(context);
+  const log = deps.log.child({
+    delivery: context.id,
+    event: action ? `${context.name}.${action}` : context.name,
+  });
+  if (await isDeliverySeen(deps.pool, context.id)) {
+    log.info("redelivery ignored");
+    return;
+  }
+  try {
+    await handle({ context, id: context.id, log });
+  } catch (error) {
+    if (error instanceof PayloadError) {
+      await recordRejectedDelivery(
+        deps.pool,
+        { id: context.id, event: context.name, action, repoId: null },
+        errorMessage(error),
+      );
+      log.warn({ err: error }, "malformed payload rejected");
+    }
+    throw error;
+  }
+}
+
+/**
+ * Runs `work` in a transaction that first records the delivery id; a concurrent duplicate
+ * of the same delivery loses the insert and changes nothing.
+ */
+export async function recordDeliveryIn(
+  deps: Pick<HandlerDependencies, "pool">,
+  delivery: Delivery,
+  repository: Repository,
+  installationId: number | null,
+  work: (client: PoolClient, repo: RepoRow) => Promise<void>,
+): Promise<void> {
+  await withTransaction(deps.pool, async (client) => {
+    const repo = await upsertRepo(client, {
+      githubId: repository.id,
+      fullName: repository.full_name,
+      installationId,
+      cloneUrl: repository.clone_url,
+      defaultBranch: repository.default_branch,
+    });
+    const fresh = await recordDelivery(client, {
+      id: delivery.id,
+      event: delivery.context.name,
+      action: actionOf(delivery.context),
+      repoId: repo.id,
+    });
+    if (!fresh) return;
+    await work(client, repo);
+  });
+}
+
+/** The issue's task, if Overseer knows the repository and has one for the issue. */
+export async function findTaskForIssue(
+  deps: Pick<HandlerDependencies, "pool">,
+  event: { repository: Repository; issue: { number: number } },
+): Promise<TaskRow | null> {
+  const repo = await findRepoByGithubId(deps.pool, event.repository.id);
+  return repo ? findTask(deps.pool, repo.id, event.issue.number) : null;
+}
+
+export type RepoConfigRead =
+  | { ok: true; config: RepoConfig }
+  | { ok: false; body: string; key: string };
+
+/**
+ * `.github/overseer.yml` through Probot's config reader. A broken file comes back as the
+ * comment to post (and a key to post it once per distinct problem); GitHub being
+ * unreachable is thrown, failing the delivery.
+ */
+export async function readRepoConfig(context: Context): Promise<RepoConfigRead> {
+  const result = await loadRepoConfig(() => context.config(REPO_CONFIG_FILE));
+  if (result.ok) return result;
+  const body = renderConfigProblem(result.problems);
+  return { ok: false, body, key: createHash("sha256").update(body).digest("hex").slice(0, 16) };
+}

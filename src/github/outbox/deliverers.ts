@@ -1,0 +1,180 @@
+import type { OutboxEntry, OutboxKind } from "../../db/outbox.js";
+import type { Pool } from "../../db/pool.js";
+import { totalRunTimeMs } from "../../db/runs.js";
+import { appendTaskEventOnChange } from "../../db/task-events.js";
+import { getTask, setStateLabel, setStatusCommentId, type TaskRow } from "../../db/tasks.js";
+import { actor } from "../../domain/actors.js";
+import { stateLabel } from "../../domain/transitions.js";
+import { InputError } from "../../errors.js";
+import { mergeWhenReady } from "../auto-merge.js";
+import { type GithubRequester, splitRepo } from "../octokit.js";
+import {
+  COMPLETION_MARKER,
+  type CompletionView,
+  renderCompletionComment,
+  renderStatusComment,
+  STATUS_MARKER,
+  type StatusView,
+} from "../status-comment.js";
+import { type CommentTarget, ignoreNotFound, upsertMarkedComment } from "./comments.js";
+
+/**
+ * One deliverer per outbox kind. Each reads the current state of the task when it runs
+ * (never the state at enqueue time), so a coalesced entry always sends the latest text,
+ * and each is idempotent: delivering twice has the effect of delivering once.
+ */
+
+export interface DeliveryContext {
+  pool: Pool;
+  octokit: GithubRequester;
+  entry: OutboxEntry;
+  target: CommentTarget;
+}
+
+type Deliverer = (ctx: DeliveryContext) => Promise<void>;
+
+export const DELIVERERS: Record<OutboxKind, Deliverer> = {
+  status_comment: deliverStatusComment,
+  state_label: deliverStateLabel,
+  completion_comment: deliverCompletionComment,
+  reply: deliverReply,
+  reaction: deliverReaction,
+  merge_pr: deliverMerge,
+};
+
+export function deliveryContext(pool: Pool, octokit: GithubRequester, entry: OutboxEntry) {
+  const target = {
+    ...splitRepo(entry.repoFullName),
+    issueNumber: Number(entry.payload.issueNumber),
+  };
+  return { pool, octokit, entry, target };
+}
+
+async function deliverStatusComment({ pool, octokit, entry, target }: DeliveryContext) {
+  const task = await requireTask(pool, entry);
+  const commentId = await upsertMarkedComment(
+    octokit,
+    target,
+    renderStatusComment(statusViewOf(task)),
+    {
+      knownId: task.statusCommentId,
+      marker: STATUS_MARKER(task.id),
+      mayExist: entry.attempts > 1,
+    },
+  );
+  if (commentId !== task.statusCommentId) await setStatusCommentId(pool, task.id, commentId);
+}
+
+/** `overseer:<state>` is the only state label: add the new one, then remove the old. */
+async function deliverStateLabel({ pool, octokit, entry, target }: DeliveryContext) {
+  const task = await requireTask(pool, entry);
+  const wanted = stateLabel(task.state);
+  if (task.stateLabel === wanted) return;
+  const issue = { owner: target.owner, repo: target.repo, issue_number: target.issueNumber };
+  await octokit.request("POST /repos/{owner}/{repo}/issues/{issue_number}/labels", {
+    ...issue,
+    labels: [wanted],
+  });
+  if (task.stateLabel) {
+    await ignoreNotFound(
+      octokit.request("DELETE /repos/{owner}/{repo}/issues/{issue_number}/labels/{name}", {
+        ...issue,
+        name: task.stateLabel,
+      }),
+    );
+  }
+  await setStateLabel(pool, task.id, wanted);
+}
+
+async function deliverCompletionComment({ pool, octokit, entry, target }: DeliveryContext) {
+  const task = await requireTask(pool, entry);
+  const body = renderCompletionComment(await completionViewOf(pool, task));
+  await upsertMarkedComment(octokit, target, body, {
+    knownId: null,
+    marker: COMPLETION_MARKER(task.id),
+    mayExist: entry.attempts > 1,
+    createOnly: true,
+  });
+}
+
+async function deliverReply({ octokit, entry, target }: DeliveryContext) {
+  const marker = `<!-- overseer:reply id=${entry.id} -->`;
+  await upsertMarkedComment(octokit, target, `${marker}\n${String(entry.payload.body)}`, {
+    knownId: null,
+    marker,
+    mayExist: entry.attempts > 1,
+    createOnly: true,
+  });
+}
+
+async function deliverReaction({ octokit, entry, target }: DeliveryContext) {
+  await octokit.request("POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", {
+    owner: target.owner,
+    repo: target.repo,
+    comment_id: Number(entry.payload.commentId),
+    content: String(entry.payload.content ?? "+1"),
+  });
+}
+
+/** A declined merge is not a failure: the reason is recorded on the task (once per reason). */
+async function deliverMerge({ pool, octokit, entry, target }: DeliveryContext) {
+  const task = await requireTask(pool, entry);
+  const decision = await mergeWhenReady(pool, octokit, task, {
+    owner: target.owner,
+    repo: target.repo,
+  });
+  if (decision.merge) return;
+  await appendTaskEventOnChange(pool, {
+    taskId: task.id,
+    event: "auto_merge_declined",
+    fromState: null,
+    toState: null,
+    actor: actor.overseer("auto-merge"),
+    cause: `outbox:${entry.id}`,
+    detail: { reason: decision.reason, pr: task.prNumber },
+  });
+}
+
+async function requireTask(pool: Pool, entry: OutboxEntry): Promise<TaskRow> {
+  const task = entry.taskId === null ? null : await getTask(pool, entry.taskId);
+  if (!task) throw new InputError(`task ${entry.taskId} no longer exists`);
+  return task;
+}
+
+function statusViewOf(task: TaskRow): StatusView {
+  return {
+    taskId: task.id,
+    state: task.state,
+    attempts: task.attempts,
+    maxAttempts: task.maxAttempts,
+    branch: task.branch,
+    prNumber: task.prNumber,
+    prUrl: task.prUrl,
+    lastError: task.lastError,
+    logTail: null,
+    queuedAt: task.queuedAt,
+    startedAt: task.startedAt,
+    finishedAt: task.finishedAt,
+    now: new Date(),
+    worker: task.workerProfile,
+    mergeCommitSha: task.mergeCommitSha,
+    label: (task.config as { label?: string }).label ?? null,
+  };
+}
+
+async function completionViewOf(pool: Pool, task: TaskRow): Promise<CompletionView> {
+  if (!task.prNumber || !task.prUrl || !task.mergeCommitSha || !task.mergedAt) {
+    throw new InputError(`task ${task.id} has no merge evidence to report`);
+  }
+  return {
+    taskId: task.id,
+    prNumber: task.prNumber,
+    prUrl: task.prUrl,
+    mergeCommitSha: task.mergeCommitSha,
+    mergedBy: task.mergedBy,
+    attempts: task.attempts,
+    totalMs: task.mergedAt.getTime() - task.createdAt.getTime(),
+    runMs: await totalRunTimeMs(pool, task.id),
+    summary: task.summary,
+  };
+}

@@ -1,0 +1,167 @@
+import type { Logger } from "pino";
+import { CHANNELS, type Listener, listen } from "../../db/notify.js";
+import {
+  claimDueOutbox,
+  markOutboxDead,
+  markOutboxDelivered,
+  markOutboxRetry,
+  nextOutboxDueInMs,
+  type OutboxEntry,
+} from "../../db/outbox.js";
+import type { Pool } from "../../db/pool.js";
+import { appendTaskEvent } from "../../db/task-events.js";
+import { actor } from "../../domain/actors.js";
+import type { GithubRequester } from "../octokit.js";
+import { DELIVERERS, deliveryContext } from "./deliverers.js";
+import { decideRetry } from "./retry-policy.js";
+
+export interface DispatcherOptions {
+  pool: Pool;
+  /** Connection string for the dedicated LISTEN connection. */
+  databaseUrl: string;
+  log: Logger;
+  octokitFor(installationId: number): Promise<GithubRequester>;
+  /** First retry delay; doubles per attempt up to MAX_BACKOFF_MS. */
+  backoffBaseMs?: number;
+  maxAttempts?: number;
+  /** Fallback polling when no notification arrives. */
+  pollIntervalMs?: number;
+  /**
+   * A coalescing entry (status comment, state label) waits until it has not changed for
+   * this long, so a task moving queued → running → awaiting merge in a few seconds costs
+   * one comment and one label, not three of each.
+   */
+  settleMs?: number;
+}
+
+const DEFAULT_MAX_ATTEMPTS = 12;
+const LEASE_MS = 60_000;
+const BATCH_SIZE = 20;
+
+/**
+ * Delivers outbox entries to GitHub: at least once, made idempotent per kind (see
+ * deliverers.ts). Wakes on NOTIFY, polls as the fallback, and owns retry (retry-policy.ts):
+ * GitHub's own pacing plugins are off, so Retry-After and rate-limit resets are honoured
+ * here, across restarts.
+ */
+export class OutboxDispatcher {
+  readonly #options: Required<DispatcherOptions>;
+  #listener: Listener | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #draining: Promise<void> | undefined;
+  #again = false;
+
+  constructor(options: DispatcherOptions) {
+    this.#options = {
+      backoffBaseMs: 1_000,
+      maxAttempts: DEFAULT_MAX_ATTEMPTS,
+      pollIntervalMs: 5_000,
+      settleMs: 0,
+      ...options,
+    };
+  }
+
+  async start(): Promise<void> {
+    this.#running = true;
+    this.#listener = await listen({
+      databaseUrl: this.#options.databaseUrl,
+      channels: [CHANNELS.outbox],
+      onNotification: () => this.wake(),
+      onLost: (error) =>
+        this.#options.log.warn({ err: error }, "outbox listener lost; polling until it is back"),
+    });
+    this.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    clearTimeout(this.#timer);
+    await this.#draining;
+    await this.#listener?.close();
+    this.#listener = undefined;
+  }
+
+  /** Drains now (coalescing concurrent wake-ups into one extra pass). */
+  wake(): void {
+    if (!this.#running) return;
+    if (this.#draining) {
+      this.#again = true;
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#draining = this.drain()
+      .catch((error: unknown) => this.#options.log.error({ err: error }, "outbox drain failed"))
+      .finally(async () => {
+        this.#draining = undefined;
+        if (this.#again) {
+          this.#again = false;
+          this.wake();
+        } else {
+          await this.#scheduleNext();
+        }
+      });
+  }
+
+  /** Delivers every entry that is due now. */
+  async drain(): Promise<void> {
+    for (;;) {
+      const entries = await claimDueOutbox(
+        this.#options.pool,
+        BATCH_SIZE,
+        LEASE_MS,
+        this.#options.settleMs,
+      );
+      if (entries.length === 0) return;
+      for (const entry of entries) await this.#deliverOne(entry);
+    }
+  }
+
+  async #scheduleNext(): Promise<void> {
+    if (!this.#running) return;
+    const dueIn = await nextOutboxDueInMs(this.#options.pool, this.#options.settleMs).catch(
+      (error: unknown) => {
+        this.#options.log.warn({ err: error }, "could not read the next due outbox entry");
+        return null;
+      },
+    );
+    const delay = Math.min(dueIn ?? this.#options.pollIntervalMs, this.#options.pollIntervalMs);
+    this.#timer = setTimeout(() => this.wake(), Math.max(delay, 10));
+  }
+
+  async #deliverOne(entry: OutboxEntry): Promise<void> {
+    const { pool } = this.#options;
+    const log = this.#options.log.child({ outbox: entry.id, kind: entry.kind, task: entry.taskId });
+    try {
+      const octokit = await this.#options.octokitFor(entry.installationId);
+      await DELIVERERS[entry.kind](deliveryContext(pool, octokit, entry));
+      await markOutboxDelivered(pool, entry);
+      log.debug("outbox entry delivered");
+    } catch (error) {
+      await this.#failed(entry, error, log);
+    }
+  }
+
+  async #failed(entry: OutboxEntry, error: unknown, log: Logger): Promise<void> {
+    const { pool } = this.#options;
+    const decision = decideRetry(error, entry.attempts, this.#options);
+    const message = `${entry.kind}: ${decision.message}`;
+    if (decision.retry) {
+      await markOutboxRetry(pool, entry.id, message, decision.delayMs);
+      log.warn({ err: error, delay: decision.delayMs }, "outbox delivery will retry");
+      return;
+    }
+    await markOutboxDead(pool, entry.id, message);
+    log.error({ err: error, attempts: entry.attempts }, "outbox delivery gave up");
+    if (entry.taskId === null) return;
+    await appendTaskEvent(pool, {
+      taskId: entry.taskId,
+      event: "outbox_failed",
+      fromState: null,
+      toState: null,
+      actor: actor.overseer("outbox"),
+      cause: `outbox:${entry.id}`,
+      detail: { kind: entry.kind, error: message, attempts: entry.attempts },
+    });
+  }
+}
