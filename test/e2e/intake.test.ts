@@ -9,6 +9,7 @@ import {
   startTestApp,
   type TestApp,
 } from "../support/github-app.js";
+import { expectGithubCallsDone } from "../support/network.js";
 
 const OWNER = "Codertocat";
 const REPO = "Hello-World";
@@ -30,9 +31,6 @@ beforeEach(() => {
   issueNumber += 1;
   // Installation tokens are cached by Probot; allow one exchange without requiring it.
   mockInstallationToken().persist();
-});
-afterEach(() => {
-  nock.cleanAll();
 });
 
 function labeledPayload(labels: string[] = [], label = "overseer") {
@@ -129,7 +127,7 @@ describe("labelling an issue", () => {
     expect(effects.scope.isDone()).toBe(true);
     const before = await db.pool.query("SELECT count(*)::int AS n FROM outbox");
     // No mocks are left: any API call now would fail the delivery with a nock error.
-    nock.cleanAll();
+    expectGithubCallsDone();
     const again = await app.send("issues", labeledPayload(), { id: first.id });
     expect(again.status).toBe(200);
     const after = await db.pool.query("SELECT count(*)::int AS n FROM outbox");
@@ -205,7 +203,7 @@ describe("commands", () => {
     mockQueuedEffects();
     await app.send("issues", labeledPayload());
     await app.settleOutbox();
-    nock.cleanAll();
+    expectGithubCallsDone();
     mockInstallationToken().persist();
   }
 
@@ -234,7 +232,7 @@ describe("commands", () => {
     ["inline code", "type `/stop` to stop it"],
   ])("ignores a command inside %s, with no API call", async (_, body) => {
     await queueTask();
-    nock.cleanAll();
+    expectGithubCallsDone();
     const response = await app.send("issue_comment", commentPayload(body));
     expect(response.status).toBe(200);
     expect((await taskRow())[0].state).toBe("queued");
@@ -245,7 +243,7 @@ describe("commands", () => {
 
   it("ignores edited comments and comments from bots", async () => {
     await queueTask();
-    nock.cleanAll();
+    expectGithubCallsDone();
     const edited = examplePayload("issue_comment", "edited");
     edited.issue.number = issueNumber;
     edited.comment.body = "/stop";

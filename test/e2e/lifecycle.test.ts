@@ -59,7 +59,6 @@ afterAll(async () => {
   await db?.drop();
   await origin?.cleanup();
   if (home) await rm(home, { recursive: true, force: true });
-  nock.cleanAll();
 });
 
 async function waitForState(state: string, timeoutMs = 20_000) {

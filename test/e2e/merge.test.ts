@@ -39,9 +39,6 @@ beforeEach(() => {
   pr += 1;
   mockInstallationToken().persist();
 });
-afterEach(() => {
-  nock.cleanAll();
-});
 
 const branch = () => `overseer/${issue}-make-it-so`;
 

@@ -220,7 +220,6 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await Promise.all(runners.splice(0).map((runner) => runner.stop()));
-  nock.cleanAll();
 });
 
 afterAll(async () => {

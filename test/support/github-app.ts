@@ -113,11 +113,16 @@ export async function startTestApp(
   };
 }
 
-/** The installation token exchange every installation-authenticated call starts with. */
+/**
+ * The installation token exchange every installation-authenticated call starts with.
+ * Optional: Probot caches the token, so whether a test exchanges one depends on the tests
+ * before it; it is plumbing, not a call a test asserts.
+ */
 export function mockInstallationToken(times = 1): nock.Scope {
   return nock(API)
     .post(`/app/installations/${INSTALLATION_ID}/access_tokens`)
     .times(times)
+    .optionally()
     .reply(201, {
       token: "ghs_testinstallationtoken",
       expires_at: new Date(Date.now() + 3_600_000).toISOString(),

@@ -26,14 +26,6 @@ function answer(role: string, legacy: string) {
   return { permission: legacy, role_name: role, user: { login: "u" } };
 }
 
-beforeEach(() => {
-  nock.cleanAll();
-});
-
-afterEach(() => {
-  nock.cleanAll();
-});
-
 describe("PERMISSION_RANK", () => {
   it("orders none < read < triage < write < maintain < admin", () => {
     const order = Object.entries(PERMISSION_RANK)
