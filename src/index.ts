@@ -1,4 +1,5 @@
 import type http from "node:http";
+import path from "node:path";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "./config/env.js";
 import { DEFAULT_WORKER_PROFILES, loadWorkerProfiles } from "./config/workers.js";
@@ -8,6 +9,8 @@ import { createGithubHandler } from "./github/probot.js";
 import { overseerApp } from "./github/webhooks.js";
 import { createRunnerGithub } from "./runner/github.js";
 import { Runner } from "./runner/runner.js";
+import { assertSandboxWorks, unsandboxedProfiles } from "./runner/sandbox.js";
+import { overseerSecrets } from "./runner/secrets.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
 
@@ -40,6 +43,20 @@ export async function startOverseer(
   const workers = env.workersFile
     ? await loadWorkerProfiles(env.workersFile)
     : DEFAULT_WORKER_PROFILES;
+  const secretFiles = runnerSecretFiles(env);
+  if (processMode !== "serve") {
+    await assertSandboxWorks(workers, {
+      home: process.env.HOME,
+      overseerHome: env.home,
+      secretFiles,
+    });
+    for (const profile of unsandboxedProfiles(workers)) {
+      log.warn(
+        { profile: profile.name },
+        `worker profile ${profile.name} runs without a sandbox (sandbox: false): its workers can read and change everything this user can, Overseer's secrets included`,
+      );
+    }
+  }
   const db = await openDatabase(env, log);
   try {
     const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool, log }));
@@ -65,6 +82,7 @@ export async function startOverseer(
             log: log.child({ component: "runner" }),
             workers,
             github: async (installationId) => createRunnerGithub(await probot.auth(installationId)),
+            secrets: { values: overseerSecrets(env, [db.url]), files: secretFiles },
           })
         : undefined;
     if (processMode === "runner" && !runner) {
@@ -104,4 +122,15 @@ export async function startOverseer(
     await db.close();
     throw error;
   }
+}
+
+/**
+ * Files no sandbox shows, even inside a directory it does: the App's key file and the app
+ * folder's `.env` (where Probot's setup writes the key and the webhook secret).
+ * OVERSEER_HOME is hidden whole by the sandbox itself.
+ */
+function runnerSecretFiles(env: OverseerEnv): string[] {
+  return [env.privateKeyPath, path.resolve(".env")].filter(
+    (file): file is string => file !== undefined,
+  );
 }

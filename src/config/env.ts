@@ -83,10 +83,18 @@ export interface OverseerEnv {
   appId: number | undefined;
   /** PEM text, from PRIVATE_KEY (possibly base64 or with escaped newlines) or PRIVATE_KEY_PATH. */
   privateKey: string | undefined;
+  /** Where the key was read from, if from a file: workers must never see it. */
+  privateKeyPath: string | undefined;
   webhookSecret: string;
   webhookPath: string;
   /** GitHub REST base URL, honouring GHE_HOST/GHE_PROTOCOL. */
   githubApiUrl: string;
+  /**
+   * Where git finds repositories: `https://github.com`, or `<GHE_PROTOCOL>://<GHE_HOST>`.
+   * Clone and push URLs are built from it and a repository's full name, never taken from a
+   * payload.
+   */
+  githubUrl: string;
   port: number;
   host: string | undefined;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
@@ -153,11 +161,13 @@ export function readEnv(
   return {
     appId: env.APP_ID,
     privateKey,
+    privateKeyPath: env.PRIVATE_KEY_PATH ? path.resolve(env.PRIVATE_KEY_PATH) : undefined,
     webhookSecret: env.WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET,
     webhookPath: env.WEBHOOK_PATH,
     githubApiUrl: env.GHE_HOST
       ? `${env.GHE_PROTOCOL}://${env.GHE_HOST}/api/v3`
       : "https://api.github.com",
+    githubUrl: env.GHE_HOST ? `${env.GHE_PROTOCOL}://${env.GHE_HOST}` : "https://github.com",
     port: env.PORT,
     host: env.HOST,
     logLevel: env.LOG_LEVEL,

@@ -72,7 +72,24 @@ export interface WorkerProfile {
   idleTimeoutMs: number;
   logLimitBytes: number;
   graceMs: number;
+  /** How the worker is confined; null when the operator wrote `sandbox: false`. */
+  sandbox: SandboxPolicy | null;
 }
+
+/**
+ * What a sandboxed worker may reach besides its worktree, the system (read-only) and a
+ * private /tmp and HOME. Paths are absolute or start with `~` (the runner user's home).
+ */
+export interface SandboxPolicy {
+  /** Host paths it may change (say, `~/.claude` for a logged-in Claude Code). */
+  writable: readonly string[];
+  /** Host paths it may read. */
+  readable: readonly string[];
+  /** false: no network at all (only its own loopback). */
+  network: boolean;
+}
+
+export const DEFAULT_SANDBOX: SandboxPolicy = { writable: [], readable: [], network: true };
 
 export interface WorkerProfiles {
   /** Where the profiles came from, for messages ("built-in" for the fallback). */
@@ -113,6 +130,8 @@ export const DEFAULT_WORKER_PROFILES: WorkerProfiles = {
         idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
         logLimitBytes: DEFAULT_LOG_LIMIT_BYTES,
         graceMs: DEFAULT_GRACE_MS,
+        // Overseer's own fixed line, not an agent: nothing to confine.
+        sandbox: null,
       },
     ],
   ]),
@@ -170,6 +189,54 @@ const envName = z
       `${describe(issue.input)}: OVERSEER_* variables are set by Overseer and cannot be passed through`,
   });
 
+const sandboxPath = z
+  .string({ error: (issue) => `expected a path, got ${describe(issue.input)}` })
+  .refine((entry) => !hasControl(entry) && (entry.startsWith("/") || /^~(\/|$)/.test(entry)), {
+    error: (issue) =>
+      `expected an absolute path or one starting with ~/ (the runner user's home), got ${describe(issue.input)}`,
+  })
+  .refine((entry) => !entry.split("/").includes(".."), {
+    error: (issue) => `${describe(issue.input)}: ".." is not allowed in sandbox paths`,
+  });
+
+const SANDBOX_KEYS = ["writable", "readable", "network"] as const;
+
+const sandboxMap = z.strictObject(
+  {
+    writable: z
+      .array(sandboxPath, {
+        error: (issue) => `expected a list of paths like [~/.claude], got ${describe(issue.input)}`,
+      })
+      .default([]),
+    readable: z
+      .array(sandboxPath, {
+        error: (issue) =>
+          `expected a list of paths like [/opt/tools], got ${describe(issue.input)}`,
+      })
+      .default([]),
+    network: z
+      .boolean({ error: (issue) => `expected true or false, got ${describe(issue.input)}` })
+      .default(true),
+  } satisfies Record<(typeof SANDBOX_KEYS)[number], z.ZodType>,
+  {
+    error: (issue) =>
+      issue.code === "invalid_type"
+        ? `expected true, false or a mapping with ${SANDBOX_KEYS.join(", ")}, got ${describe(issue.input)}`
+        : undefined,
+  },
+);
+
+const sandboxSchema = z
+  .union([z.boolean(), sandboxMap], {
+    error: (issue) =>
+      `expected true, false or a mapping with ${SANDBOX_KEYS.join(", ")}, got ${describe(issue.input)}`,
+  })
+  .default(true);
+
+function hasControl(text: string): boolean {
+  return [...text].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f);
+}
+
 const PROFILE_KEYS = [
   "command",
   "stdin",
@@ -178,6 +245,7 @@ const PROFILE_KEYS = [
   "idle_timeout",
   "log_limit",
   "grace",
+  "sandbox",
 ] as const;
 const ROOT_KEYS = ["default", "profiles"] as const;
 
@@ -199,6 +267,7 @@ const profileSchema = z.strictObject(
     idle_timeout: durationSchema().default(DEFAULT_IDLE_TIMEOUT_MS),
     log_limit: sizeSchema().default(DEFAULT_LOG_LIMIT_BYTES),
     grace: durationSchema().default(DEFAULT_GRACE_MS),
+    sandbox: sandboxSchema,
   } satisfies Record<(typeof PROFILE_KEYS)[number], z.ZodType>,
   {
     error: (issue) =>
@@ -271,8 +340,22 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 function formatIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
+  if (issue.code === "invalid_union") {
+    // `sandbox` is true, false or a mapping: a mapping's own problem says more than "not a
+    // boolean" does.
+    const mapping = issue.errors.find(
+      (inner) => inner[0] && (inner[0].path.length > 0 || inner[0].code !== "invalid_type"),
+    );
+    const inner = mapping?.[0];
+    if (inner) return formatIssue({ ...inner, path: [...issue.path, ...inner.path] });
+  }
   if (issue.code === "unrecognized_keys") {
-    const known = issue.path.length === 0 ? ROOT_KEYS : PROFILE_KEYS;
+    const known =
+      issue.path.length === 0
+        ? ROOT_KEYS
+        : issue.path.at(-1) === "sandbox"
+          ? SANDBOX_KEYS
+          : PROFILE_KEYS;
     const key = issue.keys[0] ?? "";
     return {
       path: formatPath([...issue.path, key]),
@@ -330,11 +413,24 @@ export function parseWorkerProfiles(yamlText: string, source: string): WorkerPro
       idleTimeoutMs: raw.idle_timeout,
       logLimitBytes: raw.log_limit,
       graceMs: raw.grace,
+      sandbox: sandboxPolicy(raw.sandbox),
     });
   }
   const defaultName = file.default ?? [...profiles.keys()][0];
   if (defaultName === undefined) fail(source, "profiles", "expected at least one profile");
   return { source, default: defaultName, profiles };
+}
+
+function sandboxPolicy(
+  raw: boolean | { writable: string[]; readable: string[]; network: boolean },
+): SandboxPolicy | null {
+  if (raw === false) return null;
+  if (raw === true) return DEFAULT_SANDBOX;
+  return {
+    writable: [...new Set(raw.writable)],
+    readable: [...new Set(raw.readable)],
+    network: raw.network,
+  };
 }
 
 export async function loadWorkerProfiles(path: string): Promise<WorkerProfiles> {

@@ -1,3 +1,4 @@
+import { defangMentions } from "../domain/defang.js";
 import { codeSpan } from "../domain/markdown.js";
 import type { TaskState } from "../domain/types.js";
 
@@ -174,7 +175,7 @@ export function renderCompletionComment(view: CompletionView): string {
       "<details open>",
       "<summary>The worker's summary</summary>",
       "",
-      ...quote(defang(capHead(view.summary.trim(), SUMMARY_LIMIT))),
+      ...quote(defangMentions(capHead(view.summary.trim(), SUMMARY_LIMIT))),
       "",
       "</details>",
     );
@@ -270,20 +271,12 @@ function cleanLog(text: string): string {
   );
 }
 
-/**
- * Markdown that cannot notify anyone or pose as one of our markers; the rest of its
- * formatting is kept (a summary is written as markdown).
- */
-function defang(text: string): string {
-  return text.replace(/@(?=[A-Za-z0-9])/g, "@\u200b").replace(/<!--/g, "<!-\u200b-");
-}
-
 /** Text shown as written: every markdown and HTML character escaped, then defanged. */
 function plainText(text: string): string {
   const inline = text.replace(/[\\`*_[\]<>|~&]/g, "\\$&");
   // Only at the start of a line do these begin a heading, a list or a rule.
   const blocks = inline.replace(/^(\s*)([#+=-]|\d+[.)])/gm, "$1\\$2");
-  return defang(blocks);
+  return defangMentions(blocks);
 }
 
 function quote(text: string): string[] {
@@ -294,7 +287,7 @@ function quote(text: string): string[] {
 function fenced(text: string): string[] {
   const longest = Math.max(0, ...(text.match(/`+/g) ?? []).map((run) => run.length));
   const fence = "`".repeat(Math.max(3, longest + 1));
-  return [`${fence}text`, defang(text), fence];
+  return [`${fence}text`, defangMentions(text), fence];
 }
 
 /** The last line of defence; the caps above should keep every body well inside it. */

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "../config/env.js";
@@ -19,37 +19,52 @@ import {
   type Settlement,
   settleRun,
 } from "../db/runs.js";
+import { appendTaskEvent } from "../db/task-events.js";
+import { actor } from "../domain/actors.js";
 import { errorMessage } from "../errors.js";
 import {
-  commitAll,
-  commitsAheadOfBase,
+  adoptWorkerBranch,
+  assertOnConfiguredHost,
+  checkMirror,
   type EnsuredWorktree,
   ensureWorktree,
-  hasUncommittedChanges,
-  pushBranch,
-  remoteBranchSha,
+  prepareWorkerView,
+  repositoryUrl,
+  type WorkerGitView,
   type WorkspaceOptions,
   type WorkspaceTask,
 } from "../workspace/index.js";
 import type { RunnerGithub } from "./github.js";
 import { buildPrompt, writePromptFile } from "./prompt.js";
+import { commitWorkInProgress, publish } from "./publish.js";
+import { BWRAP, hostFacts, sandboxArgs, sandboxHome } from "./sandbox.js";
+import { redactOutput } from "./secrets.js";
 import { settlementForError, stopped, workerFailed, workerTimedOut } from "./settlements.js";
 import { readLogTail, startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
 
-export const OVERSEER_AUTHOR = { name: "Overseer", email: "overseer@users.noreply.github.com" };
 const LOG_TAIL_BYTES = 2_048;
-const SUMMARY_LIMIT_BYTES = 16 * 1024;
+
+/** What workers must never learn, and where it lives on this host. */
+export interface RunnerSecrets {
+  /** Overseer's own secret values (see secrets.ts), redacted from all worker output. */
+  values: readonly string[];
+  /** Files a sandbox hides even inside a directory it shows (the App's key, `.env`). */
+  files: readonly string[];
+}
+
+export const NO_SECRETS: RunnerSecrets = { values: [], files: [] };
 
 export interface RunContext {
   pool: Pool;
   env: Pick<
     OverseerEnv,
-    "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "requeueBackoffMs"
+    "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "requeueBackoffMs" | "githubUrl"
   >;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
   runnerId: string;
+  secrets?: RunnerSecrets;
 }
 
 /** A claimed run in progress; the runner keeps these to deliver stops and shutdowns. */
@@ -115,7 +130,7 @@ function beat(ctx: RunContext, active: ActiveRun, log: Logger): void {
 }
 
 /** Everything a worker needs, made before it starts. */
-interface Prepared {
+export interface Prepared {
   workspace: WorkspaceTask;
   options: WorkspaceOptions;
   worktree: EnsuredWorktree;
@@ -123,8 +138,13 @@ interface Prepared {
   github: RunnerGithub;
   profile: WorkerProfile;
   values: PlaceholderValues;
+  runDir: string;
   logPath: string;
   token: string | undefined;
+  /** Worker output with every secret of this run taken out. */
+  redact(text: string): string;
+  /** What the sandboxed worker got of the mirror; undefined when it ran unconfined. */
+  view?: WorkerGitView;
 }
 
 async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Settlement> {
@@ -133,6 +153,7 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     return stopped(ctx.runnerId, active.stopReason, null, "stopped before the worker started");
   }
   const exit = await superviseWorker(ctx, active, prepared, log);
+  await recoverFromWorker(ctx, active, prepared, log);
   return judge(ctx, active, prepared, exit);
 }
 
@@ -140,11 +161,14 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
 async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Prepared> {
   const { task, repo, run } = active.claim;
   const config = task.config as { worker?: string | null };
+  // The payload's clone_url is only a cross-check: git talks to the configured host.
+  assertOnConfiguredHost(ctx.env.githubUrl, repo.cloneUrl);
+  const profile = resolveProfile(ctx.workers, config.worker ?? task.workerProfile ?? undefined);
   const github = await ctx.github(repo.installationId ?? 0);
   const token = await github.installationToken();
   const workspace: WorkspaceTask = {
     repoFullName: repo.fullName,
-    cloneUrl: repo.cloneUrl,
+    cloneUrl: repositoryUrl(ctx.env.githubUrl, repo.fullName),
     issueNumber: task.issueNumber,
     title: task.title,
     base: task.baseBranch ?? repo.defaultBranch,
@@ -153,10 +177,12 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   const options: WorkspaceOptions = { home: ctx.env.home, token, log };
   const worktree = await ensureWorktree(workspace, options);
   const runDir = path.join(ctx.env.home, "runs", String(run.id));
-  await mkdir(runDir, { recursive: true });
+  // What the worker may see and write of the run: its prompt and its summary, not the log.
+  const workerFiles = path.join(runDir, "worker");
+  await mkdir(workerFiles, { recursive: true, mode: 0o700 });
   const issue = await github.issueForPrompt(repo.fullName, task.issueNumber);
   const promptFile = await writePromptFile(
-    runDir,
+    workerFiles,
     buildPrompt({
       repo: repo.fullName,
       issueNumber: task.issueNumber,
@@ -169,16 +195,27 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   );
   const values: PlaceholderValues = {
     promptFile,
-    summaryFile: path.join(runDir, "summary.md"),
+    summaryFile: path.join(workerFiles, "summary.md"),
     worktree: worktree.path,
     branch: worktree.branch,
     base: worktree.base,
     issue: task.issueNumber,
     repo: repo.fullName,
   };
-  const profile = resolveProfile(ctx.workers, config.worker ?? task.workerProfile ?? undefined);
-  const logPath = path.join(runDir, "worker.log");
-  return { workspace, options, worktree, issue, github, profile, values, logPath, token };
+  const secrets = [...(ctx.secrets ?? NO_SECRETS).values, ...workerEnv(profile, values).secrets];
+  return {
+    workspace,
+    options,
+    worktree,
+    issue,
+    github,
+    profile,
+    values,
+    runDir,
+    logPath: path.join(runDir, "worker.log"),
+    token,
+    redact: (text) => redactOutput(text, secrets, token),
+  };
 }
 
 async function superviseWorker(
@@ -189,8 +226,28 @@ async function superviseWorker(
 ): Promise<WorkerExit> {
   const { profile, values, logPath, token, worktree } = prepared;
   const { env, secrets } = workerEnv(profile, values);
+  let argv = expandArgv(profile, values);
+  if (profile.sandbox) {
+    prepared.view = await prepareWorkerView(
+      worktree,
+      path.join(prepared.runDir, "sandbox"),
+      prepared.options,
+    );
+    const layout = {
+      policy: profile.sandbox,
+      home: process.env.HOME,
+      worktree: worktree.path,
+      git: prepared.view,
+      runFiles: path.dirname(values.promptFile),
+      overseerHome: ctx.env.home,
+      secretFiles: (ctx.secrets ?? NO_SECRETS).files,
+      argv,
+    };
+    argv = [BWRAP, ...sandboxArgs(layout, hostFacts()), ...argv];
+    env.HOME = sandboxHome(process.env.HOME);
+  }
   const worker = startWorker({
-    argv: expandArgv(profile, values),
+    argv,
     cwd: worktree.path,
     env,
     stdinFile: profile.stdin === "prompt" ? values.promptFile : undefined,
@@ -199,7 +256,8 @@ async function superviseWorker(
     timeoutMs: Math.min(profile.timeoutMs, ctx.env.maxRunMs),
     idleTimeoutMs: profile.idleTimeoutMs,
     graceMs: profile.graceMs,
-    secrets: token ? [...secrets, token] : secrets,
+    secrets: [...secrets, ...(ctx.secrets ?? NO_SECRETS).values, ...(token ? [token] : [])],
+    sandboxed: profile.sandbox !== null,
   });
   active.worker = worker;
   if (active.stopReason) void worker.stop(active.stopReason);
@@ -209,8 +267,37 @@ async function superviseWorker(
     worktree: worktree.path,
     logPath,
   });
-  log.info({ pid: worker.pid, profile: profile.name }, "worker started");
+  log.info(
+    { pid: worker.pid, profile: profile.name, sandboxed: profile.sandbox !== null },
+    "worker started",
+  );
   return worker.done;
+}
+
+/**
+ * Before Overseer's git touches anything the worker could reach: the branch tip the
+ * sandboxed worker committed is adopted into the mirror, and the mirror's config and hooks
+ * are put back to Overseer's own, whatever the run's outcome.
+ */
+async function recoverFromWorker(
+  ctx: RunContext,
+  active: ActiveRun,
+  prepared: Prepared,
+  log: Logger,
+): Promise<void> {
+  if (prepared.view) await adoptWorkerBranch(prepared.view, prepared.options);
+  const findings = await checkMirror(prepared.workspace, prepared.options);
+  if (findings.config.length === 0 && findings.hooks.length === 0) return;
+  log.warn({ ...findings }, "the worker changed the mirror; restored");
+  await appendTaskEvent(ctx.pool, {
+    taskId: active.claim.task.id,
+    event: "mirror_restored",
+    fromState: null,
+    toState: null,
+    actor: actor.runner(ctx.runnerId),
+    cause: `runner:${ctx.runnerId}`,
+    detail: { run: active.claim.run.id, configKeys: findings.config, hooks: findings.hooks },
+  });
 }
 
 /** The worker's outcome, from its exit and then from the remote. */
@@ -221,7 +308,8 @@ async function judge(
   exit: WorkerExit,
 ): Promise<Settlement> {
   const runner = ctx.runnerId;
-  const tail = () => readLogTail(prepared.logPath, LOG_TAIL_BYTES).catch(() => "");
+  const tail = async () =>
+    prepared.redact(await readLogTail(prepared.logPath, LOG_TAIL_BYTES).catch(() => ""));
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
     const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
     let reason = exit.reason ?? null;
@@ -242,7 +330,7 @@ async function judge(
   if (exit.outcome === "spawn_failed" || exit.exitCode !== 0) {
     return workerFailed(runner, `${exitHeadline(exit)}\n${await tail()}`.trim(), exit);
   }
-  return publish(ctx, active, prepared, exit);
+  return publish(ctx.runnerId, active.claim, prepared, exit);
 }
 
 function exitHeadline(exit: WorkerExit): string {
@@ -251,92 +339,4 @@ function exitHeadline(exit: WorkerExit): string {
   return exit.exitCode === null
     ? `worker was killed by ${exit.signal}`
     : `worker exited with code ${exit.exitCode}`;
-}
-
-/** Commit what was left, push, check the remote, find or open the PR. */
-async function publish(
-  ctx: RunContext,
-  active: ActiveRun,
-  prepared: Prepared,
-  exit: WorkerExit,
-): Promise<Settlement> {
-  const { worktree, workspace, options, github, values } = prepared;
-  const { task, repo, run } = active.claim;
-  if (await hasUncommittedChanges(worktree.path)) {
-    await commitAll(
-      worktree.path,
-      `Overseer: changes left uncommitted by the worker (#${task.issueNumber})`,
-      OVERSEER_AUTHOR,
-    );
-  }
-  if ((await commitsAheadOfBase(worktree.path, worktree.base)) === 0) {
-    return workerFailed(ctx.runnerId, "worker exited without changes", exit);
-  }
-  const pushed = await pushBranch(worktree.path, workspace, options);
-  const remote = await remoteBranchSha(workspace, worktree.branch, options);
-  if (remote !== pushed.sha) {
-    return workerFailed(
-      ctx.runnerId,
-      `branch ${worktree.branch} is at ${remote ?? "nothing"} on origin, not the pushed ${pushed.sha}`,
-      exit,
-    );
-  }
-  const summary = await readSummary(values.summaryFile);
-  const pull = await github.findOrOpenPullRequest(repo.fullName, {
-    branch: worktree.branch,
-    base: worktree.base,
-    title: prepared.issue.title,
-    body: pullRequestBody(task.issueNumber, summary, {
-      runId: run.id,
-      attempt: run.attempt,
-      exit,
-      sha: pushed.sha,
-    }),
-  });
-  return {
-    outcome: "succeeded",
-    exitCode: exit.exitCode,
-    signal: exit.signal,
-    headSha: pushed.sha,
-    event: { type: "run_succeeded", runner: ctx.runnerId, prNumber: pull.number },
-    changes: {
-      prUrl: pull.url,
-      prHeadSha: pushed.sha,
-      summary,
-      branch: worktree.branch,
-      infraRetries: 0,
-      notBefore: null,
-    },
-  };
-}
-
-async function commitWorkInProgress(prepared: Prepared, why: string): Promise<void> {
-  const { worktree, workspace, options } = prepared;
-  if (!(await hasUncommittedChanges(worktree.path))) return;
-  await commitAll(worktree.path, `WIP (Overseer): ${why}`.trim(), OVERSEER_AUTHOR);
-  await pushBranch(worktree.path, workspace, options);
-}
-
-async function readSummary(file: string): Promise<string | null> {
-  try {
-    const text = (await readFile(file, "utf8")).trim();
-    return text === "" ? null : text.slice(0, SUMMARY_LIMIT_BYTES);
-  } catch {
-    return null;
-  }
-}
-
-function pullRequestBody(
-  issueNumber: number,
-  summary: string | null,
-  run: { runId: number; attempt: number; exit: WorkerExit; sha: string },
-): string {
-  return [
-    `Closes #${issueNumber}`,
-    "",
-    summary ?? "_The worker left no summary._",
-    "",
-    "---",
-    `Overseer run ${run.runId}, attempt ${run.attempt}: worker exited ${run.exit.exitCode} after ${Math.round(run.exit.durationMs / 1000)} s; pushed ${run.sha}.`,
-  ].join("\n");
 }

@@ -20,8 +20,8 @@ import {
 import { appendTaskEvent } from "../db/task-events.js";
 import { actor } from "../domain/actors.js";
 import { errorMessage } from "../errors.js";
-import { removeWorktree } from "../workspace/index.js";
-import { ActiveRun, runAttempt } from "./attempt.js";
+import { removeWorktree, repositoryUrl } from "../workspace/index.js";
+import { ActiveRun, type RunnerSecrets, runAttempt } from "./attempt.js";
 import type { RunnerGithub } from "./github.js";
 import { isProcessAlive, killProcessGroup, listProcessGroup } from "./process-group.js";
 
@@ -38,10 +38,13 @@ export interface RunnerDependencies {
     | "pollIntervalMs"
     | "runnerCapacity"
     | "requeueBackoffMs"
+    | "githubUrl"
   >;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
+  /** Overseer's own secrets, kept out of worker output and out of sandboxes. */
+  secrets?: RunnerSecrets;
   runnerId?: string;
   version?: string;
 }
@@ -198,7 +201,7 @@ export class Runner {
       if (this.#stopping || this.#removalFailed.has(leftover.taskId)) continue;
       const cause = { actor: actor.runner(this.id), cause: `runner:${this.id}` };
       try {
-        await removeWorktree(workspaceOf(leftover), {
+        await removeWorktree(workspaceOf(leftover, env.githubUrl), {
           home: env.home,
           log: this.#log,
           deleteBranch: leftover.merged,
@@ -273,10 +276,10 @@ export class Runner {
   }
 }
 
-function workspaceOf(leftover: LeftoverWorktree) {
+function workspaceOf(leftover: LeftoverWorktree, githubUrl: string) {
   return {
     repoFullName: leftover.repoFullName,
-    cloneUrl: leftover.cloneUrl,
+    cloneUrl: repositoryUrl(githubUrl, leftover.repoFullName),
     issueNumber: leftover.issueNumber,
     title: leftover.title,
     base: leftover.base,

@@ -8,6 +8,7 @@ import { LogSink } from "./log-sink.js";
 import {
   isProcessGroupAlive,
   KILL_WAIT_MS,
+  listProcessGroup,
   signalProcessGroup,
   survivorsMessage,
   waitForProcessGroupExit,
@@ -38,6 +39,12 @@ export interface WorkerSpec {
   graceMs: number;
   /** Values replaced by [REDACTED] in the log. */
   secrets: string[];
+  /**
+   * argv starts bubblewrap. Its outer process leads the group and dies of SIGTERM at once,
+   * taking the whole sandbox with it; so SIGTERM goes to the processes inside (the grace
+   * period is theirs), SIGKILL to everything.
+   */
+  sandboxed?: boolean;
 }
 
 export type WorkerOutcome =
@@ -293,12 +300,31 @@ class Supervision {
   }
 
   #signal(sig: NodeJS.Signals): void {
+    if (this.spec.sandboxed && sig !== "SIGKILL") {
+      this.#signalInsideSandbox(sig);
+      return;
+    }
     try {
       if (signalProcessGroup(this.#pgid, sig) || this.#leader) return;
       // The group is not there yet the leader is: it has not reached setsid().
       process.kill(this.pid, sig);
     } catch {
       // EPERM (a setuid member) or a leader that just went: the polling decides.
+    }
+  }
+
+  /**
+   * Every member of the group but bwrap's outer process. bwrap's init (PID 1 inside)
+   * ignores signals it has no handler for, as any namespace's init does.
+   */
+  #signalInsideSandbox(sig: NodeJS.Signals): void {
+    for (const member of listProcessGroup(this.#pgid)) {
+      if (member.pid === this.pid || member.state === "Z") continue;
+      try {
+        process.kill(member.pid, sig);
+      } catch {
+        // Gone meanwhile: the polling decides.
+      }
     }
   }
 

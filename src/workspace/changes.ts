@@ -2,24 +2,40 @@ import { hasControlCharacter } from "../domain/branch.js";
 import { WorkspaceError } from "./errors.js";
 import { git, gitSucceeds } from "./git.js";
 import { assertBranch } from "./paths.js";
+import type { WorktreeHandle } from "./types.js";
 
-/** What the runner asks of a worktree after the worker has had its turn. */
+/**
+ * What the runner asks of a worktree after the worker has had its turn. Every command names
+ * the worktree's git dir outright (see WorktreeHandle).
+ */
+
+export function worktreeRepo(worktree: WorktreeHandle) {
+  return {
+    repo: { gitDir: worktree.gitDir, commonDir: worktree.commonDir, workTree: worktree.path },
+  };
+}
 
 /** Commits on HEAD that the base (as last fetched into the mirror) does not have. */
-export async function commitsAheadOfBase(worktreePath: string, base: string): Promise<number> {
+export async function commitsAheadOfBase(worktree: WorktreeHandle, base: string): Promise<number> {
   assertBranch(base, "base");
-  const out = await git(worktreePath, [
-    "rev-list",
-    "--count",
-    `refs/remotes/origin/${base}..HEAD`,
-    "--",
-  ]);
+  const out = await git(
+    worktree.path,
+    ["rev-list", "--count", `refs/remotes/origin/${base}..HEAD`, "--"],
+    worktreeRepo(worktree),
+  );
   return Number.parseInt(out.trim(), 10);
 }
 
-/** Modified, staged or untracked (not ignored) files. */
-export async function hasUncommittedChanges(worktreePath: string): Promise<boolean> {
-  const out = await git(worktreePath, ["status", "--porcelain", "--untracked-files=normal"]);
+/**
+ * Modified, staged or untracked (not ignored) files. Submodules are not entered: a nested
+ * repository's config is the worker's, and git would run its filters.
+ */
+export async function hasUncommittedChanges(worktree: WorktreeHandle): Promise<boolean> {
+  const out = await git(
+    worktree.path,
+    ["status", "--porcelain", "--untracked-files=normal", "--ignore-submodules=all"],
+    worktreeRepo(worktree),
+  );
   return out.trim() !== "";
 }
 
@@ -41,24 +57,24 @@ function assertAuthor(author: CommitAuthor) {
  * new commit, or null when there was nothing to commit.
  */
 export async function commitAll(
-  worktreePath: string,
+  worktree: WorktreeHandle,
   message: string,
   author: CommitAuthor,
 ): Promise<string | null> {
   assertAuthor(author);
   if (message.trim() === "") throw new WorkspaceError("empty commit message");
-  await git(worktreePath, ["add", "--all"]);
-  if (await gitSucceeds(worktreePath, ["diff", "--cached", "--quiet"])) return null;
-  await git(worktreePath, ["commit", "--quiet", "--no-verify", "-m", message], {
+  const repo = worktreeRepo(worktree);
+  await git(worktree.path, ["add", "--all"], repo);
+  if (await gitSucceeds(worktree.path, ["diff", "--cached", "--quiet"], repo)) return null;
+  // Hooks (husky sets core.hooksPath) and signing are off for every Overseer command.
+  await git(worktree.path, ["commit", "--quiet", "--no-verify", "-m", message], {
+    ...repo,
     env: {
       GIT_AUTHOR_NAME: author.name,
       GIT_AUTHOR_EMAIL: author.email,
       GIT_COMMITTER_NAME: author.name,
       GIT_COMMITTER_EMAIL: author.email,
     },
-    // The repository's hooks are code the agent may have written or installed (husky
-    // sets core.hooksPath); signing needs keys this host may not have.
-    config: { "core.hooksPath": "/dev/null", "commit.gpgSign": "false" },
   });
-  return (await git(worktreePath, ["rev-parse", "HEAD"])).trim();
+  return (await git(worktree.path, ["rev-parse", "HEAD"], repo)).trim();
 }

@@ -8,86 +8,128 @@ export interface GitRunOptions {
   token?: string;
   /** Per-command config, passed like the token: never written to any config file. */
   config?: Record<string, string>;
-  /** Extra environment (author identity, …) on top of the sanitised inherited one. */
+  /** Extra environment (author identity, …) on top of the minimal one. */
   env?: Record<string, string>;
   /** Kill git after this long without output. */
   timeoutMs?: number;
+  /**
+   * The one transport this command may use (the configured GitHub's). Without it no
+   * transport is allowed at all: local commands have no business on the network.
+   */
+  remoteProtocol?: RemoteProtocol;
+  /**
+   * The repository named outright rather than found from cwd. A worktree's `.git` file
+   * and its admin dir's `commondir` are the worker's to rewrite; git honours neither when
+   * GIT_DIR and GIT_COMMON_DIR are set.
+   */
+  repo?: GitRepo;
+}
+
+export type RemoteProtocol = "http" | "https";
+
+export interface GitRepo {
+  gitDir: string;
+  /** The mirror, for a worktree's admin dir. */
+  commonDir?: string;
+  workTree?: string;
 }
 
 export const DEFAULT_GIT_TIMEOUT_MS = 10 * 60_000;
 
 /**
- * Inherited variables that would make our commands act on another repository, prompt a
- * human, or open an editor/pager. Overseer never wants any of that.
+ * Operator settings Overseer's git still needs from its own environment: where programs
+ * are, temporary files, proxies and certificate authorities for a GitHub Enterprise
+ * host. Nothing else of the process environment reaches git (no HOME, so no ~/.netrc, no
+ * XDG config, no credential store).
  */
-const STRIPPED_ENV = [
-  "GIT_DIR",
-  "GIT_WORK_TREE",
-  "GIT_INDEX_FILE",
-  "GIT_COMMON_DIR",
-  "GIT_OBJECT_DIRECTORY",
-  "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-  "GIT_NAMESPACE",
-  "GIT_PREFIX",
-  "GIT_ASKPASS",
-  "SSH_ASKPASS",
-  "EDITOR",
-  "VISUAL",
-  "GIT_EDITOR",
-  "GIT_SEQUENCE_EDITOR",
-  "PAGER",
-  "GIT_PAGER",
-  "GIT_EXTERNAL_DIFF",
+const PASSED_THROUGH = [
+  "PATH",
+  "TMPDIR",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "all_proxy",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "ALL_PROXY",
+  "GIT_SSL_CAINFO",
+  "GIT_SSL_CAPATH",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
 ];
 
 /**
- * simple-git refuses some variables unless told they are intended. Ours are, and so is
- * whatever the operator put in the process environment: the guard exists for untrusted
- * input, and none reaches the environment.
+ * Set on every command, above any repository config (command-line scope wins): whatever a
+ * worker wrote into a config file, no program of its choosing runs in Overseer's git,
+ * nothing prompts, nothing runs in the background afterwards, and submodules (a nested
+ * repository's own config) are never entered.
  */
-const INHERITED_TRUST: Record<string, keyof NonNullable<SimpleGitOptions["unsafe"]>> = {
-  GIT_CONFIG_GLOBAL: "allowUnsafeConfigPaths",
-  GIT_CONFIG_SYSTEM: "allowUnsafeConfigPaths",
-  GIT_CONFIG: "allowUnsafeConfigPaths",
-  GIT_EXEC_PATH: "allowUnsafeConfigPaths",
-  PREFIX: "allowUnsafeConfigPaths",
-  GIT_SSH: "allowUnsafeSshCommand",
-  GIT_SSH_COMMAND: "allowUnsafeSshCommand",
-  GIT_PROXY_COMMAND: "allowUnsafeGitProxy",
-  GIT_TEMPLATE_DIR: "allowUnsafeTemplateDir",
+const FORCED_CONFIG: Record<string, string> = {
+  "core.hooksPath": "/dev/null",
+  "core.fsmonitor": "false",
+  "core.askPass": "",
+  "credential.helper": "",
+  "protocol.allow": "never",
+  "submodule.recurse": "false",
+  "fetch.recurseSubmodules": "false",
+  "push.recurseSubmodules": "no",
+  "diff.ignoreSubmodules": "all",
+  "status.submoduleSummary": "false",
+  "gc.auto": "0",
+  "maintenance.auto": "false",
+  "commit.gpgSign": "false",
+  "tag.gpgSign": "false",
 };
 
-interface Spawn {
-  env: Record<string, string>;
-  unsafe: NonNullable<SimpleGitOptions["unsafe"]>;
-}
+/** simple-git guards against these keys and variables; ours only ever turn things off. */
+const OUR_OWN: NonNullable<SimpleGitOptions["unsafe"]> = {
+  allowUnsafeConfigEnvCount: true,
+  allowUnsafeConfigPaths: true,
+  allowUnsafeHooksPath: true,
+  allowUnsafeFsMonitor: true,
+  allowUnsafeAskPass: true,
+  allowUnsafeCredentialHelper: true,
+  allowUnsafeProtocolOverride: true,
+};
 
-function spawnEnvironment(cwd: string, opts: GitRunOptions): Spawn {
+function spawnEnvironment(cwd: string, opts: GitRunOptions): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !STRIPPED_ENV.includes(key)) env[key] = value;
+  for (const key of PASSED_THROUGH) {
+    const value = process.env[key];
+    if (value !== undefined && value !== "") env[key] = value;
   }
-  const unsafe: Spawn["unsafe"] = {};
-  for (const [key, flag] of Object.entries(INHERITED_TRUST)) if (key in env) unsafe[flag] = true;
+  if (!env.PATH) env.PATH = "/usr/local/bin:/usr/bin:/bin";
 
   // GIT_CONFIG_* rather than `-c`: argv is readable by every user on the host (ps), the
   // environment only by the same user. (simple-git's own DEBUG=simple-git* tracing prints
   // spawn options, environment included: keep it off wherever a token is in use.)
-  const config: Record<string, string> = { ...opts.config };
+  const config: Record<string, string> = { ...FORCED_CONFIG, ...opts.config };
+  if (opts.remoteProtocol) config[`protocol.${opts.remoteProtocol}.allow`] = "always";
   if (opts.token) config["http.extraHeader"] = authorizationHeader(opts.token);
-  let index = Number.parseInt(env.GIT_CONFIG_COUNT ?? "0", 10) || 0;
+  let index = 0;
   for (const [key, value] of Object.entries(config)) {
     env[`GIT_CONFIG_KEY_${index}`] = key;
     env[`GIT_CONFIG_VALUE_${index}`] = value;
     index += 1;
-    if (key.toLowerCase() === "core.hookspath") unsafe.allowUnsafeHooksPath = true;
   }
-  if (index > 0) {
-    env.GIT_CONFIG_COUNT = String(index);
-    unsafe.allowUnsafeConfigEnvCount = true;
+  env.GIT_CONFIG_COUNT = String(index);
+
+  if (opts.repo) {
+    env.GIT_DIR = opts.repo.gitDir;
+    if (opts.repo.commonDir) env.GIT_COMMON_DIR = opts.repo.commonDir;
+    if (opts.repo.workTree) env.GIT_WORK_TREE = opts.repo.workTree;
   }
 
   Object.assign(env, {
+    // No system or global config, no system attributes: only the repository's own config,
+    // which Overseer wrote and checks after every run.
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_ATTR_NOSYSTEM: "1",
+    // refs/replace could make Overseer see other objects than the ones it pushes.
+    GIT_NO_REPLACE_OBJECTS: "1",
+    HOME: "/nonexistent",
     LC_ALL: "C",
     LANGUAGE: "C",
     GIT_TERMINAL_PROMPT: "0",
@@ -99,7 +141,7 @@ function spawnEnvironment(cwd: string, opts: GitRunOptions): Spawn {
     GIT_CEILING_DIRECTORIES: path.dirname(cwd),
     ...opts.env,
   });
-  return { env, unsafe };
+  return env;
 }
 
 /** simple-git treats "non-zero exit with empty stderr" as success; we never do. */
@@ -116,12 +158,12 @@ function exitCodeErrors(
 
 /** Runs `git <args>` in `cwd` and returns stdout. Failures come back scrubbed of the token. */
 export async function git(cwd: string, args: string[], opts: GitRunOptions = {}): Promise<string> {
-  const { env, unsafe } = spawnEnvironment(cwd, opts);
+  const env = spawnEnvironment(cwd, opts);
   const client = simpleGit({
     baseDir: cwd,
     maxConcurrentProcesses: 1,
     trimmed: false,
-    unsafe,
+    unsafe: OUR_OWN,
     errors: exitCodeErrors,
     timeout: { block: opts.timeoutMs ?? DEFAULT_GIT_TIMEOUT_MS },
   })

@@ -1,13 +1,14 @@
 import type { FileLockOptions } from "./file-lock.js";
 import type { GitRunOptions } from "./git.js";
 import type { GitLockScope } from "./git-locks.js";
-import type { TaskPaths } from "./paths.js";
+import { assertCloneUrl, type TaskPaths } from "./paths.js";
 import type { WorkspaceOptions } from "./types.js";
 
 /** Translations of the public options into what each internal module takes. */
 
-export function authed(opts: WorkspaceOptions): GitRunOptions {
-  return { token: opts.token, timeoutMs: opts.gitTimeoutMs };
+/** For the commands that talk to `url`: its transport only, and the token as a header. */
+export function authed(opts: WorkspaceOptions, url: string): GitRunOptions {
+  return { token: opts.token, timeoutMs: opts.gitTimeoutMs, remoteProtocol: assertCloneUrl(url) };
 }
 
 /** For commands that never talk to the remote: the token has no business there. */

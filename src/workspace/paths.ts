@@ -2,6 +2,8 @@ import { mkdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { branchName, hasControlCharacter, isValidBranchName } from "../domain/branch.js";
 import { WorkspaceError } from "./errors.js";
+import type { RemoteProtocol } from "./git.js";
+import { remoteProtocolOf } from "./remote-url.js";
 import type { WorkspaceTask } from "./types.js";
 
 /**
@@ -101,28 +103,22 @@ export function assertBranch(name: string, what: string): void {
 }
 
 /**
- * What git may clone from. Refused: option-looking strings, `transport::address` remote
- * helpers (ext:: runs commands), and passwords in URLs, which would end up in config.
+ * What git may clone from: an http(s) URL and nothing else. Refused: option-looking strings,
+ * `transport::address` remote helpers (ext:: runs commands), file: URLs and plain paths
+ * (a repository on this host is not GitHub), ssh and git transports, and passwords in
+ * URLs, which would end up in config.
  */
-export function assertCloneUrl(url: string): void {
+export function assertCloneUrl(url: string): RemoteProtocol {
   const bad = (why: string) => new WorkspaceError(`unusable clone_url (${why})`);
   if (url === "" || url.startsWith("-") || hasControlCharacter(url)) {
     throw bad("empty, option-like or with control characters");
   }
   if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(url)) throw bad("remote helpers are not allowed");
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw bad("not a URL");
-    }
-    if (!["https:", "http:", "ssh:", "git:", "file:"].includes(parsed.protocol)) {
-      throw bad(`scheme ${parsed.protocol} is not allowed`);
-    }
-    if (parsed.password !== "") throw bad("credentials belong in the token, not the URL");
-    return;
+  const protocol = remoteProtocolOf(url);
+  const parsed = new URL(url);
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw bad("credentials belong in the token, not the URL");
   }
-  if (path.isAbsolute(url) || /^[^/\s]+@[^:/\s]+:/.test(url)) return;
-  throw bad("expected a URL, an scp-style address or an absolute path");
+  if (parsed.host === "") throw bad("no host");
+  return protocol;
 }

@@ -68,10 +68,14 @@ async function detach(entry: WorktreeEntry, p: TaskPaths, branch: string, opts: 
       await moveOffBranchAside(entry, p, opts);
       return;
     }
-    if (!(await hasUncommittedChanges(p.worktree))) {
+    const handle = { path: p.worktree, gitDir: adminDir, commonDir: p.mirror };
+    if (!(await hasUncommittedChanges(handle))) {
       try {
-        // No --force: if work appeared since the check, git refuses and we quarantine below.
-        await git(p.mirror, ["worktree", "remove", p.worktree], g);
+        // --force skips git's own cleanliness check, which runs `git status` with
+        // submodules entered: a nested repository's config (the worker's) could run a
+        // filter program in it. The check above is Overseer's own, and the task is final,
+        // so no worker can add work in between.
+        await git(p.mirror, ["worktree", "remove", "--force", p.worktree], g);
         opts.log?.info({ worktree: p.worktree }, "removed worktree");
         return;
       } catch (error) {

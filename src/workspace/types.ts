@@ -8,7 +8,10 @@ export interface WorkspaceLog {
 export interface WorkspaceTask {
   /** `owner/name` as in the payload. */
   repoFullName: string;
-  /** The payload's `repository.clone_url`: https, GitHub Enterprise, or a local path in tests. */
+  /**
+   * `<protocol>://<configured host>/<owner>/<name>.git` (remote-url.ts builds it); anything
+   * but an http(s) URL is refused.
+   */
   cloneUrl: string;
   issueNumber: number;
   title: string;
@@ -34,8 +37,19 @@ export interface WorkspaceOptions {
 
 export type StartedFrom = "existing-worktree" | "remote-branch" | "local-branch" | "base";
 
-export interface EnsuredWorktree {
+/**
+ * A worktree as Overseer knows it, independent of what its `.git` file says now: the
+ * worker may rewrite that file, and Overseer's git always names gitDir and commonDir.
+ */
+export interface WorktreeHandle {
   path: string;
+  /** Its admin dir in the mirror (`<mirror>/worktrees/<name>`), recorded when it was made. */
+  gitDir: string;
+  /** The mirror. */
+  commonDir: string;
+}
+
+export interface EnsuredWorktree extends WorktreeHandle {
   branch: string;
   base: string;
   /** The base's commit as last fetched into the mirror. */

@@ -96,12 +96,20 @@ async function reuseIfHealthy(
   }
   const baseSha = out.split("\n")[1];
   if (!baseSha) return null;
-  return reused(p, branch, base, baseSha);
+  return reused(p, adminDir, branch, base, baseSha);
 }
 
-function reused(p: TaskPaths, branch: string, base: string, baseSha: string): EnsuredWorktree {
+function reused(
+  p: TaskPaths,
+  gitDir: string,
+  branch: string,
+  base: string,
+  baseSha: string,
+): EnsuredWorktree {
   return {
     path: p.worktree,
+    gitDir,
+    commonDir: p.mirror,
     branch,
     base,
     baseSha,
@@ -123,7 +131,7 @@ async function repairAndCreate(
     : { reuse: false, quarantined: await clearUnregistered(p, opts) };
   if (settled.reuse) {
     const baseSha = await baseCommit(p, task.base, opts);
-    return reused(p, branch, task.base, baseSha);
+    return reused(p, await adminDirOf(p), branch, task.base, baseSha);
   }
   await ensureBranchFree(entries, p, branch, opts);
   return create(p, task, branch, settled.quarantined, opts);
@@ -179,6 +187,13 @@ async function ensureBranchFree(
     return;
   }
   throw new WorkspaceError(`branch ${branch} is already checked out at ${elsewhere.path}`);
+}
+
+/** Read while no worker has run in the worktree yet (creation, or a repair that checked it). */
+async function adminDirOf(p: TaskPaths): Promise<string> {
+  const adminDir = await linkedAdminDir(p.worktree, p.mirror);
+  if (!adminDir) throw new WorkspaceError(`${p.worktree} is not a worktree of ${p.mirror}`);
+  return adminDir;
 }
 
 async function baseCommit(p: TaskPaths, base: string, opts: WorkspaceOptions) {
@@ -237,6 +252,8 @@ async function create(
   );
   return {
     path: p.worktree,
+    gitDir: await adminDirOf(p),
+    commonDir: p.mirror,
     branch,
     base: task.base,
     baseSha,

@@ -4,9 +4,8 @@ import path from "node:path";
 import nock from "nock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
-import { createOrigin, git } from "../support/git-origin.js";
+import { type GitServer, git, startGitServer } from "../support/git-http.js";
 import {
-  API,
   examplePayload,
   INSTALLATION_ID,
   startTestApp,
@@ -22,7 +21,10 @@ const MERGE_SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
 
 let db: TestDatabase;
 let app: TestApp;
-let origin: Awaited<ReturnType<typeof createOrigin>>;
+let server: GitServer;
+let origin: { cloneUrl: string; gitDir: string };
+/** GitHub Enterprise on the git stand-in's host: API calls go to nock, git to the server. */
+let API: string;
 let home: string;
 
 const WORKER = [
@@ -34,7 +36,9 @@ const WORKER = [
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  origin = await createOrigin();
+  server = await startGitServer({ tokens: ["ghs_lifecycle"] });
+  origin = await server.createRepo(OWNER, REPO);
+  API = `${server.url}/api/v3`;
   home = await mkdtemp(path.join(os.tmpdir(), "overseer-lifecycle-"));
   const workers = path.join(home, "workers.yml");
   await writeFile(
@@ -46,6 +50,8 @@ beforeAll(async () => {
     {
       OVERSEER_HOME: home,
       OVERSEER_WORKERS: workers,
+      GHE_HOST: server.host,
+      GHE_PROTOCOL: "http",
       // Long enough that queued → running → awaiting merge coalesces into one comment.
       OVERSEER_OUTBOX_SETTLE: "2s",
       OVERSEER_HEARTBEAT_INTERVAL: "500ms",
@@ -57,7 +63,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.stop();
   await db?.drop();
-  await origin?.cleanup();
+  await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
 });
 
@@ -131,23 +137,15 @@ describe("the whole lifecycle", () => {
     labeled.issue.title = "Make the widget faster";
     labeled.label = { ...labeled.label, name: "overseer" };
     labeled.issue.labels = [labeled.label];
-    labeled.repository.clone_url = origin.origin;
+    labeled.repository.clone_url = origin.cloneUrl;
     labeled.repository.default_branch = "main";
     expect((await app.send("issues", labeled)).status).toBe(200);
 
     const awaiting = await waitForState("awaiting_merge");
     expect(awaiting).toMatchObject({ pr_number: PR, summary: "Made the widget faster." });
-    const pushed = git(
-      origin.root,
-      "--git-dir",
-      origin.origin,
-      "rev-parse",
-      `refs/heads/${awaiting.branch}`,
-    );
+    const pushed = git(origin.gitDir, "rev-parse", `refs/heads/${awaiting.branch}`);
     expect(pushed).toBe(awaiting.pr_head_sha);
-    expect(git(origin.root, "--git-dir", origin.origin, "show", `${pushed}:widget.txt`)).toBe(
-      "faster",
-    );
+    expect(git(origin.gitDir, "show", `${pushed}:widget.txt`)).toBe("faster");
     await app.settleOutbox();
     expect(scope.pendingMocks()).toEqual([]);
 
@@ -194,7 +192,7 @@ describe("the whole lifecycle", () => {
     closed.pull_request.number = PR;
     closed.pull_request.merged = true;
     closed.pull_request.head.ref = awaiting.branch;
-    closed.repository.clone_url = origin.origin;
+    closed.repository.clone_url = origin.cloneUrl;
     expect((await app.send("pull_request", closed)).status).toBe(200);
     const finished = await waitForState("done");
     expect(finished).toMatchObject({

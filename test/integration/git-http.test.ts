@@ -58,7 +58,7 @@ describe("the git stand-in (smart HTTP behind installation-token auth)", () => {
     await writeFile(path.join(worktree.path, "http.txt"), "pushed over smart HTTP\n");
     git(worktree.path, "add", "http.txt");
     git(worktree.path, "commit", "-qm", "Over HTTP");
-    const pushed = await pushBranch(worktree.path, task, options);
+    const pushed = await pushBranch(worktree, task, options);
     expect(await remoteBranchSha(task, worktree.branch, options)).toBe(pushed.sha);
     expect(server.git("octo", "workspace", "rev-parse", `refs/heads/${worktree.branch}`)).toBe(
       pushed.sha,

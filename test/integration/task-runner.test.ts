@@ -2,8 +2,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import nock from "nock";
@@ -21,7 +19,7 @@ import { createRunnerGithub, type RunnerGithub } from "../../src/runner/github.j
 import { listProcessGroup } from "../../src/runner/process-group.js";
 import { Runner, type RunnerDependencies } from "../../src/runner/runner.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
-import { createOrigin, git } from "../support/git-origin.js";
+import { type GitServer, git, startGitServer } from "../support/git-http.js";
 import { REPO_ROOT } from "../support/process.js";
 
 const OWNER = "octo";
@@ -38,7 +36,8 @@ const COMMIT = [
 ].join(" && ");
 
 let db: TestDatabase;
-let origin: Awaited<ReturnType<typeof createOrigin>>;
+let server: GitServer;
+let origin: { cloneUrl: string; gitDir: string };
 let home: string;
 let repo: RepoRow;
 const runners: Runner[] = [];
@@ -68,8 +67,12 @@ function profilesYaml(markFile: string): string {
     "  slow:",
     `    command: ${JSON.stringify(["sh", "-c", "echo working; sleep 30"])}\n    timeout: 1s\n    grace: 1s\n`,
     // First attempt hangs; any later attempt does the work.
+    // Unsandboxed: a sandboxed worker dies with its runner, so only these leave orphans.
     "  resumable:",
-    profile(`if [ -e ${markFile} ]; then ${COMMIT}; else touch ${markFile}; exec sleep 1000; fi`),
+    profile(
+      `if [ -e ${markFile} ]; then ${COMMIT}; else touch ${markFile}; exec sleep 1000; fi`,
+      "    sandbox: false\n",
+    ),
   ].join("\n");
 }
 
@@ -132,6 +135,7 @@ async function startRunner(
     databaseUrl: db.url,
     env: {
       home,
+      githubUrl: server.url,
       heartbeatIntervalMs: 200,
       leaseMs: 600,
       maxRunMs: 60_000,
@@ -190,7 +194,7 @@ function livingMembers(pgid: number) {
 }
 
 function originBranch(branch: string): string | null {
-  const line = git(origin.origin, "ls-remote", origin.origin, `refs/heads/${branch}`);
+  const line = git(origin.gitDir, "ls-remote", origin.gitDir, `refs/heads/${branch}`);
   return line === "" ? null : (line.split("\t")[0] ?? null);
 }
 
@@ -206,14 +210,17 @@ async function command(taskId: number, name: "stop", actor: string) {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  origin = await createOrigin();
+  server = await startGitServer({
+    tokens: ["ghs_faketoken", "ghs_agenttest", "ghs_stubtoken"],
+  });
+  origin = await server.createRepo(OWNER, NAME);
   home = await mkdtemp(path.join(os.tmpdir(), "overseer-runner-"));
   RESUME_MARK = path.join(home, "resumed");
   repo = await upsertRepo(db.pool, {
     githubId: 9001,
     fullName: FULL_NAME,
     installationId: INSTALLATION_ID,
-    cloneUrl: origin.origin,
+    cloneUrl: origin.cloneUrl,
     defaultBranch: "main",
   });
 });
@@ -224,7 +231,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   await db?.drop();
-  await origin?.cleanup();
+  await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
 });
 
@@ -247,7 +254,7 @@ describe("outcome is judged by evidence", () => {
     expect(run.state).toBe("succeeded");
     expect(run.exit_code).toBe(0);
     expect(originBranch(done.branch)).toBe(run.head_sha);
-    expect(git(origin.origin, "log", "-1", "--format=%s", done.branch)).toBe("Do the work");
+    expect(git(origin.gitDir, "log", "-1", "--format=%s", done.branch)).toBe("Do the work");
   });
 
   it("exit 0 without changes → failed 'worker exited without changes', no push, no PR", async () => {
@@ -301,10 +308,17 @@ describe("stopping", () => {
     await startRunner(github);
     const run = await waitFor("the worker and its descendants", async () => {
       const [row] = await runsOf(id);
-      return row?.pgid && livingMembers(row.pgid).length >= 4 ? row : undefined;
+      const inside = row?.pgid ? livingMembers(row.pgid).filter((m) => m.comm !== "bwrap") : [];
+      return inside.length >= 4 ? row : undefined;
     });
     const members = livingMembers(run.pgid);
-    expect(members.map((member) => member.comm).sort()).toEqual(["sh", "sh", "sleep", "sleep"]);
+    // bubblewrap's two processes lead the group and hold the worker's namespace.
+    expect(
+      members
+        .map((member) => member.comm)
+        .filter((comm) => comm !== "bwrap")
+        .sort(),
+    ).toEqual(["sh", "sh", "sleep", "sleep"]);
 
     const asked = Date.now();
     await command(id, "stop", "maintainer");
@@ -326,7 +340,7 @@ describe("stopping", () => {
     expect(stopped.state).toBe("stopped");
     const branch = originBranch(stopped.branch);
     expect(branch).not.toBeNull();
-    expect(git(origin.origin, "log", "-1", "--format=%s", stopped.branch)).toMatch(
+    expect(git(origin.gitDir, "log", "-1", "--format=%s", stopped.branch)).toMatch(
       /^WIP \(Overseer\): stopped/,
     );
     expect(github.opened).toEqual([]);
@@ -388,7 +402,8 @@ describe("claiming", () => {
         );
         return result.rows[0].n === ids.length;
       },
-      120_000,
+      // Each task makes a worktree (a fetch over HTTP) and a sandbox: minutes, on a busy host.
+      360_000,
     );
     const runs = await db.pool.query(
       `SELECT task_id, count(*)::int AS n, array_agg(DISTINCT runner_id) AS runners
@@ -410,25 +425,27 @@ describe("claiming", () => {
       [ids],
     );
     expect(reasons.rows).toEqual([{ last_error: "worker exited without changes" }]);
-  }, 180_000);
+  }, 420_000);
 });
 
 describe("recovery", () => {
-  let stub: http.Server | undefined;
   let child: ChildProcess | undefined;
 
   afterEach(async () => {
     await rm(RESUME_MARK, { force: true });
     if (child?.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     child = undefined;
-    await new Promise((resolve) => (stub ? stub.close(resolve) : resolve(undefined)));
-    stub = undefined;
+    server.handle = undefined;
   });
 
-  /** Answers the two calls a runner makes before its worker starts; 404 for the rest. */
+  /**
+   * GitHub for the runner process, on the git stand-in's host (GHE_HOST serves both): the
+   * two API calls a runner makes before its worker starts, 404 for the rest of /api/v3.
+   */
   async function startGithubStub(): Promise<string> {
-    const server = http.createServer((req, res) => {
+    server.handle = (req, res) => {
       const url = req.url ?? "";
+      if (!url.startsWith("/api/v3/")) return false;
       res.setHeader("content-type", "application/json");
       if (
         req.method === "POST" &&
@@ -441,21 +458,20 @@ describe("recovery", () => {
             expires_at: new Date(Date.now() + 3_600_000).toISOString(),
           }),
         );
-        return;
+        return true;
       }
       const issue = /^\/api\/v3\/repos\/octo\/widgets\/issues\/(\d+)$/.exec(url);
       if (req.method === "GET" && issue) {
         res.end(
           JSON.stringify({ number: Number(issue[1]), title: "Resume me", body: "", comments: 0 }),
         );
-        return;
+        return true;
       }
       res.statusCode = 404;
       res.end(JSON.stringify({ message: "Not Found" }));
-    });
-    stub = server;
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return true;
+    };
+    return server.host;
   }
 
   /** `overseer runner` as its own process; resolves once its worker for `taskId` runs. */

@@ -31,6 +31,7 @@ import {
   hasUncommittedChanges,
   LockTimeoutError,
   pushBranch,
+  RemoteBranchMovedError,
   remoteBranchSha,
   removeWorktree,
   WorkspaceBusyError,
@@ -38,6 +39,7 @@ import {
   type WorkspaceOptions,
   type WorkspaceTask,
 } from "../../src/workspace/index.js";
+import { type GitServer, startGitServer } from "../support/git-http.js";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 const IDENTITY = {
@@ -71,11 +73,15 @@ async function writeFiles(dir: string, files: Record<string, string>) {
   }
 }
 
+const TOKEN = "ghs_workspacetesttoken";
+const REFSPEC = "+refs/heads/*:refs/remotes/origin/*";
 const roots: string[] = [];
+const servers: GitServer[] = [];
 const children: ChildProcess[] = [];
 
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  await Promise.all(servers.map((server) => server.stop()));
   await Promise.all(roots.map((root) => rm(root, { recursive: true, force: true })));
 });
 
@@ -85,18 +91,25 @@ interface LogLine {
   msg?: string;
 }
 
-/** A local bare repository as `origin`, a clone to push from, and an empty OVERSEER_HOME. */
+/**
+ * A GitHub stand-in serving `origin` over smart HTTP (origin is its bare repository on
+ * disk, for the test's own git), a clone to push from, and an empty OVERSEER_HOME.
+ */
 async function fixture(files: Record<string, string> = {}) {
   const root = await mkdtemp(path.join(os.tmpdir(), "overseer-ws-"));
   roots.push(root);
+  const server = await startGitServer({ tokens: [TOKEN] });
+  servers.push(server);
   const seed = path.join(root, "seed");
-  const origin = path.join(root, "origin.git");
+  const origin = path.join(server.root, "acme", "widgets.git");
   const home = path.join(root, "home");
   git(root, ["init", "--quiet", "-b", "main", seed]);
   await writeFiles(seed, { "README.md": "# widgets\n", "src/app.txt": "v1\n", ...files });
   git(seed, ["add", "--all"]);
   git(seed, ["commit", "--quiet", "-m", "initial"]);
   git(root, ["clone", "--quiet", "--bare", seed, origin]);
+  // http-backend refuses pushes unless receive-pack is enabled for the repository.
+  git(origin, ["config", "http.receivepack", "true"]);
   git(seed, ["remote", "add", "origin", origin]);
   git(seed, ["fetch", "--quiet", "origin"]);
   const logs: LogLine[] = [];
@@ -109,14 +122,16 @@ async function fixture(files: Record<string, string> = {}) {
     root,
     seed,
     origin,
+    cloneUrl: `${server.url}/acme/widgets.git`,
+    server,
     home,
     mirror,
     logs,
     opts: <T extends object = object>(extra?: T) =>
-      ({ home, log, ...extra }) as WorkspaceOptions & T,
+      ({ home, log, token: TOKEN, ...extra }) as WorkspaceOptions & T,
     task: (issueNumber: number, extra: Partial<WorkspaceTask> = {}): WorkspaceTask => ({
       repoFullName: "acme/widgets",
-      cloneUrl: origin,
+      cloneUrl: `${server.url}/acme/widgets.git`,
       issueNumber,
       title: `Task number ${issueNumber}`,
       base: "main",
@@ -172,6 +187,8 @@ describe("ensureWorktree", () => {
     const mainSha = git(fx.origin, ["rev-parse", "main"]);
     expect(first).toEqual({
       path: fx.worktreePath(1),
+      gitDir: path.join(fx.mirror, "worktrees", "1"),
+      commonDir: fx.mirror,
       branch: "overseer/1-task-number-1",
       base: "main",
       baseSha: mainSha,
@@ -198,7 +215,7 @@ describe("ensureWorktree", () => {
     const fx = await fixture();
     const first = await ensureWorktree(fx.task(2), fx.opts());
     await writeFile(path.join(first.path, "work.txt"), "committed before the crash\n");
-    const committed = await commitAll(first.path, "work", AUTHOR);
+    const committed = await commitAll(first, "work", AUTHOR);
     await rm(first.path, { recursive: true, force: true });
 
     expect(gitFails(fx.mirror, ["worktree", "add", first.path, first.branch])).toMatch(
@@ -255,7 +272,7 @@ describe("ensureWorktree", () => {
     const first = await ensureWorktree(fx.task(6), fx.opts());
     git(first.path, ["checkout", "--quiet", "-b", "agent-experiment"]);
     await writeFile(path.join(first.path, "experiment.txt"), "x\n");
-    const experiment = await commitAll(first.path, "experiment", AUTHOR);
+    const experiment = await commitAll(first, "experiment", AUTHOR);
 
     const again = await ensureWorktree(fx.task(6), fx.opts());
     expect(again.created).toBe(true);
@@ -284,6 +301,11 @@ describe("ensureWorktree", () => {
       { cloneUrl: "ext::sh -c touch% /tmp/pwned" },
       { cloneUrl: "--upload-pack=touch /tmp/pwned" },
       { cloneUrl: "https://user:secret@example.com/acme/widgets.git" },
+      // A repository on this host, or any transport but http(s), is not GitHub.
+      { cloneUrl: pathToFileURL(fx.origin).href },
+      { cloneUrl: fx.origin },
+      { cloneUrl: "ssh://git@example.com/acme/widgets.git" },
+      { cloneUrl: "git@example.com:acme/widgets.git" },
       { branch: "overseer/1-a..b" },
       { base: "-main" },
     ];
@@ -301,7 +323,7 @@ describe("where a task branch starts", () => {
     const pushed = await fx.push(branch, { "feature.txt": "pushed work\n" });
 
     const naiveHome = path.join(fx.root, "naive");
-    const naiveMirror = await ensureMirror(fx.task(10), { home: naiveHome });
+    const naiveMirror = await ensureMirror(fx.task(10), { home: naiveHome, token: TOKEN });
     const naive = path.join(naiveHome, "naive-worktree");
     git(naiveMirror, ["worktree", "add", "--quiet", "-b", branch, naive, "origin/main"]);
     expect(existsSync(path.join(naive, "feature.txt"))).toBe(false);
@@ -316,10 +338,10 @@ describe("where a task branch starts", () => {
     const fx = await fixture();
     const first = await ensureWorktree(fx.task(11), fx.opts());
     await writeFile(path.join(first.path, "a.txt"), "a\n");
-    await commitAll(first.path, "pushed", AUTHOR);
-    await pushBranch(first.path, fx.task(11), fx.opts());
+    await commitAll(first, "pushed", AUTHOR);
+    await pushBranch(first, fx.task(11), fx.opts());
     await writeFile(path.join(first.path, "b.txt"), "b\n");
-    const unpushed = await commitAll(first.path, "not pushed", AUTHOR);
+    const unpushed = await commitAll(first, "not pushed", AUTHOR);
     await removeWorktree(fx.task(11), fx.opts({ deleteBranch: false }));
 
     const again = await ensureWorktree(fx.task(11), fx.opts());
@@ -331,8 +353,8 @@ describe("where a task branch starts", () => {
     const fx = await fixture();
     const first = await ensureWorktree(fx.task(12), fx.opts());
     await writeFile(path.join(first.path, "a.txt"), "a\n");
-    await commitAll(first.path, "ours", AUTHOR);
-    await pushBranch(first.path, fx.task(12), fx.opts());
+    await commitAll(first, "ours", AUTHOR);
+    await pushBranch(first, fx.task(12), fx.opts());
     await removeWorktree(fx.task(12), fx.opts({ deleteBranch: false }));
     const theirs = await fx.push(first.branch, { "review-fix.txt": "from a reviewer\n" });
 
@@ -345,10 +367,10 @@ describe("where a task branch starts", () => {
     const fx = await fixture();
     const first = await ensureWorktree(fx.task(13), fx.opts());
     await writeFile(path.join(first.path, "a.txt"), "a\n");
-    await commitAll(first.path, "shared", AUTHOR);
-    await pushBranch(first.path, fx.task(13), fx.opts());
+    await commitAll(first, "shared", AUTHOR);
+    await pushBranch(first, fx.task(13), fx.opts());
     await writeFile(path.join(first.path, "local.txt"), "local only\n");
-    const localTip = await commitAll(first.path, "local only", AUTHOR);
+    const localTip = await commitAll(first, "local only", AUTHOR);
     await removeWorktree(fx.task(13), fx.opts({ deleteBranch: false }));
     const remoteTip = await fx.push(first.branch, { "remote.txt": "remote only\n" });
 
@@ -448,7 +470,7 @@ describe("locks left by crashes", () => {
     const again = await ensureWorktree(fx.task(21), fx.opts());
     expect(again).toMatchObject({ created: false, startedFrom: "existing-worktree" });
     expect(existsSync(indexLock)).toBe(false);
-    expect(await commitAll(again.path, "works again", AUTHOR)).toMatch(/^[0-9a-f]{40}$/);
+    expect(await commitAll(again, "works again", AUTHOR)).toMatch(/^[0-9a-f]{40}$/);
   });
 
   it("leaves an index.lock alone while a live process works in the worktree", async () => {
@@ -513,7 +535,8 @@ describe("locks left by crashes", () => {
     const newMain = await fx.push("main", { "later.txt": "later\n" });
     const refLock = path.join(fx.mirror, "refs", "remotes", "origin", "main.lock");
     await writeFile(refLock, "");
-    expect(gitFails(fx.mirror, ["fetch", "origin"])).toMatch(/main\.lock/);
+    // From origin on disk: a synchronous git must not wait on this process's own server.
+    expect(gitFails(fx.mirror, ["fetch", fx.origin, REFSPEC])).toMatch(/main\.lock/);
 
     const result = await ensureWorktree(fx.task(26), fx.opts());
     expect(result.baseSha).toBe(newMain);
@@ -541,14 +564,14 @@ describe("concurrency", () => {
     await writeFile(
       script,
       `const { ensureWorktree } = await import(${JSON.stringify(entry)});
-const result = await ensureWorktree(JSON.parse(process.argv[2]), { home: process.argv[3] });
+const result = await ensureWorktree(JSON.parse(process.argv[2]), { home: process.argv[3], token: process.argv[4] });
 process.stdout.write(JSON.stringify(result));
 `,
     );
     const runOne = async () => {
       const child = spawn(
         process.execPath,
-        ["--import", "tsx", script, JSON.stringify(fx.task(31)), fx.home],
+        ["--import", "tsx", script, JSON.stringify(fx.task(31)), fx.home, TOKEN],
         { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
       );
       children.push(child);
@@ -581,7 +604,7 @@ process.stdout.write(JSON.stringify(result));
     await writeFile(path.join(pending, "gitdir"), `${path.join(fx.root, "pending", ".git")}\n`);
     const moved = await fx.push("main", { "src/app.txt": "v2\n" });
     // Reproduced: a plain fetch now fails.
-    expect(gitFails(fx.mirror, ["fetch", "--quiet", "origin"])).toContain(
+    expect(gitFails(fx.mirror, ["fetch", "--quiet", fx.origin, REFSPEC])).toContain(
       "bad object worktrees/pending/HEAD",
     );
 
@@ -621,7 +644,7 @@ describe("removeWorktree", () => {
     const fx = await fixture();
     const made = await ensureWorktree(fx.task(40), fx.opts());
     await writeFile(path.join(made.path, "a.txt"), "a\n");
-    const sha = await commitAll(made.path, "work", AUTHOR);
+    const sha = await commitAll(made, "work", AUTHOR);
     await removeWorktree(fx.task(40), fx.opts({ deleteBranch: false }));
     expect(existsSync(made.path)).toBe(false);
     expect(registered(fx.mirror)).toEqual([fx.mirror]);
@@ -655,7 +678,7 @@ describe("removeWorktree", () => {
     const made = await ensureWorktree(fx.task(45), fx.opts());
     git(made.path, ["checkout", "--quiet", "--detach"]);
     await writeFile(path.join(made.path, "detached.txt"), "only reachable from HEAD\n");
-    const detached = await commitAll(made.path, "detached work", AUTHOR);
+    const detached = await commitAll(made, "detached work", AUTHOR);
     await removeWorktree(fx.task(45), fx.opts({ deleteBranch: true }));
     expect(existsSync(made.path)).toBe(false);
     const [kept] = registered(fx.mirror).slice(1);
@@ -679,19 +702,19 @@ describe("runner helpers", () => {
   it("counts commits, sees changes, and commits them as the given author", async () => {
     const fx = await fixture();
     const made = await ensureWorktree(fx.task(50), fx.opts());
-    expect(await commitsAheadOfBase(made.path, "main")).toBe(0);
-    expect(await hasUncommittedChanges(made.path)).toBe(false);
-    expect(await commitAll(made.path, "nothing", AUTHOR)).toBeNull();
+    expect(await commitsAheadOfBase(made, "main")).toBe(0);
+    expect(await hasUncommittedChanges(made)).toBe(false);
+    expect(await commitAll(made, "nothing", AUTHOR)).toBeNull();
 
     await writeFile(path.join(made.path, "untracked.txt"), "u\n");
-    expect(await hasUncommittedChanges(made.path)).toBe(true);
-    const sha = await commitAll(made.path, "-starts with a dash\n\nand has a body", AUTHOR);
+    expect(await hasUncommittedChanges(made)).toBe(true);
+    const sha = await commitAll(made, "-starts with a dash\n\nand has a body", AUTHOR);
     expect(sha).toBe(head(made.path));
     expect(git(made.path, ["log", "-1", "--format=%an <%ae>|%cn <%ce>|%s"])).toBe(
       "Overseer Bot <bot@overseer.test>|Overseer Bot <bot@overseer.test>|-starts with a dash",
     );
-    expect(await hasUncommittedChanges(made.path)).toBe(false);
-    expect(await commitsAheadOfBase(made.path, "main")).toBe(1);
+    expect(await hasUncommittedChanges(made)).toBe(false);
+    expect(await commitsAheadOfBase(made, "main")).toBe(1);
   });
 
   it("commits even when the agent installed a failing pre-commit hook", async () => {
@@ -701,7 +724,7 @@ describe("runner helpers", () => {
     await chmod(path.join(made.path, ".husky/pre-commit"), 0o755);
     git(made.path, ["config", "core.hooksPath", ".husky"]);
     gitFails(made.path, ["commit", "--allow-empty", "-m", "blocked by the hook"]);
-    expect(await commitAll(made.path, "not blocked", AUTHOR)).toMatch(/^[0-9a-f]{40}$/);
+    expect(await commitAll(made, "not blocked", AUTHOR)).toMatch(/^[0-9a-f]{40}$/);
   });
 
   it("pushes, refuses to rewrite without a lease, and honours the lease", async () => {
@@ -711,19 +734,19 @@ describe("runner helpers", () => {
     expect(await remoteBranchSha(task, made.branch, fx.opts())).toBeNull();
 
     await writeFile(path.join(made.path, "a.txt"), "a\n");
-    await commitAll(made.path, "first", AUTHOR);
-    const pushed = await pushBranch(made.path, task, fx.opts());
+    await commitAll(made, "first", AUTHOR);
+    const pushed = await pushBranch(made, task, fx.opts());
     expect(pushed.sha).toBe(head(made.path));
     expect(await remoteBranchSha(task, made.branch, fx.opts())).toBe(pushed.sha);
 
     git(made.path, ["commit", "--quiet", "--amend", "-m", "rewritten"]);
-    await expect(pushBranch(made.path, task, fx.opts())).rejects.toThrow(GitCommandError);
-    const rewritten = await pushBranch(made.path, task, fx.opts({ forceWithLease: true }));
+    await expect(pushBranch(made, task, fx.opts())).rejects.toThrow(RemoteBranchMovedError);
+    const rewritten = await pushBranch(made, task, fx.opts({ forceWithLease: true }));
     expect(await remoteBranchSha(task, made.branch, fx.opts())).toBe(rewritten.sha);
 
     const theirs = await fx.push(made.branch, { "theirs.txt": "someone else's\n" });
     git(made.path, ["commit", "--quiet", "--amend", "-m", "rewritten again"]);
-    await expect(pushBranch(made.path, task, fx.opts({ forceWithLease: true }))).rejects.toThrow(
+    await expect(pushBranch(made, task, fx.opts({ forceWithLease: true }))).rejects.toThrow(
       /stale info|rejected/,
     );
     expect(await remoteBranchSha(task, made.branch, fx.opts())).toBe(theirs);
@@ -732,7 +755,7 @@ describe("runner helpers", () => {
     // license overwriting a commit this worktree never had.
     await ensureWorktree(fx.task(53), fx.opts());
     expect(git(fx.mirror, ["rev-parse", `refs/remotes/origin/${made.branch}`])).toBe(theirs);
-    await expect(pushBranch(made.path, task, fx.opts({ forceWithLease: true }))).rejects.toThrow(
+    await expect(pushBranch(made, task, fx.opts({ forceWithLease: true }))).rejects.toThrow(
       /rejected/,
     );
     expect(await remoteBranchSha(task, made.branch, fx.opts())).toBe(theirs);
@@ -757,13 +780,14 @@ describe("the installation token", () => {
 
   it("appears in no file under the home, the worktree or origin, nor in logs", async () => {
     const fx = await fixture();
+    fx.server.tokens.add(token);
     const task = fx.task(60);
     const opts = fx.opts({ token });
     const made = await ensureWorktree(task, opts);
     await writeFile(path.join(made.path, "a.txt"), "a\n");
-    await commitAll(made.path, "work", AUTHOR);
-    await pushBranch(made.path, task, opts);
-    await pushBranch(made.path, task, { ...opts, forceWithLease: true });
+    await commitAll(made, "work", AUTHOR);
+    await pushBranch(made, task, opts);
+    await pushBranch(made, task, { ...opts, forceWithLease: true });
     await remoteBranchSha(task, made.branch, opts);
     await ensureWorktree(fx.task(61), opts);
     await removeWorktree(fx.task(61), { ...opts, deleteBranch: true });
