@@ -45,9 +45,24 @@ export async function createGithubHandler(
  */
 export const OverseerOctokit = ProbotOctokit.defaults((options: Record<string, unknown>) => ({
   ...options,
+  auth: onConfiguredHost(options),
   throttle: { ...(options.throttle as object | undefined), enabled: false },
   retry: { enabled: false },
 }));
+
+type AuthRequest = { defaults(options: { baseUrl: string }): unknown };
+
+/**
+ * Probot hands the App's auth its own `request` without the Enterprise base URL, so an
+ * installation token asked for outright (`octokit.auth({ type: "installation" })`, what git
+ * needs) would be requested from api.github.com. Only requests made through Octokit's hook
+ * carried the right host.
+ */
+function onConfiguredHost(options: Record<string, unknown>): unknown {
+  const auth = options.auth as { request?: AuthRequest } | undefined;
+  if (typeof options.baseUrl !== "string" || !auth?.request?.defaults) return options.auth;
+  return { ...auth, request: auth.request.defaults({ baseUrl: options.baseUrl }) };
+}
 
 export function createOverseerProbot(
   env: Pick<OverseerEnv, "appId" | "privateKey" | "webhookSecret" | "githubApiUrl">,

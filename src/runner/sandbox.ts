@@ -144,12 +144,14 @@ export function policyPaths(
 export function sandboxArgs(layout: SandboxLayout, facts: HostFacts): string[] {
   const home = sandboxHome(layout.home);
   const { readable, writable } = policyPaths(layout.policy, layout);
-  // Policy paths under the private HOME or /tmp go on top of those; any other goes first, so
-  // that a broad one (/home) cannot cover the private HOME with the runner's real one.
-  const onTop = (file: string) => isWithin(file, home) || isWithin(file, "/tmp");
-  const policyBinds = (top: boolean) => [
-    ...readable.filter((file) => onTop(file) === top).flatMap((f) => ["--ro-bind-try", f, f]),
-    ...writable.filter((file) => onTop(file) === top).flatMap((f) => ["--bind-try", f, f]),
+  // Mount order decides what covers what: a policy path inside /tmp goes on top of the
+  // private /tmp, one inside the private HOME on top of that, and any other one first, so
+  // that a broad one (/home, or /tmp/x holding the runner's home) never covers the private
+  // HOME with the runner's real one.
+  const layer = (file: string) => (isWithin(file, home) ? 2 : isWithin(file, "/tmp") ? 1 : 0);
+  const policyBinds = (wanted: number) => [
+    ...readable.filter((file) => layer(file) === wanted).flatMap((f) => ["--ro-bind-try", f, f]),
+    ...writable.filter((file) => layer(file) === wanted).flatMap((f) => ["--bind-try", f, f]),
   ];
   const args = [
     "--die-with-parent",
@@ -164,12 +166,13 @@ export function sandboxArgs(layout: SandboxLayout, facts: HostFacts): string[] {
     "--dev",
     "/dev",
     ...systemBinds(facts),
-    ...policyBinds(false),
+    ...policyBinds(0),
     "--tmpfs",
     "/tmp",
+    ...policyBinds(1),
     "--tmpfs",
     home,
-    ...policyBinds(true),
+    ...policyBinds(2),
     ...masks(layout, [...SYSTEM_PATHS, ...readable, ...writable], facts),
     ...commandPaths(layout, facts).flatMap((file) => ["--ro-bind", file, file]),
     "--bind",
