@@ -13,7 +13,7 @@
  * TEST_LOG_LEVEL=debug shows the app's log.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -24,9 +24,8 @@ import { startEmbeddedPostgres } from "../src/db/embedded.js";
 import { migrate } from "../src/db/migrate.js";
 import { withDatabase } from "../src/db/url.js";
 import { ensureMirror, ensureWorktree, type WorkspaceTask } from "../src/workspace/index.js";
-import { createOrigin } from "../test/support/git-origin.js";
+import { type GitServer, startGitServer } from "../test/support/git-http.js";
 import {
-  API,
   examplePayload,
   INSTALLATION_ID,
   startTestApp,
@@ -112,13 +111,15 @@ async function openDatabase(): Promise<{ url: string; close(): Promise<void> }> 
 }
 
 /** Every endpoint the app calls, answered for any issue; anything else is recorded. */
-function mockGithub(issueFetchedAt: Map<number, number>, unexpected: string[]): void {
+function mockGithub(api: string, issueFetchedAt: Map<number, number>, unexpected: string[]): void {
   let commentId = 9_000;
+  // Regular expressions see the whole path, GitHub Enterprise's /api/v3 included.
+  const repoPath = `${new URL(api).pathname.replace(/\/$/, "")}${REPO_PATH}`;
   const other = (method: string) => (uri: string) => {
     unexpected.push(`${method} ${uri}`);
     return { message: "Not Found" };
   };
-  nock(API)
+  nock(api)
     .persist()
     .post(`/app/installations/${INSTALLATION_ID}/access_tokens`)
     .reply(201, () => ({
@@ -130,21 +131,21 @@ function mockGithub(issueFetchedAt: Map<number, number>, unexpected: string[]): 
     // .github/overseer.yml, in the repository and in the owner's .github: none.
     .get(/\/contents\//)
     .reply(404, { message: "Not Found" })
-    .get(new RegExp(`^${REPO_PATH}/issues/\\d+$`))
+    .get(new RegExp(`^${repoPath}/issues/\\d+$`))
     .reply(200, (uri) => {
       const issue = Number(uri.split("/").at(-1));
       issueFetchedAt.set(issue, Date.now());
       return { number: issue, title: `Bench issue ${issue}`, body: "Measure me.", comments: 0 };
     })
-    .get(new RegExp(`^${REPO_PATH}/issues/\\d+/comments`))
+    .get(new RegExp(`^${repoPath}/issues/\\d+/comments`))
     .reply(200, [])
-    .post(new RegExp(`^${REPO_PATH}/issues/\\d+/comments$`))
+    .post(new RegExp(`^${repoPath}/issues/\\d+/comments$`))
     .reply(201, () => ({ id: ++commentId }))
-    .patch(new RegExp(`^${REPO_PATH}/issues/comments/\\d+$`))
+    .patch(new RegExp(`^${repoPath}/issues/comments/\\d+$`))
     .reply(200, {})
-    .post(new RegExp(`^${REPO_PATH}/issues/\\d+/labels$`))
+    .post(new RegExp(`^${repoPath}/issues/\\d+/labels$`))
     .reply(200, [])
-    .delete(new RegExp(`^${REPO_PATH}/issues/\\d+/labels/`))
+    .delete(new RegExp(`^${repoPath}/issues/\\d+/labels/`))
     .reply(200, [])
     .get(/.*/)
     .reply(404, other("GET"))
@@ -270,21 +271,23 @@ async function main(): Promise<void> {
   nock.enableNetConnect(/^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/);
   const issueFetchedAt = new Map<number, number>();
   const unexpected: string[] = [];
-  mockGithub(issueFetchedAt, unexpected);
 
   const home = await mkdtemp(path.join(tmpdir(), "overseer-bench-home-"));
-  let origin: Awaited<ReturnType<typeof createOrigin>> | undefined;
+  // Outside OVERSEER_HOME, which no sandboxed worker sees; the profile makes it writable.
+  const marks = await mkdtemp(path.join(tmpdir(), "overseer-bench-marks-"));
+  let server: GitServer | undefined;
   let db: Awaited<ReturnType<typeof openDatabase>> | undefined;
   let app: TestApp | undefined;
   try {
-    origin = await createOrigin();
-    const marks = path.join(home, "marks");
-    await mkdir(marks);
+    // GitHub Enterprise on the git stand-in's host: the API through nock, git over HTTP.
+    server = await startGitServer({ tokens: ["ghs_benchinstallationtoken"] });
+    const origin = await server.createRepo(OWNER, REPO);
+    mockGithub(`${server.url}/api/v3`, issueFetchedAt, unexpected);
     const workers = path.join(home, "workers.yml");
     const script = `date +%s%3N > ${marks}/{issue}.start`;
     await writeFile(
       workers,
-      `default: stamp\nprofiles:\n  stamp:\n    command: [sh, -c, ${JSON.stringify(script)}]\n    timeout: 1m\n    grace: 1s\n`,
+      `default: stamp\nprofiles:\n  stamp:\n    command: [sh, -c, ${JSON.stringify(script)}]\n    timeout: 1m\n    grace: 1s\n    sandbox:\n      writable: [${JSON.stringify(marks)}]\n`,
     );
     db = await openDatabase();
     checkInterrupted();
@@ -293,6 +296,8 @@ async function main(): Promise<void> {
       {
         OVERSEER_HOME: home,
         OVERSEER_WORKERS: workers,
+        GHE_HOST: server.host,
+        GHE_PROTOCOL: "http",
         OVERSEER_RUNNER_CAPACITY: "4",
         // Wake-ups must come from LISTEN/NOTIFY; a poll would only hide a lost NOTIFY.
         OVERSEER_POLL_INTERVAL: "30s",
@@ -305,11 +310,11 @@ async function main(): Promise<void> {
     const failures = new Map<string, number>();
     const warm: Sample[] = [];
     for (let issue = 1; issue <= WARMUP; issue++) {
-      warm.push(await measure(app, origin.origin, marks, issue, issueFetchedAt, failures));
+      warm.push(await measure(app, origin.cloneUrl, marks, issue, issueFetchedAt, failures));
     }
     const samples: Sample[] = [];
     for (let issue = WARMUP + 1; issue <= WARMUP + RUNS; issue++) {
-      samples.push(await measure(app, origin.origin, marks, issue, issueFetchedAt, failures));
+      samples.push(await measure(app, origin.cloneUrl, marks, issue, issueFetchedAt, failures));
     }
 
     const total = samples.map((s) => s.started - s.label);
@@ -334,16 +339,16 @@ async function main(): Promise<void> {
       checkInterrupted();
       const task: WorkspaceTask = {
         repoFullName: `${OWNER}/${REPO}`,
-        cloneUrl: origin.origin,
+        cloneUrl: origin.cloneUrl,
         issueNumber: 10_000 + i,
         title: `Direct ${i}`,
         base: "main",
       };
       let at = performance.now();
-      await ensureMirror(task, { home });
+      await ensureMirror(task, { home, token: "ghs_benchinstallationtoken" });
       direct.mirror.push(performance.now() - at);
       at = performance.now();
-      await ensureWorktree(task, { home });
+      await ensureWorktree(task, { home, token: "ghs_benchinstallationtoken" });
       direct.worktree.push(performance.now() - at);
     }
     console.log(row("  (alone) ensureMirror = mirror fetch", direct.mirror));
@@ -360,8 +365,9 @@ async function main(): Promise<void> {
   } finally {
     await app?.stop().catch((error: unknown) => console.error("app.stop failed:", error));
     await db?.close().catch((error: unknown) => console.error("database close failed:", error));
-    await origin?.cleanup();
+    await server?.stop();
     await rm(home, { recursive: true, force: true });
+    await rm(marks, { recursive: true, force: true });
     nock.cleanAll();
     nock.enableNetConnect();
   }

@@ -1,6 +1,7 @@
 /**
  * ensureWorktree against raw `git worktree add` on a repository with 5,000 files and 200
- * commits. Run with `npx tsx bench/worktree.bench.ts`.
+ * commits, origin served over smart HTTP (a fresh worktree fetches first; raw git does
+ * not). Run with `npx tsx bench/worktree.bench.ts`.
  * Targets: fresh worktree ≤ 1.3 × raw git, reuse ≤ 50 ms (medians).
  */
 import { execFile, spawn } from "node:child_process";
@@ -10,11 +11,13 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { ensureMirror, ensureWorktree, type WorkspaceTask } from "../src/workspace/index.js";
+import { startGitServer } from "../test/support/git-http.js";
 
 const FILES = 5_000;
 const COMMITS = 200;
 const RUNS = 9;
 const REUSE_RUNS = 25;
+const TOKEN = "ghs_benchtoken";
 
 const run = promisify(execFile);
 
@@ -65,18 +68,20 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 async function main() {
   const root = await mkdtemp(path.join(os.tmpdir(), "overseer-bench-"));
+  // origin as GitHub serves it: smart HTTP behind the installation token.
+  const server = await startGitServer({ tokens: [TOKEN] });
   try {
-    const origin = path.join(root, "origin.git");
     const home = path.join(root, "home");
-    await buildOrigin(origin);
+    await buildOrigin(path.join(server.root, "bench", "repo.git"));
+    const opts = { home, token: TOKEN };
     const task = (issueNumber: number): WorkspaceTask => ({
       repoFullName: "bench/repo",
-      cloneUrl: origin,
+      cloneUrl: `${server.url}/bench/repo.git`,
       issueNumber,
       title: "Benchmark task",
       base: "main",
     });
-    const mirror = await ensureMirror(task(1), { home });
+    const mirror = await ensureMirror(task(1), opts);
     const raw = (n: number) =>
       run(
         "git",
@@ -96,18 +101,18 @@ async function main() {
 
     // Warm the page cache and git's own start-up before measuring either side.
     await raw(0);
-    await ensureWorktree(task(1), { home });
+    await ensureWorktree(task(1), opts);
 
     const rawTimes: number[] = [];
     const freshTimes: number[] = [];
     for (let n = 1; n <= RUNS; n++) {
       // Interleaved, so drift in machine load hits both sides alike.
       rawTimes.push(await timed(() => raw(n)));
-      freshTimes.push(await timed(() => ensureWorktree(task(100 + n), { home })));
+      freshTimes.push(await timed(() => ensureWorktree(task(100 + n), opts)));
     }
     const reuseTimes: number[] = [];
     for (let n = 0; n < REUSE_RUNS; n++) {
-      reuseTimes.push(await timed(() => ensureWorktree(task(101), { home })));
+      reuseTimes.push(await timed(() => ensureWorktree(task(101), opts)));
     }
 
     const rawMs = median(rawTimes);
@@ -133,6 +138,7 @@ async function main() {
       row("ensureWorktree, reuse", ms(reuseMs), `≤ 50 ms ${reuseMs <= 50 ? "ok" : "MISSED"}`),
     );
   } finally {
+    await server.stop();
     await rm(root, { recursive: true, force: true });
   }
 }

@@ -12,6 +12,7 @@ import { findFreePort } from "../../src/db/embedded.js";
 import { type RepoRow, upsertRepo } from "../../src/db/repos.js";
 import { insertTaskIfAbsent } from "../../src/db/tasks.js";
 import { branchName } from "../../src/domain/branch.js";
+import { listProcessGroup } from "../../src/runner/process-group.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { type GitServer, git, startGitServer } from "../support/git-http.js";
 import { processesMentioning, REPO_ROOT } from "../support/process.js";
@@ -32,6 +33,7 @@ const WEBHOOK_SECRET = `whsec-${randomBytes(12).toString("hex")}`;
 const HOME_CANARY = `runner-home-canary-${randomBytes(8).toString("hex")}`;
 const ENV_CANARY = `runner-env-canary-${randomBytes(8).toString("hex")}`;
 const ESCAPE_MARK = `escaped-${randomBytes(6).toString("hex")}`;
+const SLEEPER_MARK = `sleeper-${randomBytes(6).toString("hex")}`;
 const HOSTILE = path.join(REPO_ROOT, "test/fixtures/workers/hostile");
 const VICTIM_ISSUE = 40;
 const VICTIM_BRANCH = branchName(VICTIM_ISSUE, `Issue ${VICTIM_ISSUE}`);
@@ -140,6 +142,7 @@ function profiles(): string {
       [script("steal-into-summary.sh"), path.join(appDir, "app.pem"), "text"],
       unconfined,
     ),
+    profile("sleeper", ["sh", "-c", `echo started; while :; do sleep 1; done; : ${SLEEPER_MARK}`]),
     profile(
       "summary-link",
       [script("steal-into-summary.sh"), path.join(appDir, "app.pem"), "link"],
@@ -228,12 +231,14 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (runner && runner.exitCode === null) {
+  if (runner && runner.exitCode === null && runner.signalCode === null) {
     const exited = new Promise((resolve) => runner?.once("exit", resolve));
     runner.kill("SIGTERM");
     await exited;
   }
-  for (const pid of await processesMentioning(ESCAPE_MARK)) process.kill(pid, "SIGKILL");
+  for (const mark of [ESCAPE_MARK, SLEEPER_MARK]) {
+    for (const pid of await processesMentioning(mark)) process.kill(pid, "SIGKILL");
+  }
   await new Promise((resolve) => trap?.close(resolve));
   await server?.stop();
   await db?.drop();
@@ -264,7 +269,9 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | nul
   for (;;) {
     const value = await probe();
     if (value) return value;
-    if (runner?.exitCode !== null) throw new Error(`the runner exited:\n${runnerOutput}`);
+    if (runner?.exitCode !== null || runner.signalCode !== null) {
+      throw new Error(`the runner exited:\n${runnerOutput}`);
+    }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${runnerOutput}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -469,5 +476,24 @@ describe("a worker smuggling the key into its summary", () => {
     const pull = api.find((call) => call.path.endsWith("/pulls") && call.body.head === task.branch);
     expect(String(pull?.body.body)).toContain("_The worker left no summary._");
     expectNoSecret(await published(id, 61), "what was published");
+  });
+});
+
+// Last: it kills the runner the tests above share.
+describe("a sandboxed worker whose runner is killed with kill -9", () => {
+  it("ends with it: nothing of the sandbox is left running", async () => {
+    const id = await seedTask(70, "sleeper");
+    const run = await waitFor("the worker to run", async () => {
+      const row = await runOf(id);
+      return row?.pgid && (await processesMentioning(SLEEPER_MARK)).length > 0 ? row : undefined;
+    });
+    const exited = new Promise((resolve) => runner?.once("exit", resolve));
+    runner?.kill("SIGKILL");
+    await exited;
+    for (let i = 0; i < 200 && (await processesMentioning(SLEEPER_MARK)).length > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(await processesMentioning(SLEEPER_MARK)).toEqual([]);
+    expect(listProcessGroup(run.pgid).filter((m) => m.state !== "Z")).toEqual([]);
   });
 });
