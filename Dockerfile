@@ -8,9 +8,11 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
 FROM node:22-bookworm-slim
-# git for workspaces; tini reaps worker processes and forwards signals.
+# git for workspaces; bubblewrap sandboxes workers (the container needs a seccomp and
+# AppArmor profile that lets it create namespaces, see README "Security model"); tini
+# reaps worker processes and forwards signals.
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends git tini ca-certificates \
+  && apt-get install -y --no-install-recommends git bubblewrap tini ca-certificates \
   && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production OVERSEER_HOME=/data PORT=3000
 WORKDIR /app

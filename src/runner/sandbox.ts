@@ -230,7 +230,10 @@ function masks(layout: SandboxLayout, bound: readonly string[], facts: HostFacts
  * files: a directory named in argv (`{worktree}`, say) shows nothing more. Anything under
  * OVERSEER_HOME is left to the layout's own binds; a secret file is refused outright.
  */
-function commandPaths(layout: SandboxLayout, facts: HostFacts): string[] {
+function commandPaths(
+  layout: Pick<SandboxLayout, "argv" | "overseerHome" | "secretFiles">,
+  facts: HostFacts,
+): string[] {
   const files = new Set<string>();
   for (const arg of layout.argv) {
     if (!path.isAbsolute(arg) || arg.includes("\n")) continue;
@@ -303,6 +306,9 @@ export async function assertSandboxWorks(
   for (const profile of profiles) {
     try {
       if (profile.sandbox) policyPaths(profile.sandbox, where);
+      // The command's fixed paths; placeholders only ever expand to Overseer's own files.
+      const fixed = profile.command.filter((arg) => !arg.includes("{"));
+      commandPaths({ ...where, argv: fixed }, hostFacts());
     } catch (error) {
       throw new ConfigError(`worker profile ${profile.name}: ${(error as Error).message}`);
     }

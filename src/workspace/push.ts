@@ -151,6 +151,8 @@ async function reflogIncludes(
   sha: string,
   opts: WorkspaceOptions,
 ): Promise<boolean> {
+  // A tip pushed by someone else is usually not even in the mirror.
+  if (!(await gitSucceeds(mirror, ["cat-file", "-e", sha], local(opts)))) return false;
   const out = await git(mirror, ["reflog", "show", "--format=%H", ref, "--"], local(opts)).catch(
     (error: unknown) => {
       if (error instanceof GitCommandError) return "";

@@ -479,6 +479,35 @@ describe("a worker smuggling the key into its summary", () => {
   });
 });
 
+describe("a task branch that moved on origin while the worker ran", () => {
+  it("is reported, not force-pushed", async () => {
+    const issue = 45;
+    const branch = branchName(issue, `Issue ${issue}`);
+    const id = await seedTask(issue, "victim");
+    const run = await waitFor("the worker to have committed", async () => {
+      const row = await runOf(id);
+      return row?.worktree && existsSync(path.join(row.worktree, ".ready")) ? row : undefined;
+    });
+    // Someone else pushes the same branch meanwhile, on top of main.
+    const clone = path.join(base, "someone-else");
+    git(base, "clone", "-q", origin.gitDir, clone);
+    git(clone, "commit", "-q", "--allow-empty", "-m", "Someone else's commit");
+    git(clone, "push", "-q", "origin", `HEAD:refs/heads/${branch}`);
+    const theirs = git(clone, "rev-parse", "HEAD");
+    await writeFile(path.join(run.worktree, ".go"), "");
+    const task = await settled(id);
+    expect(task.state).toBe("failed");
+    expect(task.last_error).toMatch(
+      new RegExp(
+        `branch ${branch} is at ${theirs} on origin, .*someone else pushed to it.*not force-pushed`,
+      ),
+    );
+    expect(git(origin.gitDir, "rev-parse", `refs/heads/${branch}`)).toBe(theirs);
+    const { rows } = await db.pool.query("SELECT charged FROM runs WHERE task_id = $1", [id]);
+    expect(rows).toEqual([{ charged: false }]);
+  });
+});
+
 // Last: it kills the runner the tests above share.
 describe("a sandboxed worker whose runner is killed with kill -9", () => {
   it("ends with it: nothing of the sandbox is left running", async () => {

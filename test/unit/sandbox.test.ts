@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseWorkerProfiles, type SandboxPolicy } from "../../src/config/workers.js";
 import {
+  assertSandboxWorks,
   expandHome,
   type HostFacts,
   type HostKind,
@@ -152,6 +153,16 @@ describe("the sandbox's bubblewrap arguments", () => {
     expect(broad).toBeLessThan(home);
   });
 
+  it("a readable path under /tmp that holds the runner's home still leaves the private HOME on top", () => {
+    const home = "/tmp/base/runner-home";
+    const ops = operations(sandboxArgs({ ...layout({ readable: ["/tmp/base"] }), home }, host()));
+    const tmp = indexOf(ops, "--tmpfs", "/tmp");
+    const broad = indexOf(ops, "--ro-bind-try", "/tmp/base", "/tmp/base");
+    const privateHome = indexOf(ops, "--tmpfs", home);
+    expect(tmp).toBeLessThan(broad);
+    expect(broad).toBeLessThan(privateHome);
+  });
+
   it("masks OVERSEER_HOME, the App's key, .env and the host's secrets inside what it binds", () => {
     const ops = operations(
       sandboxArgs(layout({ readable: ["/srv", "/opt/overseer", "/etc/overseer"] }), host()),
@@ -238,6 +249,35 @@ describe("the sandbox's bubblewrap arguments", () => {
     expect(expandHome("~/.codex", HOME)).toBe(`${HOME}/.codex`);
     expect(expandHome("/opt/x/", HOME)).toBe("/opt/x");
     expect(() => expandHome("~/.claude", undefined)).toThrow(/needs HOME/);
+  });
+});
+
+describe("checking sandboxed profiles at start-up", () => {
+  it("refuses a command that names one of Overseer's secret files, before trying bubblewrap", async () => {
+    // A real file, so that the check sees it as the command's file.
+    const named = parseWorkerProfiles(
+      "profiles:\n  a:\n    command: [cat, /etc/hostname]\n",
+      "test",
+    );
+    await expect(
+      assertSandboxWorks(named, {
+        home: HOME,
+        overseerHome: OVERSEER_HOME,
+        secretFiles: ["/etc/hostname"],
+      }),
+    ).rejects.toThrow(
+      /worker profile a: the worker's command names \/etc\/hostname, which holds Overseer's secrets/,
+    );
+  });
+
+  it("refuses a writable path inside OVERSEER_HOME", async () => {
+    const workers = parseWorkerProfiles(
+      `profiles:\n  a:\n    command: [agent]\n    sandbox:\n      writable: [${OVERSEER_HOME}/cache]\n`,
+      "test",
+    );
+    await expect(
+      assertSandboxWorks(workers, { home: HOME, overseerHome: OVERSEER_HOME, secretFiles: [] }),
+    ).rejects.toThrow(/worker profile a: sandbox\.writable: .*inside OVERSEER_HOME/);
   });
 });
 
