@@ -10,6 +10,7 @@ import { createRunnerGithub } from "./runner/github.js";
 import { Runner } from "./runner/runner.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
+import { setupUrl } from "./web/setup-access.js";
 
 /** all: everything; serve: webhooks and HTTP only; runner: also claims and runs tasks. */
 export type ProcessMode = "all" | "serve" | "runner";
@@ -49,6 +50,7 @@ export async function startOverseer(
           pool: db.pool,
           databaseUrl: db.url,
           log: log.child({ component: "outbox" }),
+          appId: env.appId ?? 0,
           octokitFor: (installationId) => probot.auth(installationId),
           pollIntervalMs: env.pollIntervalMs,
           backoffBaseMs: env.outboxRetryBaseMs,
@@ -72,14 +74,18 @@ export async function startOverseer(
     }
     await runner?.start();
     const server = createHttpServer(
-      [healthHandler(db.pool, () => github.mode), github.handler],
+      [healthHandler(db.pool, () => github.mode, log), github.handler],
       log,
     );
     const port = await listen(server, env.port, env.host);
     log.info({ port, mode: github.mode }, `Overseer listening on http://localhost:${port}`);
-    if (github.mode === "setup") {
+    if (github.mode === "setup" && github.setupToken) {
       log.info(
-        `No GitHub App credentials (APP_ID, PRIVATE_KEY): open http://localhost:${port} to register the App`,
+        `No GitHub App credentials (APP_ID, PRIVATE_KEY): open http://localhost:${port} on this machine to register the App`,
+      );
+      // Printed once, for the operator: it opens the setup pages to one other machine.
+      log.info(
+        `From another machine, open ${setupUrl(`http://${reachableHost(env.host)}:${port}`, github.setupToken)}`,
       );
     }
     let stopping: Promise<void> | undefined;
@@ -104,4 +110,9 @@ export async function startOverseer(
     await db.close();
     throw error;
   }
+}
+
+/** The host to name in a URL for other machines: a wildcard address is no address. */
+function reachableHost(host: string | undefined): string {
+  return host && host !== "0.0.0.0" && host !== "::" ? host : "<this host>";
 }

@@ -163,7 +163,7 @@ describe("the whole lifecycle", () => {
           merge_commit_sha: MERGE_SHA,
           merged_at: new Date().toISOString(),
           merged_by: { login: "octocat" },
-          head: { ref: awaiting.branch, sha: pushed },
+          head: { ref: awaiting.branch, sha: pushed, repo: { id: labeled.repository.id } },
         };
       })
       .patch(`${REPO_PATH}/issues/comments/5001`)
