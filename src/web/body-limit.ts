@@ -63,8 +63,14 @@ export function readBodyWithin(req: http.IncomingMessage, limitBytes: number): P
 }
 
 /**
- * Answers 413 and closes the connection without reading what the client is still sending:
+ * Answers 413 and drops the connection without reading what the client is still sending:
  * the request stays paused (TCP pushes back on the sender) until the socket goes.
+ *
+ * Two things Node's HTTP server would otherwise do are avoided on purpose. It drains an
+ * unread request body after the response ("_dump"), reading the rest; a `read(0)` marks
+ * the body as taken. And with `Connection: close` it destroys the socket as soon as the
+ * response is written, which resets a connection still carrying the body and can make
+ * the client lose the 413; so the socket is destroyed after REFUSED_LINGER_MS instead.
  */
 export function refuseTooLarge(
   req: http.IncomingMessage,
@@ -72,12 +78,18 @@ export function refuseTooLarge(
   limitBytes: number,
 ): void {
   req.pause();
+  req.read(0);
   const body = JSON.stringify({ error: `request body over ${limitBytes} bytes` });
   res.writeHead(413, {
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(body),
-    connection: "close",
   });
   res.end(body);
-  res.once("finish", () => setTimeout(() => req.socket.destroy(), REFUSED_LINGER_MS).unref());
+  const socket = req.socket;
+  res.once("finish", () => {
+    // Once the response is out, Node's parser would discard the rest of the body as it
+    // reads it, at line speed: stop reading the socket itself.
+    socket.pause();
+    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  });
 }
