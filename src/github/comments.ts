@@ -124,7 +124,8 @@ async function approvedHeadSha(
   event: IssueCommentEvent,
   task: TaskRow | null,
 ): Promise<string | null> {
-  if (task?.prNumber == null) return null;
+  const approvable = task?.state === "awaiting_approval" || task?.state === "awaiting_merge";
+  if (!approvable || task.prNumber === null) return null;
   const pull = await delivery.context.octokit.request(
     "GET /repos/{owner}/{repo}/pulls/{pull_number}",
     {
