@@ -61,6 +61,15 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   const installationId = event.installation?.id ?? null;
   if (!config.ok) {
     if (labelName !== DEFAULT_TRIGGER_LABEL && !existing) return;
+    // Whoever could not start a task does not get Overseer to comment either.
+    const verdict = await judgeSender(deps, delivery, event, DEFAULT_REPO_CONFIG);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config: DEFAULT_REPO_CONFIG,
+        what: "start Overseer by labelling",
+      });
+      return;
+    }
     await recordDeliveryIn(deps, delivery, event.repository, installationId, (client, repo) =>
       enqueueOutbox(client, {
         taskId: existing?.id ?? null,

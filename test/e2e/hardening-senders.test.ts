@@ -74,6 +74,18 @@ describe("label events are permission-checked like commands", () => {
     );
   });
 
+  it("with a broken config, their label does not make Overseer quote the file either", async () => {
+    mockRepoConfig(OWNER, REPO, "lable: overseer\n");
+    const triager = stranger("triager");
+    mockPermission(triager.login, "triage");
+    const told = mockReplies(issue);
+    await app.send("issues", issuePayload("labeled", issue, { sender: triager }));
+    await app.settleOutbox();
+    expect(told.bodies).toHaveLength(1);
+    expect(told.bodies[0]).toContain("can start Overseer by labelling");
+    expect(told.bodies[0]).not.toContain("lable");
+  });
+
   it("an untrusted bot's trigger label is ignored without a word", async () => {
     mockRepoConfig(OWNER, REPO, null);
     const bot = { login: "auto-labeller[bot]", id: 7_000_001, type: "Bot" };
