@@ -208,6 +208,62 @@ describe("auto-merge refuses", () => {
   );
 });
 
+describe("auto-merge accepts", () => {
+  it("a green PR whose mergeable_state is has_hooks, merging exactly its head commit", async () => {
+    issue += 1;
+    const taskId = await seedAwaitingMerge(issue);
+    mockInstallationToken().persist();
+    const merges: unknown[] = [];
+    const completions: string[] = [];
+    nock(API)
+      .get(`${REPO_PATH}/pulls/${prOf(issue)}`)
+      .reply(200, openPull(issue, { mergeable_state: "has_hooks" }))
+      .get(`${REPO_PATH}/commits/${HEAD_SHA}/check-runs`)
+      .query(true)
+      .reply(200, {
+        total_count: 1,
+        check_runs: [{ name: "ci", status: "completed", conclusion: "success" }],
+      })
+      .get(`${REPO_PATH}/commits/${HEAD_SHA}/status`)
+      .reply(200, { state: "pending", sha: HEAD_SHA, total_count: 0, statuses: [] })
+      .put(`${REPO_PATH}/pulls/${prOf(issue)}/merge`, (body) => {
+        merges.push(body);
+        return true;
+      })
+      .reply(200, { merged: true, sha: MERGE_SHA, message: "Pull Request successfully merged" })
+      .get(`${REPO_PATH}/pulls/${prOf(issue)}`)
+      .reply(200, {
+        ...openPull(issue, {}),
+        state: "closed",
+        merged: true,
+        merge_commit_sha: MERGE_SHA,
+        merged_at: new Date().toISOString(),
+        merged_by: { login: "overseer[bot]" },
+      })
+      .patch(`${REPO_PATH}/issues/comments/42`)
+      .reply(200, {})
+      .post(`${REPO_PATH}/issues/${issue}/labels`, { labels: ["overseer:done"] })
+      .reply(200, [])
+      .delete(`${REPO_PATH}/issues/${issue}/labels/overseer%3Aawaiting-merge`)
+      .reply(200, [])
+      .post(`${REPO_PATH}/issues/${issue}/comments`, (body) => {
+        completions.push(body.body);
+        return true;
+      })
+      .reply(201, { id: 43 });
+    expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(200);
+    await app.settleOutbox();
+    // A commit with no statuses at all reads "pending" with total_count 0: nothing failed.
+    expect(merges).toEqual([{ merge_method: "squash", sha: HEAD_SHA }]);
+    expect(await taskOf(db.pool, issue)).toMatchObject({
+      state: "done",
+      merge_commit_sha: MERGE_SHA,
+    });
+    expect(completions).toHaveLength(1);
+    expect(await declinedReasons(taskId)).toEqual([]);
+  });
+});
+
 describe("auto-merge of a risk-labelled task", () => {
   it("after /approve: the run opens the PR, Overseer merges exactly the pushed commit, done", async () => {
     issue += 1;

@@ -79,7 +79,6 @@ afterAll(async () => {
 
 /** Labels a fresh issue and waits until the runner's worker for it runs; GitHub is then quiet. */
 async function runningTask(commentId: number) {
-  issue += 1;
   mockInstallationToken().persist();
   mockRepoConfig(OWNER, NAME, null);
   mockIssueForPrompt(issue);
@@ -146,7 +145,8 @@ describe("cancelling a running task through a webhook", () => {
   it.each(TRIGGERS)(
     "$name: cancelled, audited, announced, and its worker stopped",
     async (trigger) => {
-      const commentId = 700_000 + issue + 1;
+      issue += 1;
+      const commentId = 700_000 + issue;
       const { task, run } = await runningTask(commentId);
       const bodies = mockCancelledEffects(commentId);
 

@@ -8,7 +8,7 @@ import {
   startTestApp,
   type TestApp,
 } from "../support/github-app.js";
-import { labeledPayload, NAME, OWNER, REPO_PATH, taskOf } from "../support/scenario.js";
+import { labeledPayload, NAME, OWNER, REPO_PATH, taskOf, waitFor } from "../support/scenario.js";
 
 /**
  * The dispatcher owns retry: rate limits are retried when GitHub said to come back (never
@@ -44,6 +44,18 @@ async function outboxOf(taskId: number, kind: string) {
     [taskId, kind],
   );
   return result.rows[0];
+}
+
+function waitForRow(
+  taskId: number,
+  kind: string,
+  // biome-ignore lint/suspicious/noExplicitAny: a row as the database returns it
+  ready: (row: Record<string, any>) => unknown,
+) {
+  return waitFor(`outbox ${kind} of task ${taskId}`, async () => {
+    const row = await outboxOf(taskId, kind);
+    return row && ready(row) ? row : undefined;
+  });
 }
 
 const RATE_LIMITS = [
@@ -116,21 +128,6 @@ describe("a rate-limited GitHub write", () => {
     expect((await taskOf(db.pool, issue))?.status_comment_id).toBe(610_000 + issue);
   });
 });
-
-async function waitForRow(
-  taskId: number,
-  kind: string,
-  // biome-ignore lint/suspicious/noExplicitAny: a row as the database returns it
-  ready: (row: Record<string, any>) => unknown,
-) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const row = await outboxOf(taskId, kind);
-    if (row && ready(row)) return row;
-    if (Date.now() > deadline) throw new Error(`outbox ${kind} of task ${taskId} never got there`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe("a GitHub write refused with a 4xx other than a rate limit", () => {
   it.each([
