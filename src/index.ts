@@ -8,8 +8,12 @@ import { createGithubHandler } from "./github/probot.js";
 import { overseerApp } from "./github/webhooks.js";
 import { createRunnerGithub } from "./runner/github.js";
 import { Runner } from "./runner/runner.js";
+import { createDashboard } from "./web/dashboard.js";
+import { findingsSourceFor } from "./web/findings.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
+import { OverseerMetrics } from "./web/metrics.js";
+import { readinessHandler } from "./web/readiness.js";
 
 /** all: everything; serve: webhooks and HTTP only; runner: also claims and runs tasks. */
 export type ProcessMode = "all" | "serve" | "runner";
@@ -19,6 +23,7 @@ export interface Overseer {
   mode: "app" | "setup";
   db: Database;
   server: http.Server;
+  metrics: OverseerMetrics;
   /** Delivers GitHub side effects; absent in setup mode (no credentials yet). */
   dispatcher: OutboxDispatcher | undefined;
   /** Claims and runs tasks; absent in `serve` mode and in setup mode. */
@@ -42,7 +47,19 @@ export async function startOverseer(
     : DEFAULT_WORKER_PROFILES;
   const db = await openDatabase(env, log);
   try {
-    const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool, log }));
+    const findings = findingsSourceFor({ pool: db.pool, env, log });
+    const metrics = new OverseerMetrics({
+      pool: db.pool,
+      findings,
+      runnerStaleAfterMs: env.runnerStaleAfterMs,
+      log: log.child({ component: "metrics" }),
+    });
+    const github = await createGithubHandler(
+      env,
+      log,
+      overseerApp({ pool: db.pool, log, metrics }),
+      metrics,
+    );
     const probot = github.probot;
     const dispatcher = probot
       ? new OutboxDispatcher({
@@ -65,14 +82,33 @@ export async function startOverseer(
             log: log.child({ component: "runner" }),
             workers,
             github: async (installationId) => createRunnerGithub(await probot.auth(installationId)),
+            metrics,
           })
         : undefined;
     if (processMode === "runner" && !runner) {
       throw new Error("overseer runner needs GitHub App credentials: set APP_ID and PRIVATE_KEY");
     }
     await runner?.start();
+    let stopping: Promise<void> | undefined;
+    const dashboard = createDashboard({
+      pool: db.pool,
+      databaseUrl: db.url,
+      env,
+      log: log.child({ component: "dashboard" }),
+      findings,
+      metrics,
+      mode: () => github.mode,
+    });
     const server = createHttpServer(
-      [healthHandler(db.pool, () => github.mode), github.handler],
+      [
+        healthHandler(db.pool, () => github.mode),
+        readinessHandler(db.pool, {
+          mode: () => github.mode,
+          stopping: () => stopping !== undefined,
+        }),
+        dashboard.handler,
+        github.handler,
+      ],
       log,
     );
     const port = await listen(server, env.port, env.host);
@@ -82,17 +118,18 @@ export async function startOverseer(
         `No GitHub App credentials (APP_ID, PRIVATE_KEY): open http://localhost:${port} to register the App`,
       );
     }
-    let stopping: Promise<void> | undefined;
     return {
       port,
       mode: github.mode,
       db,
       server,
+      metrics,
       dispatcher,
       runner,
       stop() {
         stopping ??= (async () => {
           await runner?.stop();
+          await dashboard.close();
           await closeServer(server);
           await dispatcher?.stop();
           await db.close();

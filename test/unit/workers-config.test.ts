@@ -76,6 +76,7 @@ describe("parseWorkerProfiles", () => {
       idleTimeoutMs: 900_000,
       logLimitBytes: 50 * 1024 * 1024,
       graceMs: 10_000,
+      logFormat: "text",
     });
     expect(profiles.profiles.get("aider")).toMatchObject({
       stdin: "none",
