@@ -32,7 +32,13 @@ beforeAll(async () => {
     cloneUrl: "http://127.0.0.1:1/octo/logs.git",
     defaultBranch: "main",
   });
-  await registerRunner(db.pool, { id: RUNNER, host: os.hostname(), pid: process.pid, version: "t", capacity: 9 });
+  await registerRunner(db.pool, {
+    id: RUNNER,
+    host: os.hostname(),
+    pid: process.pid,
+    version: "t",
+    capacity: 9,
+  });
 });
 
 afterAll(async () => {
@@ -78,12 +84,21 @@ describe("log chunks in the database", () => {
   it("are fenced on the lease: a runner that lost its run writes none", async () => {
     const { runId, lease } = await claimedRun();
     const body = Buffer.from("hello\n");
-    expect(await appendRunLogChunk(db.pool, { runId, token: "00000000-0000-0000-0000-000000000000" }, { seq: 0, offset: 0, body }, 1_000)).toBe(false);
+    expect(
+      await appendRunLogChunk(
+        db.pool,
+        { runId, token: "00000000-0000-0000-0000-000000000000" },
+        { seq: 0, offset: 0, body },
+        1_000,
+      ),
+    ).toBe(false);
     expect(await readRunLogChunks(db.pool, runId)).toEqual([]);
     expect(await appendRunLogChunk(db.pool, lease, { seq: 0, offset: 0, body }, 1_000)).toBe(true);
     await settle(lease);
     expect(await appendRunLogChunk(db.pool, lease, { seq: 1, offset: 6, body }, 1_000)).toBe(false);
-    expect((await readRunLogChunks(db.pool, runId)).map((chunk) => chunk.body.toString())).toEqual(["hello\n"]);
+    expect((await readRunLogChunks(db.pool, runId)).map((chunk) => chunk.body.toString())).toEqual([
+      "hello\n",
+    ]);
   });
 
   it("keep only the newest part of a run (bounded), and NOTIFY followers with the run id", async () => {
@@ -96,13 +111,16 @@ describe("log chunks in the database", () => {
     try {
       for (let seq = 0; seq < 10; seq += 1) {
         const body = Buffer.from(`${String(seq).padStart(9, "0")}\n`);
-        expect(await appendRunLogChunk(db.pool, lease, { seq, offset: seq * 10, body }, 35)).toBe(true);
+        expect(await appendRunLogChunk(db.pool, lease, { seq, offset: seq * 10, body }, 35)).toBe(
+          true,
+        );
       }
       const kept = await readRunLogChunks(db.pool, runId);
       // Chunks ending more than 35 bytes before the newest chunk's end are gone.
       expect(kept.map((chunk) => chunk.offset)).toEqual([60, 70, 80, 90]);
       const deadline = Date.now() + 5_000;
-      while (heard.length < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (heard.length < 10 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       expect(heard).toEqual(Array(10).fill(String(runId)));
     } finally {
       await listener.end();
@@ -158,9 +176,15 @@ describe("log chunks in the database", () => {
         }
       })();
       for (let seq = 0; seq < 3; seq += 1) {
-        await appendRunLogChunk(db.pool, lease, { seq, offset: seq * 2, body: Buffer.from(`${seq}\n`) }, 1_000);
+        await appendRunLogChunk(
+          db.pool,
+          lease,
+          { seq, offset: seq * 2, body: Buffer.from(`${seq}\n`) },
+          1_000,
+        );
         const deadline = Date.now() + 5_000;
-        while (got.length <= seq && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        while (got.length <= seq && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 10));
         expect(got).toHaveLength(seq + 1);
       }
       await settle(lease);
@@ -188,7 +212,12 @@ describe("log chunks in the database", () => {
          FROM runs JOIN tasks ON tasks.id = runs.task_id WHERE runs.id = $1`,
       [runId],
     );
-    expect(row.rows[0]).toEqual({ profile: "claude", log_format: "claude-stream-json", ordered: true, copied: true });
+    expect(row.rows[0]).toEqual({
+      profile: "claude",
+      log_format: "claude-stream-json",
+      ordered: true,
+      copied: true,
+    });
     await settle(lease);
     expect(
       await recordRunProcess(db.pool, lease, {

@@ -44,7 +44,9 @@ describe("access without OVERSEER_ADMIN_TOKEN", () => {
 
   it("refuses a request a proxy on this host forwarded (it came from someone else)", () => {
     for (const header of ["x-forwarded-for", "forwarded", "x-real-ip"]) {
-      expect(authenticate(request("127.0.0.1", { [header]: "203.0.113.9" }), undefined)).toMatchObject({
+      expect(
+        authenticate(request("127.0.0.1", { [header]: "203.0.113.9" }), undefined),
+      ).toMatchObject({
         ok: false,
         status: 403,
       });
@@ -52,7 +54,9 @@ describe("access without OVERSEER_ADMIN_TOKEN", () => {
   });
 
   it("refuses a page of another site whose name resolves to 127.0.0.1 (DNS rebinding)", () => {
-    expect(authenticate(request("127.0.0.1", { host: "evil.example:3000" }), undefined)).toMatchObject({
+    expect(
+      authenticate(request("127.0.0.1", { host: "evil.example:3000" }), undefined),
+    ).toMatchObject({
       ok: false,
       status: 403,
     });
@@ -64,14 +68,21 @@ describe("access without OVERSEER_ADMIN_TOKEN", () => {
 
 describe("access with OVERSEER_ADMIN_TOKEN", () => {
   it("needs the token even on loopback; a bearer header with it is enough", () => {
-    expect(authenticate(request("127.0.0.1"), TOKEN)).toMatchObject({ ok: false, status: 401, login: true });
-    expect(
-      authenticate(request("10.1.2.3", { authorization: `Bearer ${TOKEN}` }), TOKEN),
-    ).toEqual({ ok: true, principal: { via: "bearer" } });
+    expect(authenticate(request("127.0.0.1"), TOKEN)).toMatchObject({
+      ok: false,
+      status: 401,
+      login: true,
+    });
+    expect(authenticate(request("10.1.2.3", { authorization: `Bearer ${TOKEN}` }), TOKEN)).toEqual({
+      ok: true,
+      principal: { via: "bearer" },
+    });
     expect(
       authenticate(request("10.1.2.3", { authorization: `Bearer ${TOKEN}x` }), TOKEN),
     ).toMatchObject({ ok: false, status: 401 });
-    expect(authenticate(request("10.1.2.3", { authorization: `Basic ${TOKEN}` }), TOKEN)).toMatchObject({
+    expect(
+      authenticate(request("10.1.2.3", { authorization: `Basic ${TOKEN}` }), TOKEN),
+    ).toMatchObject({
       ok: false,
     });
   });
@@ -83,7 +94,9 @@ describe("access with OVERSEER_ADMIN_TOKEN", () => {
     expect(verifySession(TOKEN, session, now + SESSION_MS + 1)).toBe(false);
     expect(verifySession("another-admin-token-entirely", session, now)).toBe(false);
     const [version, expiry, signature] = session.split(".");
-    expect(verifySession(TOKEN, `${version}.${Number(expiry) + 1_000_000}.${signature}`, now)).toBe(false);
+    expect(verifySession(TOKEN, `${version}.${Number(expiry) + 1_000_000}.${signature}`, now)).toBe(
+      false,
+    );
     expect(
       authenticate(request("10.1.2.3", { cookie: `other=1; overseer_session=${session}` }), TOKEN),
     ).toEqual({ ok: true, principal: { via: "session" } });
@@ -97,7 +110,9 @@ describe("CSRF", () => {
     expect(checkCsrf(req, { via: "loopback" }, "ab".repeat(32))).toBeNull();
     expect(checkCsrf(req, { via: "session" }, "cd".repeat(32))).toMatch(/does not match/);
     expect(checkCsrf(req, { via: "loopback" }, null)).toMatch(/missing/);
-    expect(checkCsrf(request("127.0.0.1"), { via: "loopback" }, "ab".repeat(32))).toMatch(/missing/);
+    expect(checkCsrf(request("127.0.0.1"), { via: "loopback" }, "ab".repeat(32))).toMatch(
+      /missing/,
+    );
   });
 
   it("refuses another origin even with a matching token; a bearer token needs none", () => {
@@ -112,7 +127,14 @@ describe("CSRF", () => {
 describe("small parsers", () => {
   it("safeNext keeps the redirect after login on this site", () => {
     expect(safeNext("/tasks/3?x=1")).toBe("/tasks/3?x=1");
-    for (const bad of ["https://evil.example/", "//evil.example", "/\\evil.example", "", null, "tasks"]) {
+    for (const bad of [
+      "https://evil.example/",
+      "//evil.example",
+      "/\\evil.example",
+      "",
+      null,
+      "tasks",
+    ]) {
       expect(safeNext(bad)).toBe("/");
     }
   });

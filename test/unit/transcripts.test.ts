@@ -7,10 +7,7 @@ import {
   TranscriptReader,
 } from "../../src/runner/transcripts/index.js";
 import { LogView, RawLogView } from "../../src/runner/transcripts/log-view.js";
-import {
-  failureTail,
-  renderTranscriptText,
-} from "../../src/runner/transcripts/render-text.js";
+import { failureTail, renderTranscriptText } from "../../src/runner/transcripts/render-text.js";
 import { sanitizeLine } from "../../src/runner/transcripts/text.js";
 
 const FIXTURES = path.resolve(import.meta.dirname, "../fixtures/transcripts");
@@ -80,7 +77,10 @@ describe("Claude Code stream-json", () => {
 
   it("reads the older cost_usd field, and a result that says more than the last message", () => {
     const log = [
-      JSON.stringify({ type: "assistant", message: { content: [{ type: "text", text: "Working." }] } }),
+      JSON.stringify({
+        type: "assistant",
+        message: { content: [{ type: "text", text: "Working." }] },
+      }),
       JSON.stringify({
         type: "result",
         subtype: "success",
@@ -186,7 +186,8 @@ describe("reading a log as it is written", () => {
 
 describe("a hostile worker's output", () => {
   it("cannot reach a terminal as escape sequences: colours, OSC titles, cursor moves and C1 controls are removed", () => {
-    const evil = "ok \u001b[31mred\u001b[0m \u001b]0;pwned\u0007\u001b[2J\u001b[Hdone\u009b31m\u0007";
+    const evil =
+      "ok \u001b[31mred\u001b[0m \u001b]0;pwned\u0007\u001b[2J\u001b[Hdone\u009b31m\u0007";
     expect(sanitizeLine(evil)).toBe("ok red done31m");
     const { entries } = readTranscript(
       "claude-stream-json",
