@@ -22,12 +22,13 @@ function niceMax(max: number): number {
 }
 
 function frame(title: string, body: Html, yMax: number): Html {
-  const ticks = [0, yMax / 2, yMax];
+  // Counts are whole numbers: a tick at 0.5 would only suggest otherwise.
+  const ticks = [0, yMax / 2, yMax].filter((tick) => Number.isInteger(tick));
   return html`<svg class="chart" viewBox="0 0 ${WIDTH} ${HEIGHT}" width="100%" role="img" aria-label="${title}">
 <title>${title}</title>
 ${ticks.map((tick) => {
   const y = PAD.top + PLOT_H - (tick / yMax) * PLOT_H;
-  return html`<line class="axis" x1="${PAD.left}" x2="${WIDTH - PAD.right}" y1="${y}" y2="${y}"/><text x="${PAD.left - 6}" y="${y + 4}" text-anchor="end">${Number.isInteger(tick) ? tick : tick.toFixed(1)}</text>`;
+  return html`<line class="axis" x1="${PAD.left}" x2="${WIDTH - PAD.right}" y1="${y}" y2="${y}"/><text x="${PAD.left - 6}" y="${y + 4}" text-anchor="end">${tick}</text>`;
 })}
 ${body}
 </svg>`;
@@ -51,7 +52,8 @@ export function finishedPerDayChart(days: readonly FinishedDay[]): Html {
         : html``;
     });
     const label =
-      index % Math.ceil(days.length / 7) === 0
+      // Every few days, counted back from today so that today is labelled.
+      (days.length - 1 - index) % Math.ceil(days.length / 7) === 0
         ? html`<text x="${(x + slot * 0.35).toFixed(1)}" y="${HEIGHT - PAD.bottom + 16}" text-anchor="middle">${day.day.slice(5)}</text>`
         : html``;
     return html`${parts}${label}`;
@@ -78,7 +80,7 @@ export function histogramChart(title: string, buckets: readonly Bucket[]): Html 
 <text x="${(x + slot * 0.35).toFixed(1)}" y="${(y - 4).toFixed(1)}" text-anchor="middle">${bucket.count > 0 ? bucket.count : ""}</text>
 <text x="${(x + slot * 0.35).toFixed(1)}" y="${HEIGHT - PAD.bottom + 16}" text-anchor="middle">${label}</text>`;
   });
-  return html`${frame(title, html`${bars}`, yMax)}<div class="legend"><span>${total} runs in the last 30 days</span></div>`;
+  return html`${frame(title, html`${bars}`, yMax)}<div class="legend"><span>${total} ${total === 1 ? "run" : "runs"} in the last 30 days</span></div>`;
 }
 
 export function successChart(profiles: readonly ProfileSuccess[]): Html {
@@ -87,8 +89,8 @@ export function successChart(profiles: readonly ProfileSuccess[]): Html {
   }
   const rowH = 28;
   const height = PAD.top + profiles.length * rowH + 8;
-  const labelW = 150;
-  const barW = WIDTH - labelW - 140;
+  const labelW = 120;
+  const barW = WIDTH - labelW - 230;
   const rows = profiles.map((p, index) => {
     const y = PAD.top + index * rowH;
     const rate = p.rate ?? 0;

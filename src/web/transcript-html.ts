@@ -29,7 +29,7 @@ export function entryHtml(item: TranscriptEntry): Html {
       return entry(
         "tool",
         "→",
-        html`<span class="tool">${sanitizeLine(item.tool)}</span>${sanitizeLine(item.summary)}`,
+        html`<span class="tool">${sanitizeLine(item.tool)}</span> ${sanitizeLine(item.summary)}`,
       );
     case "tool_error":
       return entry("tool_error", "✗", `${sanitizeLine(item.tool)} failed: ${clean(item.text)}`);
