@@ -83,7 +83,7 @@ function evidence(task: TaskDetail): Html {
   const pr =
     task.pr === null
       ? html`<p class="muted">No pull request yet.</p>`
-      : html`<p>Pull request ${task.prUrl ? html`<a href="${task.prUrl}">#${task.pr}</a>` : `#${task.pr}`}</p>`;
+      : html`<p>Pull request ${task.prUrl && /^https?:\/\//.test(task.prUrl) ? html`<a href="${task.prUrl}">#${task.pr}</a>` : `#${task.pr}`}</p>`;
   const proof = task.evidence
     ? html`<dl class="facts"><dt>Merged</dt><dd>${when(task.evidence.mergedAt)}${task.evidence.mergedBy ? ` by ${task.evidence.mergedBy}` : ""}</dd><dt>Merge commit</dt><dd class="mono">${task.evidence.mergeCommitSha}</dd></dl>`
     : html`<p class="muted">No merge evidence: the task is done only once its merged PR is recorded.</p>`;
