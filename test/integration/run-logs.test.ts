@@ -164,6 +164,31 @@ describe("log chunks in the database", () => {
     await settle(lease);
   });
 
+  it("a flood of output waits in memory only up to the kept bytes: older chunks are dropped, not written", async () => {
+    const { runId, lease } = await claimedRun();
+    let statements = 0;
+    const counting = {
+      query: ((...args: Parameters<typeof db.pool.query>) => {
+        statements += 1;
+        return db.pool.query(...args);
+      }) as typeof db.pool.query,
+    };
+    const keep = 200 * 1024;
+    const live = new LiveLogPublisher(counting, lease, log, keep);
+    const block = Buffer.alloc(64 * 1024, "y");
+    for (let i = 0; i < 100; i += 1) live.write(block);
+    await live.close();
+    const chunks = await readRunLogChunks(db.pool, runId);
+    // The newest bytes always arrive; what the table would have trimmed was never sent.
+    const last = chunks.at(-1);
+    expect(last ? last.offset + last.body.length : 0).toBe(100 * block.length);
+    expect(statements).toBeLessThan(10);
+    expect(chunks.reduce((sum, chunk) => sum + chunk.body.length, 0)).toBeLessThanOrEqual(
+      keep + block.length,
+    );
+    await settle(lease);
+  });
+
   it("followRunLog yields chunks as they are written, and ends once the run has settled", async () => {
     const { runId, lease } = await claimedRun();
     const notifications = await LogNotifications.start(db.url);
