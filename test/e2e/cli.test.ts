@@ -221,6 +221,27 @@ describe("overseer tasks", () => {
     });
   });
 
+  it("paints states only on a terminal (a pseudo-terminal from script(1)), and never with NO_COLOR", async () => {
+    const command = `${process.execPath} --import tsx src/cli/main.ts tasks --state failed`;
+    const onTerminal = async (extra: Record<string, string>) => {
+      const child = spawn("script", ["-qec", command, "/dev/null"], {
+        cwd: REPO_ROOT,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "xterm", ...env(), ...extra },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      children.push(child);
+      let out = "";
+      child.stdout?.on("data", (chunk) => {
+        out += chunk;
+      });
+      const [code] = await once(child, "exit");
+      expect(code).toBe(0);
+      return out;
+    };
+    expect(await onTerminal({})).toContain("\u001b[31mfailed\u001b[0m");
+    expect(await onTerminal({ NO_COLOR: "1" })).not.toContain("\u001b[");
+  }, 60_000);
+
   it("filters by --state and --repo (GitHub's names are case-insensitive); a bad state is one line, exit 1", async () => {
     const onlyFailed = JSON.parse((await cli("tasks", "--state", "failed", "--json")).stdout);
     expect(onlyFailed.map((task: { state: string }) => task.state)).toEqual(
