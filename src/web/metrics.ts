@@ -141,6 +141,70 @@ interface DatabaseFigures {
  */
 const SNAPSHOT_TTL_MS = 1_000;
 
+interface DatabaseGauge {
+  name: string;
+  help: string;
+  labelNames: string[];
+  fill(gauge: Gauge<string>, figures: DatabaseFigures): void;
+}
+
+const DATABASE_GAUGES: DatabaseGauge[] = [
+  {
+    name: "overseer_tasks",
+    help: "Tasks by state",
+    labelNames: ["state"],
+    fill: (g, f) => {
+      for (const [state, count] of Object.entries(f.tasks)) g.set({ state }, count);
+    },
+  },
+  {
+    name: "overseer_queue_claimable",
+    help: "Queued tasks a runner could claim now (approved, under max_attempts, not backing off)",
+    labelNames: [],
+    fill: (g, f) => g.set(f.queue.claimable),
+  },
+  {
+    name: "overseer_queue_oldest_claimable_age_seconds",
+    help: "How long the oldest claimable task has waited (0 when none waits)",
+    labelNames: [],
+    fill: (g, f) => g.set(f.queue.oldestClaimableAgeSeconds ?? 0),
+  },
+  {
+    name: "overseer_runs_active",
+    help: "Runs in progress on any runner",
+    labelNames: [],
+    fill: (g, f) => g.set(f.queue.running),
+  },
+  {
+    name: "overseer_outbox_pending",
+    help: "GitHub writes waiting to be delivered",
+    labelNames: [],
+    fill: (g, f) => g.set(f.outbox.pending),
+  },
+  {
+    name: "overseer_outbox_oldest_pending_age_seconds",
+    help: "Age of the oldest undelivered GitHub write (0 when none waits)",
+    labelNames: [],
+    fill: (g, f) => g.set(f.outbox.oldestPendingAgeSeconds ?? 0),
+  },
+  {
+    name: "overseer_outbox_dead",
+    help: "GitHub writes given up on after too many attempts",
+    labelNames: [],
+    fill: (g, f) => g.set(f.outbox.dead),
+  },
+  {
+    name: "overseer_runners",
+    help: "Registered runners by status (alive; stale: no heartbeat for OVERSEER_RUNNER_STALE_AFTER; stopped)",
+    labelNames: ["status"],
+    fill: (g, f) => {
+      for (const status of ["alive", "stale", "stopped"] as const) {
+        g.set({ status }, f.runners.filter((runner) => runner.status === status).length);
+      }
+    },
+  },
+];
+
 /** Cluster-wide figures, read in one pass per scrape. */
 function registerDatabaseGauges(
   registry: Registry,
@@ -150,28 +214,12 @@ function registerDatabaseGauges(
   const read = (): Promise<DatabaseFigures | null> => {
     const now = performance.now();
     if (cached && now - cached.at < SNAPSHOT_TTL_MS) return cached.figures;
-    const figures = Promise.all([
-      countTasksByState(deps.pool),
-      queueView(deps.pool),
-      outboxView(deps.pool),
-      listRunnerHealth(deps.pool, deps.runnerStaleAfterMs),
-    ]).then(
-      ([tasks, queue, outbox, runners]) => ({ tasks, queue, outbox, runners }),
-      (error: unknown) => {
-        deps.log.warn({ err: error }, "metrics could not read the database");
-        return null;
-      },
-    );
+    const figures = readDatabaseFigures(deps);
     cached = { at: now, figures };
     return figures;
   };
-  const gauge = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    fill: (gauge: Gauge<L>, figures: DatabaseFigures) => void,
-  ) =>
-    new Gauge<L>({
+  for (const { name, help, labelNames, fill } of DATABASE_GAUGES) {
+    new Gauge({
       name,
       help,
       labelNames,
@@ -183,46 +231,7 @@ function registerDatabaseGauges(
         if (figures) fill(this, figures);
       },
     });
-  gauge("overseer_tasks", "Tasks by state", ["state"], (g, f) => {
-    for (const [state, count] of Object.entries(f.tasks)) g.set({ state }, count);
-  });
-  gauge(
-    "overseer_queue_claimable",
-    "Queued tasks a runner could claim now (approved, under max_attempts, not backing off)",
-    [],
-    (g, f) => g.set(f.queue.claimable),
-  );
-  gauge(
-    "overseer_queue_oldest_claimable_age_seconds",
-    "How long the oldest claimable task has waited (0 when none waits)",
-    [],
-    (g, f) => g.set(f.queue.oldestClaimableAgeSeconds ?? 0),
-  );
-  gauge("overseer_runs_active", "Runs in progress on any runner", [], (g, f) =>
-    g.set(f.queue.running),
-  );
-  gauge("overseer_outbox_pending", "GitHub writes waiting to be delivered", [], (g, f) =>
-    g.set(f.outbox.pending),
-  );
-  gauge(
-    "overseer_outbox_oldest_pending_age_seconds",
-    "Age of the oldest undelivered GitHub write (0 when none waits)",
-    [],
-    (g, f) => g.set(f.outbox.oldestPendingAgeSeconds ?? 0),
-  );
-  gauge("overseer_outbox_dead", "GitHub writes given up on after too many attempts", [], (g, f) =>
-    g.set(f.outbox.dead),
-  );
-  gauge(
-    "overseer_runners",
-    "Registered runners by status (alive; stale: no heartbeat for OVERSEER_RUNNER_STALE_AFTER; stopped)",
-    ["status"],
-    (g, f) => {
-      for (const status of ["alive", "stale", "stopped"] as const) {
-        g.set({ status }, f.runners.filter((runner) => runner.status === status).length);
-      }
-    },
-  );
+  }
   new Gauge({
     name: "overseer_database_up",
     help: "1 when this scrape could read PostgreSQL",
@@ -231,6 +240,25 @@ function registerDatabaseGauges(
       this.set((await read()) ? 1 : 0);
     },
   });
+}
+
+function readDatabaseFigures(deps: {
+  pool: Pool;
+  runnerStaleAfterMs: number;
+  log: Logger;
+}): Promise<DatabaseFigures | null> {
+  return Promise.all([
+    countTasksByState(deps.pool),
+    queueView(deps.pool),
+    outboxView(deps.pool),
+    listRunnerHealth(deps.pool, deps.runnerStaleAfterMs),
+  ]).then(
+    ([tasks, queue, outbox, runners]) => ({ tasks, queue, outbox, runners }),
+    (error: unknown) => {
+      deps.log.warn({ err: error }, "metrics could not read the database");
+      return null;
+    },
+  );
 }
 
 /** The watchdog's findings by kind, as counted by the findings source. */
