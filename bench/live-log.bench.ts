@@ -6,6 +6,8 @@
  *
  *   npx tsx bench/live-log.bench.ts
  *
+ * The follower's latency is set against a bare NOTIFY round trip on the same server (the
+ * rest is the publisher's batching, FLUSH_INTERVAL_MS, and the chunk's insert and read).
  * Uses DATABASE_URL's server (a fresh database) when set, else an embedded one.
  */
 import { randomBytes } from "node:crypto";
@@ -152,6 +154,27 @@ async function followerLatency(url: string, pool: pg.Pool): Promise<void> {
   );
 }
 
+/** The reference: a bare NOTIFY from one connection seen on another, on the same server. */
+async function notifyRoundTrip(url: string): Promise<number[]> {
+  const listener = new pg.Client({ connectionString: url });
+  const sender = new pg.Client({ connectionString: url });
+  await Promise.all([listener.connect(), sender.connect()]);
+  await listener.query("LISTEN bench_reference");
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 100; i += 1) {
+      const heard = new Promise<void>((resolve) => listener.once("notification", () => resolve()));
+      const sent = performance.now();
+      await sender.query("SELECT pg_notify('bench_reference', $1)", [String(i)]);
+      await heard;
+      times.push(performance.now() - sent);
+    }
+  } finally {
+    await Promise.all([listener.end(), sender.end()]);
+  }
+  return times.sort((a, b) => a - b);
+}
+
 async function flood(pool: pg.Pool): Promise<void> {
   const lease = await claimRun(pool, 2);
   let inserts = 0;
@@ -206,6 +229,10 @@ try {
     version: "bench",
     capacity: 10,
   });
+  const reference = await notifyRoundTrip(db.url);
+  console.log(
+    `reference, a bare NOTIFY seen on another connection: p50 ${percentile(reference, 50).toFixed(1)} ms · p95 ${percentile(reference, 95).toFixed(1)} ms`,
+  );
   await followerLatency(db.url, pool);
   await flood(pool);
   transcriptSpeed();

@@ -115,6 +115,15 @@ export async function claimNextTask(
   }
 }
 
+/** Milliseconds until the first queued task waiting out a backoff may be claimed (null: none). */
+export async function nextBackoffEndsInMs(db: Queryable): Promise<number | null> {
+  const result = await db.query<{ ms: number | null }>(
+    `SELECT (EXTRACT(EPOCH FROM (min(not_before) - now())) * 1000)::float8 AS ms
+       FROM tasks WHERE state = 'queued' AND not_before > now()`,
+  );
+  return result.rows[0]?.ms ?? null;
+}
+
 /** A run is addressed only with its lease token: a runner that lost the lease writes nothing. */
 export interface Lease {
   runId: number;
