@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import nock from "nock";
@@ -34,6 +34,8 @@ const NAME = "widgets";
 const FULL_NAME = `${OWNER}/${NAME}`;
 const FIXTURES = path.resolve(import.meta.dirname, "../fixtures/transcripts");
 const OPERATOR = os.userInfo().username;
+/** The slow worker ends only once this file exists. */
+let RELEASE: string;
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 let db: TestDatabase;
@@ -76,10 +78,11 @@ function profiles(): string {
     profile(`cat ${FIXTURES}/claude-stream-failure.jsonl; exit 1`, "claude-stream-json"),
     "  codex-commits:",
     profile(`cat ${FIXTURES}/codex-exec.jsonl && ${COMMIT}`, "codex-json"),
-    // Writes the successful Claude session a line at a time, so a follower sees it grow.
+    // Writes the successful Claude session a line at a time, so a follower sees it grow,
+    // then keeps running until the test releases it.
     "  claude-slow:",
     profile(
-      `while IFS= read -r line; do printf '%s\\n' "$line"; sleep 0.2; done < ${FIXTURES}/claude-stream-success.jsonl; exit 3`,
+      `while IFS= read -r line; do printf '%s\\n' "$line"; sleep 0.2; done < ${FIXTURES}/claude-stream-success.jsonl; while [ ! -e ${RELEASE} ]; do sleep 0.1; done; exit 3`,
       "claude-stream-json",
     ),
     "  sleeper:",
@@ -149,6 +152,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   origin = await createOrigin();
   home = await mkdtemp(path.join(os.tmpdir(), "overseer-cli-"));
+  RELEASE = path.join(home, "release-slow-worker");
   repo = await upsertRepo(db.pool, {
     githubId: 8001,
     fullName: FULL_NAME,
@@ -386,28 +390,30 @@ describe("overseer logs", () => {
     children.push(child);
     let stdout = "";
     let stderr = "";
-    const seenWhileRunning: string[] = [];
-    child.stdout?.on("data", async (chunk) => {
+    child.stdout?.on("data", (chunk) => {
       stdout += chunk;
-      const state = (await taskRow(id))?.state;
-      if (state === "running") seenWhileRunning.push(String(chunk));
     });
     child.stderr?.on("data", (chunk) => {
       stderr += chunk;
     });
-    const [code] = await once(child, "exit");
-    expect(code).toBe(0);
-    expect((await taskRow(id)).state).toBe("failed");
-    // Output arrived while the worker was still writing, not only at the end.
-    expect(seenWhileRunning.length).toBeGreaterThan(0);
+    const exited = once(child, "exit");
+    // The whole session reaches the follower while the worker is still running.
+    await waitFor("the transcript's last line", async () => stdout.includes("■ finished"), 60_000);
+    expect((await taskRow(id)).state).toBe("running");
+    expect(child.exitCode).toBeNull();
     expect(stdout).toContain("» I'll start by looking at how the widget renders.");
     expect(stdout).toContain("→ MultiEdit src/widget.ts (2 edits)");
     expect(stdout.trimEnd().split("\n").at(-1)).toBe(
       "■ finished · 7 turns · 48s · $0.1342 · 95,361 tokens in / 1,734 out",
     );
+    // Then the run ends, and so does the follower.
+    await writeFile(RELEASE, "");
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect((await taskRow(id)).state).toBe("failed");
     expect(stderr).toMatch(/following run \d+ on /);
     expect(stderr).toMatch(/run \d+ ended: failed \(worker exited with code 3\)/);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe("overseer stop, retry, cancel", () => {
