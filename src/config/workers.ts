@@ -60,6 +60,13 @@ const PLACEHOLDER_ENV: Record<Placeholder, string> = {
   repo: "OVERSEER_REPO",
 };
 
+/**
+ * How a profile's worker writes its log, so that Overseer can show it as a conversation:
+ * plain text, Claude Code's `--output-format stream-json`, or Codex's `exec --json`.
+ */
+export const LOG_FORMATS = ["text", "claude-stream-json", "codex-json"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface WorkerProfile {
   name: string;
   /** argv, possibly with placeholders; expand with expandArgv. */
@@ -72,6 +79,7 @@ export interface WorkerProfile {
   idleTimeoutMs: number;
   logLimitBytes: number;
   graceMs: number;
+  logFormat: LogFormat;
 }
 
 export interface WorkerProfiles {
@@ -113,6 +121,7 @@ export const DEFAULT_WORKER_PROFILES: WorkerProfiles = {
         idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
         logLimitBytes: DEFAULT_LOG_LIMIT_BYTES,
         graceMs: DEFAULT_GRACE_MS,
+        logFormat: "text",
       },
     ],
   ]),
@@ -178,6 +187,7 @@ const PROFILE_KEYS = [
   "idle_timeout",
   "log_limit",
   "grace",
+  "log_format",
 ] as const;
 const ROOT_KEYS = ["default", "profiles"] as const;
 
@@ -199,6 +209,11 @@ const profileSchema = z.strictObject(
     idle_timeout: durationSchema().default(DEFAULT_IDLE_TIMEOUT_MS),
     log_limit: sizeSchema().default(DEFAULT_LOG_LIMIT_BYTES),
     grace: durationSchema().default(DEFAULT_GRACE_MS),
+    log_format: z
+      .enum(LOG_FORMATS, {
+        error: (issue) => `expected one of ${LOG_FORMATS.join(", ")}, got ${describe(issue.input)}`,
+      })
+      .default("text"),
   } satisfies Record<(typeof PROFILE_KEYS)[number], z.ZodType>,
   {
     error: (issue) =>
@@ -330,6 +345,7 @@ export function parseWorkerProfiles(yamlText: string, source: string): WorkerPro
       idleTimeoutMs: raw.idle_timeout,
       logLimitBytes: raw.log_limit,
       graceMs: raw.grace,
+      logFormat: raw.log_format,
     });
   }
   const defaultName = file.default ?? [...profiles.keys()][0];

@@ -22,10 +22,18 @@ import type { PermissionCache } from "./permissions.js";
  * one transaction with its id, and its log lines carry its id.
  */
 
+export type DeliveryOutcome = "processed" | "duplicate" | "rejected" | "failed";
+
+/** Counts deliveries by outcome (src/web/metrics.ts implements it). */
+export interface DeliveryMetrics {
+  delivery(outcome: DeliveryOutcome): void;
+}
+
 export interface HandlerDependencies {
   pool: Pool;
   log: Logger;
   permissions: PermissionCache;
+  metrics?: DeliveryMetrics;
 }
 
 /** One delivery being handled: Probot's context, and a logger that names the delivery. */
@@ -57,11 +65,14 @@ export async function oncePerDelivery(
   });
   if (await isDeliverySeen(deps.pool, context.id)) {
     log.info("redelivery ignored");
+    deps.metrics?.delivery("duplicate");
     return;
   }
   try {
     await handle({ context, id: context.id, log });
+    deps.metrics?.delivery("processed");
   } catch (error) {
+    deps.metrics?.delivery(error instanceof PayloadError ? "rejected" : "failed");
     if (error instanceof PayloadError) {
       await recordRejectedDelivery(
         deps.pool,

@@ -35,9 +35,10 @@ export async function createGithubHandler(
   env: OverseerEnv,
   log: Logger,
   app: ApplicationFunction,
+  metrics?: GithubCallMetrics,
 ): Promise<GithubHandler> {
   if (env.appId !== undefined && env.privateKey !== undefined) {
-    const probot = createOverseerProbot(env, log);
+    const probot = createOverseerProbot(env, log, metrics);
     const middleware = await createNodeMiddleware(app, {
       probot,
       webhooksPath: env.webhookPath,
@@ -101,9 +102,41 @@ export const OverseerOctokit = ProbotOctokit.defaults((options: Record<string, u
   retry: { enabled: false },
 }));
 
+/** Counts GitHub API calls by status and keeps the rate limit GitHub reports. */
+export interface GithubCallMetrics {
+  githubCall(status: number | "network", headers: Record<string, unknown> | undefined): void;
+}
+
+/**
+ * An Octokit plugin that reports every request's outcome (installation-token exchanges
+ * included: they go through the same hooks) to `metrics`.
+ */
+function countRequests(metrics: GithubCallMetrics) {
+  return (octokit: Pick<InstanceType<typeof ProbotOctokit>, "hook">) => {
+    octokit.hook.wrap("request", async (request, options) => {
+      try {
+        const response = await request(options);
+        metrics.githubCall(response.status, response.headers);
+        return response;
+      } catch (error) {
+        const failed = error as {
+          status?: unknown;
+          response?: { headers?: Record<string, unknown> };
+        };
+        metrics.githubCall(
+          typeof failed.status === "number" ? failed.status : "network",
+          failed.response?.headers,
+        );
+        throw error;
+      }
+    });
+  };
+}
+
 export function createOverseerProbot(
   env: Pick<OverseerEnv, "appId" | "privateKey" | "webhookSecret" | "githubApiUrl">,
   log: Logger,
+  metrics?: GithubCallMetrics,
 ): Probot {
   // readEnv refuses App credentials without a secret; never fall back to Probot's default.
   if (!env.webhookSecret) {
@@ -115,7 +148,7 @@ export function createOverseerProbot(
     secret: env.webhookSecret,
     baseUrl: env.githubApiUrl,
     log: log.child({ name: "probot" }),
-    Octokit: OverseerOctokit,
+    Octokit: metrics ? OverseerOctokit.plugin(countRequests(metrics)) : OverseerOctokit,
   });
 }
 
