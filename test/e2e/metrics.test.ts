@@ -231,7 +231,11 @@ describe("/metrics", () => {
           merge_commit_sha: MERGE_SHA,
           merged_at: new Date().toISOString(),
           merged_by: { login: "octocat" },
-          head: { ref: awaiting.branch, sha: awaiting.pr_head_sha },
+          head: {
+            ref: awaiting.branch,
+            sha: awaiting.pr_head_sha,
+            repo: { id: labeled.repository.id },
+          },
         },
         rateLimited(),
       )
