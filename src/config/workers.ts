@@ -60,6 +60,13 @@ const PLACEHOLDER_ENV: Record<Placeholder, string> = {
   repo: "OVERSEER_REPO",
 };
 
+/**
+ * How a profile's worker writes its log, so that Overseer can show it as a conversation:
+ * plain text, Claude Code's `--output-format stream-json`, or Codex's `exec --json`.
+ */
+export const LOG_FORMATS = ["text", "claude-stream-json", "codex-json"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface WorkerProfile {
   name: string;
   /** argv, possibly with placeholders; expand with expandArgv. */
@@ -72,6 +79,7 @@ export interface WorkerProfile {
   idleTimeoutMs: number;
   logLimitBytes: number;
   graceMs: number;
+  logFormat: LogFormat;
   /** How the worker is confined; null when the operator wrote `sandbox: false`. */
   sandbox: SandboxPolicy | null;
 }
@@ -130,6 +138,7 @@ export const DEFAULT_WORKER_PROFILES: WorkerProfiles = {
         idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
         logLimitBytes: DEFAULT_LOG_LIMIT_BYTES,
         graceMs: DEFAULT_GRACE_MS,
+        logFormat: "text",
         // Overseer's own fixed line, not an agent: nothing to confine.
         sandbox: null,
       },
@@ -245,6 +254,7 @@ const PROFILE_KEYS = [
   "idle_timeout",
   "log_limit",
   "grace",
+  "log_format",
   "sandbox",
 ] as const;
 const ROOT_KEYS = ["default", "profiles"] as const;
@@ -267,6 +277,11 @@ const profileSchema = z.strictObject(
     idle_timeout: durationSchema().default(DEFAULT_IDLE_TIMEOUT_MS),
     log_limit: sizeSchema().default(DEFAULT_LOG_LIMIT_BYTES),
     grace: durationSchema().default(DEFAULT_GRACE_MS),
+    log_format: z
+      .enum(LOG_FORMATS, {
+        error: (issue) => `expected one of ${LOG_FORMATS.join(", ")}, got ${describe(issue.input)}`,
+      })
+      .default("text"),
     sandbox: sandboxSchema,
   } satisfies Record<(typeof PROFILE_KEYS)[number], z.ZodType>,
   {
@@ -413,6 +428,7 @@ export function parseWorkerProfiles(yamlText: string, source: string): WorkerPro
       idleTimeoutMs: raw.idle_timeout,
       logLimitBytes: raw.log_limit,
       graceMs: raw.grace,
+      logFormat: raw.log_format,
       sandbox: sandboxPolicy(raw.sandbox),
     });
   }

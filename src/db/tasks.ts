@@ -1,4 +1,4 @@
-import { TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
+import { FINAL_STATES, TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
 import type { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
@@ -14,6 +14,7 @@ export interface TaskRow {
   maxAttempts: number;
   riskLabelled: boolean;
   approvedBy: string | null;
+  approvedSha: string | null;
   workerProfile: string | null;
   baseBranch: string | null;
   branch: string | null;
@@ -43,7 +44,7 @@ export interface TaskRow {
 
 export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_number AS "issueNumber",
   tasks.title, tasks.state, tasks.priority, tasks.attempts, tasks.max_attempts AS "maxAttempts",
-  tasks.risk_labelled AS "riskLabelled", tasks.approved_by AS "approvedBy",
+  tasks.risk_labelled AS "riskLabelled", tasks.approved_by AS "approvedBy", tasks.approved_sha AS "approvedSha",
   tasks.worker_profile AS "workerProfile", tasks.base_branch AS "baseBranch", tasks.branch,
   tasks.config, tasks.status_comment_id AS "statusCommentId", tasks.state_label AS "stateLabel",
   tasks.labels, tasks.last_error AS "lastError", tasks.summary, tasks.pr_number AS "prNumber",
@@ -60,6 +61,7 @@ export function snapshotOf(task: TaskRow): TaskSnapshot {
     maxAttempts: task.maxAttempts,
     riskLabelled: task.riskLabelled,
     approvedBy: task.approvedBy,
+    approvedSha: task.approvedSha,
     lastError: task.lastError,
     prNumber: task.prNumber,
   };
@@ -226,17 +228,20 @@ export function updateTaskSql(
     `attempts = ${params.add(next.attempts)}`,
     `last_error = ${params.add(next.lastError)}`,
     `approved_by = ${params.add(next.approvedBy)}`,
+    `approved_sha = ${params.add(next.approvedSha)}`,
+    `risk_labelled = ${params.add(next.riskLabelled)}`,
     `pr_number = ${params.add(next.prNumber)}`,
     "updated_at = now()",
     `queued_at = CASE WHEN ${state} = 'queued' AND ${before} <> 'queued'
        THEN now() ELSE queued_at END`,
     `started_at = CASE WHEN ${state} = 'running' AND ${before} <> 'running'
        THEN now() ELSE started_at END`,
-    `finished_at = CASE WHEN ${state} IN ('done', 'failed', 'stopped', 'cancelled') THEN
+    `finished_at = CASE WHEN ${state} = ANY(${params.add(FINAL_STATES)}::task_state[]) THEN
        CASE WHEN ${before} = ${state} THEN finished_at ELSE now() END ELSE NULL END`,
   ];
   for (const [key, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
-    if (value === undefined) continue;
+    // The risk flag is part of the snapshot, written above as the transition left it.
+    if (value === undefined || key === "riskLabelled") continue;
     sets.push(
       `${CHANGE_COLUMNS[key]} = ${params.add(key === "config" ? JSON.stringify(value) : value)}`,
     );

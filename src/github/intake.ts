@@ -1,8 +1,10 @@
 import type { Probot } from "probot";
-import type { RepoConfig } from "../config/repo-config.js";
+import { DEFAULT_REPO_CONFIG, type RepoConfig } from "../config/repo-config.js";
 import { enqueueOutbox } from "../db/outbox.js";
 import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
+import type { TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
+import { hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
 import { STATE_LABEL_PREFIX } from "../domain/transitions.js";
 import {
   type Delivery,
@@ -12,26 +14,34 @@ import {
   readRepoConfig,
   recordDeliveryIn,
 } from "./deliveries.js";
-import { issueEventSchema, parsePayload } from "./payloads.js";
+import { type IssueEvent, issueEventSchema, parsePayload } from "./payloads.js";
+import { judgeSender, replyRefusalOnce, type SenderVerdict, senderRefusalText } from "./senders.js";
 
 /** The trigger label Overseer answers when a repository's config cannot be read. */
 const DEFAULT_TRIGGER_LABEL = "overseer";
 
 /**
  * Issue intake: the trigger label creates (or re-queues) a task; removing it, or closing
- * the issue, cancels. Each handler reads what it needs from GitHub first (the config),
- * then records the delivery and every change in one transaction and answers; GitHub
- * writes go to the outbox.
+ * the issue, cancels; any other label change recomputes the risk flag. Each handler reads
+ * what it needs from GitHub first (the config, the sender's permission), then records the
+ * delivery and every change in one transaction and answers; GitHub writes go to the outbox.
+ *
+ * Starting and cancelling are commands by other means, so the sender needs `commanders`
+ * permission (bots: `trusted_bots`), as for a comment.
  */
 export function registerIntake(app: Probot, deps: HandlerDependencies): void {
   app.on("issues.labeled", (context) =>
     oncePerDelivery(deps, context, (delivery) => onLabeled(deps, delivery)),
   );
   app.on("issues.unlabeled", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onCancelled(deps, delivery, "unlabeled")),
+    oncePerDelivery(deps, context, (delivery) => onUnlabeled(deps, delivery)),
   );
   app.on("issues.closed", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onCancelled(deps, delivery, "issue_closed")),
+    oncePerDelivery(deps, context, async (delivery) => {
+      const event = parsePayload(issueEventSchema, delivery.context.payload, "issues.closed");
+      const existing = await findTaskForIssue(deps, event);
+      if (existing) await cancelOnRequest(deps, delivery, event, existing, "issue_closed");
+    }),
   );
 }
 
@@ -41,13 +51,25 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   // Overseer's own state labels arrive as labeled events too; they never trigger anything.
   if (labelName === "" || labelName.startsWith(STATE_LABEL_PREFIX)) return;
   const existing = await findTaskForIssue(deps, event);
-  const triggerLabel = (existing?.config as Partial<RepoConfig> | undefined)?.label;
+  const triggerLabel = existing ? taskConfig(existing).label : undefined;
   // A label that cannot be the trigger (per the task's config) costs no config read.
-  if (existing && triggerLabel && triggerLabel !== labelName) return;
+  if (existing && triggerLabel !== labelName) {
+    await recomputeRisk(deps, delivery, event, existing, "labeled");
+    return;
+  }
   const config = await readRepoConfig(delivery.context);
   const installationId = event.installation?.id ?? null;
   if (!config.ok) {
     if (labelName !== DEFAULT_TRIGGER_LABEL && !existing) return;
+    // Whoever could not start a task does not get Overseer to comment either.
+    const verdict = await judgeSender(deps, delivery, event, DEFAULT_REPO_CONFIG);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config: DEFAULT_REPO_CONFIG,
+        what: "start Overseer by labelling",
+      });
+      return;
+    }
     await recordDeliveryIn(deps, delivery, event.repository, installationId, (client, repo) =>
       enqueueOutbox(client, {
         taskId: existing?.id ?? null,
@@ -62,11 +84,19 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
     return;
   }
   if (labelName !== config.config.label) return;
+  const verdict = await judgeSender(deps, delivery, event, config.config);
+  if (!verdict.allowed) {
+    await refuseSender(deps, delivery, event, existing, verdict, {
+      config: config.config,
+      what: "start Overseer by labelling",
+    });
+    return;
+  }
   await recordDeliveryIn(deps, delivery, event.repository, installationId, async (client, repo) => {
     const queued = await queueTaskFor(
       client,
       repo,
-      { ...event.issue, labels: event.issue.labels.map((label) => label.name) },
+      { ...event.issue, labels: labelNames(event) },
       config.config,
       {
         actor: actor.github(event.sender.login),
@@ -85,16 +115,41 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   });
 }
 
-async function onCancelled(
-  deps: HandlerDependencies,
-  delivery: Delivery,
-  type: "unlabeled" | "issue_closed",
-): Promise<void> {
-  const event = parsePayload(issueEventSchema, delivery.context.payload, `issues.${type}`);
+async function onUnlabeled(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const event = parsePayload(issueEventSchema, delivery.context.payload, "issues.unlabeled");
   const existing = await findTaskForIssue(deps, event);
   if (!existing) return;
-  const trigger = (existing.config as Partial<RepoConfig>).label ?? DEFAULT_TRIGGER_LABEL;
-  if (type === "unlabeled" && event.label?.name !== trigger) return;
+  if (event.label?.name === taskConfig(existing).label) {
+    await cancelOnRequest(deps, delivery, event, existing, "unlabeled");
+  } else if (!event.label?.name.startsWith(STATE_LABEL_PREFIX)) {
+    await recomputeRisk(deps, delivery, event, existing, "unlabeled");
+  }
+}
+
+/** Removing the trigger label or closing the issue: a cancel, if the sender may command. */
+async function cancelOnRequest(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  existing: TaskRow,
+  type: "unlabeled" | "issue_closed",
+): Promise<void> {
+  const final = existing.state === "done" || existing.state === "cancelled";
+  // Nothing to cancel costs no permission lookup; the transition records the refusal.
+  if (!final) {
+    const config = taskConfig(existing);
+    const verdict = await judgeSender(deps, delivery, event, config);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config,
+        what:
+          type === "issue_closed"
+            ? "cancel the Overseer task by closing the issue"
+            : "cancel the Overseer task by removing its label",
+      });
+      return;
+    }
+  }
   const cause = { actor: actor.github(event.sender.login), cause: `delivery:${delivery.id}` };
   await recordDeliveryIn(
     deps,
@@ -114,4 +169,111 @@ async function onCancelled(
       );
     },
   );
+}
+
+/**
+ * Any other label change: the risk flag is recomputed from the labels now on the issue. A
+ * risk label added (by anyone: it only makes Overseer more careful) parks the task and
+ * withdraws its approval. Lifting the gate is the other direction: the API's list of
+ * labels decides (a stale or reordered delivery must not), and only a commander may.
+ */
+async function recomputeRisk(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  existing: TaskRow,
+  action: "labeled" | "unlabeled",
+): Promise<void> {
+  const config = taskConfig(existing);
+  const labelName = event.label?.name ?? "";
+  let labels = labelNames(event);
+  let riskLabelled = hasRiskLabel(labels, config.riskLabels);
+  const riskLabelAdded = action === "labeled" && config.riskLabels.includes(labelName);
+  if (existing.state === "done") return;
+  if (riskLabelled === existing.riskLabelled && !riskLabelAdded) return;
+  if (existing.riskLabelled && !riskLabelled) {
+    labels = await currentLabels(delivery, event);
+    riskLabelled = hasRiskLabel(labels, config.riskLabels);
+    if (riskLabelled) return;
+    const verdict = await judgeSender(deps, delivery, event, config);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config,
+        what: "lift the risk gate by removing a risk label",
+      });
+      return;
+    }
+  }
+  const changes = { labels, priority: priorityFromLabels(labels) };
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client) => {
+      const result = await changeTaskIn(
+        client,
+        { id: existing.id },
+        { type: "labels_changed", actor: event.sender.login, riskLabelled, riskLabelAdded },
+        { actor: actor.github(event.sender.login), cause: `delivery:${delivery.id}` },
+        changes,
+      );
+      delivery.log.info(
+        { task: existing.id, riskLabelled, riskLabelAdded, state: result?.task.state },
+        "risk flag recomputed",
+      );
+    },
+  );
+}
+
+/** The issue's labels as the API has them now (GitHub allows at most 100 per issue). */
+async function currentLabels(delivery: Delivery, event: IssueEvent): Promise<string[]> {
+  const response = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/labels",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      issue_number: event.issue.number,
+      per_page: 100,
+    },
+  );
+  return (response.data as { name: string }[]).map((label) => label.name);
+}
+
+/** Nothing happens for a sender who may not act; a person is told why (rate-limited). */
+async function refuseSender(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  existing: TaskRow | null,
+  verdict: Exclude<SenderVerdict, { allowed: true }>,
+  refusal: { config: Pick<RepoConfig, "commanders">; what: string },
+): Promise<void> {
+  const login = event.sender.login;
+  delivery.log.info({ user: login, refused: verdict.reason }, "sender may not act; ignored");
+  if (verdict.reason !== "permission") return;
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client, repo) => {
+      await replyRefusalOnce(client, repo, {
+        issueNumber: event.issue.number,
+        taskId: existing?.id ?? null,
+        login,
+        body: senderRefusalText(login, verdict, refusal.config, refusal.what),
+        deliveryId: delivery.id,
+      });
+    },
+  );
+}
+
+/** A task keeps the config it was queued with. */
+function taskConfig(task: TaskRow): RepoConfig {
+  return { ...DEFAULT_REPO_CONFIG, ...task.config } as RepoConfig;
+}
+
+function labelNames(event: IssueEvent): string[] {
+  return event.issue.labels.map((label) => label.name);
 }

@@ -15,6 +15,7 @@ import {
   type Claim,
   heartbeatRun,
   type Lease,
+  recordAgentSummary,
   recordRunProcess,
   type Settlement,
   settleRun,
@@ -34,13 +35,17 @@ import {
   type WorkspaceOptions,
   type WorkspaceTask,
 } from "../workspace/index.js";
+import { logTailForReason } from "./failure-tail.js";
 import type { RunnerGithub } from "./github.js";
+import { LiveLogPublisher } from "./live-log.js";
+import type { RunnerMetrics } from "./metrics.js";
 import { buildPrompt, writePromptFile } from "./prompt.js";
 import { commitWorkInProgress, publish } from "./publish.js";
 import { BWRAP, hostFacts, sandboxArgs, sandboxHome } from "./sandbox.js";
 import { redactOutput } from "./secrets.js";
 import { settlementForError, stopped, workerFailed, workerTimedOut } from "./settlements.js";
-import { readLogTail, startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
+import { startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
+import { TranscriptReader } from "./transcripts/index.js";
 
 const LOG_TAIL_BYTES = 2_048;
 
@@ -65,6 +70,7 @@ export interface RunContext {
   github(installationId: number): Promise<RunnerGithub>;
   runnerId: string;
   secrets?: RunnerSecrets;
+  metrics?: RunnerMetrics;
 }
 
 /** A claimed run in progress; the runner keeps these to deliver stops and shutdowns. */
@@ -91,6 +97,7 @@ export class ActiveRun {
  */
 export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<void> {
   const { claim } = active;
+  const claimedAt = performance.now();
   const log = ctx.log.child({ task: claim.task.id, run: claim.run.id });
   const heartbeat = setInterval(() => beat(ctx, active, log), ctx.env.heartbeatIntervalMs);
   try {
@@ -107,8 +114,16 @@ export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<vo
     const settled = await withTransaction(ctx.pool, (client) =>
       settleRun(client, active.lease, settlement),
     );
-    if (!settled) log.warn("lease lost before settling; the run's outcome was not written");
-    else log.info({ outcome: settlement.outcome, reason: settlement.failureReason }, "run settled");
+    if (!settled) {
+      log.warn("lease lost before settling; the run's outcome was not written");
+      return;
+    }
+    log.info({ outcome: settlement.outcome, reason: settlement.failureReason }, "run settled");
+    ctx.metrics?.runSettled(
+      settlement.outcome,
+      profileNameOf(ctx, claim),
+      performance.now() - claimedAt,
+    );
   } finally {
     clearInterval(heartbeat);
   }
@@ -127,6 +142,12 @@ function beat(ctx: RunContext, active: ActiveRun, log: Logger): void {
     },
     (error: unknown) => log.warn({ err: error }, "heartbeat failed; retrying next beat"),
   );
+}
+
+/** The profile the task asks for, by name (also when it names none that exists). */
+function profileNameOf(ctx: RunContext, claim: Claim): string {
+  const config = claim.task.config as { worker?: string | null };
+  return config.worker ?? claim.task.workerProfile ?? ctx.workers.default;
 }
 
 /** Everything a worker needs, made before it starts. */
@@ -246,6 +267,9 @@ async function superviseWorker(
     argv = [BWRAP, ...sandboxArgs(layout, hostFacts()), ...argv];
     env.HOME = sandboxHome(process.env.HOME);
   }
+  const live = new LiveLogPublisher(ctx.pool, active.lease, log);
+  // Read as it is written, so turns, cost and the last message need no second pass.
+  const transcript = profile.logFormat === "text" ? null : new TranscriptReader(profile.logFormat);
   const worker = startWorker({
     argv,
     cwd: worktree.path,
@@ -258,20 +282,33 @@ async function superviseWorker(
     graceMs: profile.graceMs,
     secrets: [...secrets, ...(ctx.secrets ?? NO_SECRETS).values, ...(token ? [token] : [])],
     sandboxed: profile.sandbox !== null,
+    onLog: (bytes) => {
+      live.write(bytes);
+      transcript?.push(bytes);
+    },
   });
   active.worker = worker;
   if (active.stopReason) void worker.stop(active.stopReason);
-  await recordRunProcess(ctx.pool, active.lease, {
+  const started = await recordRunProcess(ctx.pool, active.lease, {
     pid: worker.pid,
     pgid: worker.pgid,
     worktree: worktree.path,
     logPath,
+    profile: profile.name,
+    logFormat: profile.logFormat,
   });
+  if (started && worker.pid !== 0) ctx.metrics?.workerStarted(started.labelToStartMs);
   log.info(
     { pid: worker.pid, profile: profile.name, sandboxed: profile.sandbox !== null },
     "worker started",
   );
-  return worker.done;
+  const exit = await worker.done;
+  await live.close();
+  if (transcript) {
+    transcript.end();
+    await recordAgentSummary(ctx.pool, active.lease, transcript.summary());
+  }
+  return exit;
 }
 
 /**
@@ -309,7 +346,11 @@ async function judge(
 ): Promise<Settlement> {
   const runner = ctx.runnerId;
   const tail = async () =>
-    prepared.redact(await readLogTail(prepared.logPath, LOG_TAIL_BYTES).catch(() => ""));
+    prepared.redact(
+      await logTailForReason(prepared.logPath, prepared.profile.logFormat, LOG_TAIL_BYTES).catch(
+        () => "",
+      ),
+    );
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
     const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
     let reason = exit.reason ?? null;

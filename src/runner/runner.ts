@@ -14,6 +14,7 @@ import {
   type LeftoverWorktree,
   listRunnerPids,
   markWorktreesRemoved,
+  nextBackoffEndsInMs,
   type RunRow,
   requeueLostRun,
 } from "../db/runs.js";
@@ -23,6 +24,7 @@ import { errorMessage } from "../errors.js";
 import { removeWorktree, repositoryUrl } from "../workspace/index.js";
 import { ActiveRun, type RunnerSecrets, runAttempt } from "./attempt.js";
 import type { RunnerGithub } from "./github.js";
+import type { RunnerMetrics } from "./metrics.js";
 import { isProcessAlive, killProcessGroup, listProcessGroup } from "./process-group.js";
 
 export interface RunnerDependencies {
@@ -47,6 +49,7 @@ export interface RunnerDependencies {
   secrets?: RunnerSecrets;
   runnerId?: string;
   version?: string;
+  metrics?: RunnerMetrics;
 }
 
 /** Grace for killing a worker left behind by a dead runner. */
@@ -70,6 +73,7 @@ export class Runner {
   readonly #finished = new Set<Promise<void>>();
   #listener: Listener | undefined;
   #poll: NodeJS.Timeout | undefined;
+  #backoffTimer: NodeJS.Timeout | undefined;
   #beat: NodeJS.Timeout | undefined;
   #stopping = false;
   #filling: Promise<void> | undefined;
@@ -122,6 +126,7 @@ export class Runner {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#poll);
+    clearTimeout(this.#backoffTimer);
     clearInterval(this.#beat);
     for (const active of this.#active.values()) active.requestStop("shutdown");
     await this.#filling;
@@ -154,10 +159,15 @@ export class Runner {
   async #fill(): Promise<void> {
     const { pool, env } = this.#deps;
     while (!this.#stopping && this.#active.size < env.runnerCapacity) {
+      const asked = performance.now();
       const claim = await withTransaction(pool, (client) =>
         claimNextTask(client, { runnerId: this.id, host: this.host, leaseMs: env.leaseMs }),
       );
-      if (!claim) return;
+      if (!claim) {
+        await this.#wakeWhenBackoffEnds();
+        return;
+      }
+      this.#deps.metrics?.claimed(performance.now() - asked);
       const active = new ActiveRun(claim);
       this.#active.set(claim.run.id, active);
       const finished = runAttempt({ ...this.#deps, runnerId: this.id }, active)
@@ -171,6 +181,14 @@ export class Runner {
         });
       this.#finished.add(finished);
     }
+  }
+
+  /** A task waiting out a backoff becomes claimable without a NOTIFY: wake for it then. */
+  async #wakeWhenBackoffEnds(): Promise<void> {
+    const dueIn = await nextBackoffEndsInMs(this.#deps.pool);
+    clearTimeout(this.#backoffTimer);
+    if (dueIn === null || dueIn >= this.#deps.env.pollIntervalMs) return;
+    this.#backoffTimer = setTimeout(() => this.wake(), Math.max(10, dueIn));
   }
 
   #tick(): void {

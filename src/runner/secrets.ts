@@ -22,7 +22,9 @@ export function overseerSecrets(
 ): string[] {
   const secrets: string[] = [];
   if (env.privateKey) secrets.push(...privateKeySpellings(env.privateKey));
-  if (env.webhookSecret !== DEVELOPMENT_WEBHOOK_SECRET) secrets.push(env.webhookSecret);
+  if (env.webhookSecret && env.webhookSecret !== DEVELOPMENT_WEBHOOK_SECRET) {
+    secrets.push(env.webhookSecret);
+  }
   for (const url of [env.databaseUrl, ...databaseUrls]) secrets.push(...databasePassword(url));
   return [...new Set(secrets.filter((secret) => secret.length >= MIN_SECRET_LENGTH))];
 }

@@ -49,8 +49,10 @@ async function seedTask(
 ) {
   const result = await db.pool.query<{ id: number }>(
     `INSERT INTO tasks (repo_id, issue_number, title, state, attempts, branch, pr_number, pr_url,
-                        config, risk_labelled, status_comment_id, state_label, started_at)
-     VALUES (1, $1, 'Make it so', $2, 1, $3, $4, $5, $6, $7, 42, $8, now() - interval '5 minutes')
+                        config, risk_labelled, status_comment_id, state_label, started_at,
+                        pr_head_sha)
+     VALUES (1, $1, 'Make it so', $2, 1, $3, $4, $5, $6, $7, 42, $8, now() - interval '5 minutes',
+             $9)
      RETURNING id`,
     [
       issue,
@@ -66,6 +68,7 @@ async function seedTask(
       }),
       options.riskLabelled ?? false,
       `overseer:${state.replace(/_/g, "-")}`,
+      HEAD_SHA,
     ],
   );
   return result.rows[0]?.id ?? 0;
@@ -95,7 +98,7 @@ function apiPull(merged: boolean, extra: object = {}) {
     merge_commit_sha: merged ? MERGE_SHA : null,
     merged_at: merged ? "2026-11-23T15:00:00Z" : null,
     merged_by: merged ? { login: "octocat" } : null,
-    head: { ref: branch(), sha: HEAD_SHA },
+    head: { ref: branch(), sha: HEAD_SHA, repo: { id: 186853002, full_name: `${OWNER}/${REPO}` } },
     ...extra,
   };
 }
@@ -153,35 +156,67 @@ describe("pull_request.closed", () => {
       .reply(200, [])
       .delete(/labels/)
       .reply(200, []);
-    await app.send("pull_request", closedPayload(true));
-    const row = await task(id);
-    expect(row.state).not.toBe("done");
-    expect(row.merge_commit_sha).toBeNull();
+    const response = await app.send("pull_request", closedPayload(true));
+    // Handled (not a crash answered 500): the API's word, "closed, not merged", is recorded.
+    expect(response.status).toBe(200);
+    expect(await task(id)).toMatchObject({
+      state: "failed",
+      last_error: "PR closed without merge",
+      merge_commit_sha: null,
+      merged_at: null,
+    });
+    const events = await db.pool.query("SELECT event FROM task_events WHERE task_id = $1", [id]);
+    expect(events.rows.map((row) => row.event)).toEqual(["pr_closed_unmerged"]);
     await app.settleOutbox();
   });
 
   it("completes a task whose PR merged before the runner recorded it, and stops the run", async () => {
     const id = await seedTask("running", { prNumber: null });
+    await db.pool.query(
+      `INSERT INTO runners (id, host, pid, version, capacity) VALUES ('merge-test', 'h', 1, 't', 1)
+       ON CONFLICT (id) DO NOTHING`,
+    );
+    const run = await db.pool.query<{ id: number }>(
+      `INSERT INTO runs (task_id, attempt, runner_id, host, lease_token, lease_expires_at)
+       VALUES ($1, 1, 'merge-test', 'h', gen_random_uuid(), now() + interval '1 minute')
+       RETURNING id`,
+      [id],
+    );
     nock(API).get(`${REPO_PATH}/pulls/${pr}`).reply(200, apiPull(true));
     const done = mockDoneEffects();
     await app.send("pull_request", closedPayload(true));
     expect(await task(id)).toMatchObject({ state: "done", pr_number: pr });
+    const stop = await db.pool.query(
+      "SELECT stop_requested_at, stop_requested_by FROM runs WHERE id = $1",
+      [run.rows[0]?.id],
+    );
+    expect(stop.rows[0].stop_requested_at).not.toBeNull();
+    expect(stop.rows[0].stop_requested_by).toBe(`github:${closedPayload(true).sender.login}`);
     await app.settleOutbox();
     expect(done.completions).toHaveLength(1);
   });
 
-  it("counts a merged PR that closes the issue by keyword", async () => {
+  it("a merged PR of someone else's that closes the issue by keyword cancels it as resolved", async () => {
     const id = await seedTask("awaiting_merge", { prNumber: null });
+    const body = `This fixes #${issue}.`;
     nock(API)
       .get(`${REPO_PATH}/pulls/${pr}`)
-      .reply(200, apiPull(true, { head: { ref: "human/fix", sha: HEAD_SHA } }));
-    mockDoneEffects();
-    const payload = closedPayload(true, `This fixes #${issue}.`);
+      .reply(200, apiPull(true, { body, head: { ref: "human/fix", sha: HEAD_SHA } }))
+      .get(`${REPO_PATH}/issues/${issue}`)
+      .reply(200, { number: issue, state: "closed" })
+      .patch(`${REPO_PATH}/issues/comments/42`)
+      .reply(200, {})
+      .post(`${REPO_PATH}/issues/${issue}/labels`, { labels: ["overseer:cancelled"] })
+      .reply(200, [])
+      .delete(/\/labels\/overseer%3A/)
+      .reply(200, []);
+    const payload = closedPayload(true, body);
     payload.pull_request.head.ref = "human/fix";
     await app.send("pull_request", payload);
     expect(await task(id)).toMatchObject({
-      state: "done",
-      pr_url: `https://github.com/${OWNER}/${REPO}/pull/${pr}`,
+      state: "cancelled",
+      last_error: `resolved by #${pr}`,
+      merge_commit_sha: null,
     });
     await app.settleOutbox();
   });
@@ -213,6 +248,8 @@ describe("pull_request.closed", () => {
     await app.settleOutbox();
     expect(bodies.at(-1)).toContain("PR closed without merge");
 
+    // The API decides: the PR is open again.
+    nock(API).get(`${REPO_PATH}/pulls/${pr}`).reply(200, apiPull(false));
     const reopened = examplePayload("pull_request", "reopened");
     reopened.pull_request.number = pr;
     reopened.pull_request.head.ref = branch();
@@ -243,13 +280,28 @@ describe("pull_request.closed", () => {
     comment.comment.body = "/retry";
     comment.comment.user.login = "octocat";
     comment.sender.login = "octocat";
-    await app.send("issue_comment", comment);
+    expect((await app.send("issue_comment", comment)).status).toBe(200);
     expect(await task(id)).toMatchObject({
       state: "queued",
       last_error: null,
       branch: branch(),
       attempts: 1,
     });
+    const events = await db.pool.query(
+      "SELECT event, from_state, to_state, actor FROM task_events WHERE task_id = $1",
+      [id],
+    );
+    expect(events.rows).toEqual([
+      { event: "command:retry", from_state: "failed", to_state: "queued", actor: "github:octocat" },
+    ]);
+    const queued = await db.pool.query("SELECT kind FROM outbox WHERE task_id = $1 ORDER BY kind", [
+      id,
+    ]);
+    expect(queued.rows.map((row) => row.kind)).toEqual([
+      "reaction",
+      "state_label",
+      "status_comment",
+    ]);
     await app.settleOutbox();
   });
 });
@@ -276,6 +328,7 @@ describe("auto-merge", () => {
     if (conclusion === "success") {
       scope
         .get(`${REPO_PATH}/commits/${HEAD_SHA}/status`)
+        .query(true)
         .reply(200, { state: "success", total_count: 1, statuses: [] });
     }
     return scope;
@@ -314,9 +367,22 @@ describe("auto-merge", () => {
 
   it("never merges a risk-labelled task without /approve", async () => {
     const id = await seedTask("awaiting_merge", { config: { merge: "auto" }, riskLabelled: true });
-    await app.send("check_suite", checkSuite());
+    expect((await app.send("check_suite", checkSuite())).status).toBe(200);
+    // The merge was asked for (not merely never queued) and refused before any API call.
+    const asked = await db.pool.query("SELECT kind FROM outbox WHERE task_id = $1", [id]);
+    expect(asked.rows).toEqual([{ kind: "merge_pr" }]);
     await app.settleOutbox();
     expect((await task(id)).state).toBe("awaiting_merge");
+    const declined = await db.pool.query(
+      "SELECT actor, detail FROM task_events WHERE task_id = $1 AND event = 'auto_merge_declined'",
+      [id],
+    );
+    expect(declined.rows).toEqual([
+      {
+        actor: "overseer:auto-merge",
+        detail: { reason: "risk-labelled task without /approve", pr },
+      },
+    ]);
   });
 
   it("does not merge when a check failed", async () => {

@@ -5,7 +5,25 @@ import { pino } from "pino";
 import { readEnv } from "../../src/config/env.js";
 import { type Overseer, type ProcessMode, startOverseer } from "../../src/index.js";
 
-export const API = "https://api.github.com";
+/**
+ * GitHub's REST API as the app under test sees it: api.github.com, or, once a test file
+ * hosts its repository on the git stand-in (`useGithubHost`), GitHub Enterprise on the
+ * stand-in's host, where git goes too (Overseer's git only ever talks to the configured
+ * host). A live binding: read it when mocking, not at import.
+ */
+export let API = "https://api.github.com";
+let githubHostEnv: Record<string, string> = {};
+
+/** Makes `server` the GitHub host of this test file: API mocks and the app's GHE_HOST. */
+export function useGithubHost(server: { host: string; url: string }): void {
+  API = `${server.url}/api/v3`;
+  githubHostEnv = { GHE_HOST: server.host, GHE_PROTOCOL: "http" };
+}
+
+/** A path as the mocks match it, without the Enterprise API prefix. */
+export function apiPath(uri: string): string {
+  return uri.replace(/^\/api\/v3(?=\/)/, "");
+}
 export const WEBHOOK_SECRET = "test-webhook-secret";
 export const INSTALLATION_ID = 4242;
 
@@ -65,6 +83,7 @@ export async function startTestApp(
     HOST: "127.0.0.1",
     OVERSEER_POLL_INTERVAL: "200ms",
     OVERSEER_OUTBOX_SETTLE: "0",
+    ...githubHostEnv,
     ...extraEnv,
   });
   const overseer = await startOverseer(
@@ -137,13 +156,13 @@ export function mockRepoConfig(owner: string, repo: string, yaml: string | null)
   const path = /\/contents\/\.github(%2F|\/)overseer\.yml/;
   if (yaml === null) {
     scope
-      .get((uri) => uri.startsWith(`/repos/${owner}/${repo}/contents/`) && path.test(uri))
+      .get((uri) => apiPath(uri).startsWith(`/repos/${owner}/${repo}/contents/`) && path.test(uri))
       .reply(404, { message: "Not Found" })
-      .get((uri) => uri.startsWith(`/repos/${owner}/.github/contents/`) && path.test(uri))
+      .get((uri) => apiPath(uri).startsWith(`/repos/${owner}/.github/contents/`) && path.test(uri))
       .reply(404, { message: "Not Found" });
   } else {
     scope
-      .get((uri) => uri.startsWith(`/repos/${owner}/${repo}/contents/`) && path.test(uri))
+      .get((uri) => apiPath(uri).startsWith(`/repos/${owner}/${repo}/contents/`) && path.test(uri))
       .reply(200, yaml, { "content-type": "text/plain; charset=utf-8" });
   }
   return scope;

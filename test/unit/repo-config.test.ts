@@ -53,6 +53,7 @@ describe("parseRepoConfig", () => {
       riskLabels: ["risk:high"],
       commanders: "write",
       commitOnStop: true,
+      trustedBots: [],
     };
     expect(ok(null)).toEqual(expected);
     expect(ok(undefined)).toEqual(expected);
@@ -93,6 +94,7 @@ commit_on_stop: false
       riskLabels: ["risk:high", "security"],
       commanders: "maintain",
       commitOnStop: false,
+      trustedBots: [],
     });
   });
 
@@ -351,7 +353,9 @@ describe("renderConfigProblem", () => {
 
   it("stays short however many problems there are", () => {
     const raw = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`key${i}`, i]));
-    const body = renderConfigProblem(problems(raw));
+    const result = parseRepoConfig(raw);
+    if (result.ok) throw new Error("expected problems");
+    const body = renderConfigProblem(result.problems, undefined, result.unreported);
     expect(body).toContain("… and 480 more");
     expect(body.length).toBeLessThan(10_000);
   });

@@ -77,6 +77,7 @@ describe("parseWorkerProfiles", () => {
       logLimitBytes: 50 * 1024 * 1024,
       graceMs: 10_000,
       sandbox: { writable: [], readable: [], network: true },
+      logFormat: "text",
     });
     expect(profiles.profiles.get("aider")).toMatchObject({
       stdin: "none",
@@ -108,7 +109,7 @@ describe("parseWorkerProfiles", () => {
     [
       "an unknown profile key",
       "profiles: {claude: {command: [x], timout: 5m}}\n",
-      "profiles.claude.timout: unknown key (expected one of: command, stdin, env, timeout, idle_timeout, log_limit, grace, sandbox)",
+      "profiles.claude.timout: unknown key (expected one of: command, stdin, env, timeout, idle_timeout, log_limit, grace, log_format, sandbox)",
     ],
     [
       "a command written as a shell string",

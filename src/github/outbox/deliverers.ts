@@ -1,5 +1,6 @@
-import type { OutboxEntry, OutboxKind } from "../../db/outbox.js";
+import { enqueueOutbox, type OutboxEntry, type OutboxKind } from "../../db/outbox.js";
 import type { Pool } from "../../db/pool.js";
+import { getRepo } from "../../db/repos.js";
 import { totalRunTimeMs } from "../../db/runs.js";
 import { appendTaskEventOnChange } from "../../db/task-events.js";
 import { getTask, setStateLabel, setStatusCommentId, type TaskRow } from "../../db/tasks.js";
@@ -29,6 +30,8 @@ export interface DeliveryContext {
   octokit: GithubRequester;
   entry: OutboxEntry;
   target: CommentTarget;
+  /** The App's id: only its own comments' markers count. */
+  appId: number;
 }
 
 type Deliverer = (ctx: DeliveryContext) => Promise<void>;
@@ -42,21 +45,27 @@ export const DELIVERERS: Record<OutboxKind, Deliverer> = {
   merge_pr: deliverMerge,
 };
 
-export function deliveryContext(pool: Pool, octokit: GithubRequester, entry: OutboxEntry) {
+export function deliveryContext(
+  pool: Pool,
+  octokit: GithubRequester,
+  entry: OutboxEntry,
+  appId: number,
+): DeliveryContext {
   const target = {
     ...splitRepo(entry.repoFullName),
     issueNumber: Number(entry.payload.issueNumber),
   };
-  return { pool, octokit, entry, target };
+  return { pool, octokit, entry, target, appId };
 }
 
-async function deliverStatusComment({ pool, octokit, entry, target }: DeliveryContext) {
+async function deliverStatusComment({ pool, octokit, entry, target, appId }: DeliveryContext) {
   const task = await requireTask(pool, entry);
   const commentId = await upsertMarkedComment(
     octokit,
     target,
     renderStatusComment(statusViewOf(task)),
     {
+      appId,
       knownId: task.statusCommentId,
       marker: STATUS_MARKER(task.id),
       mayExist: entry.attempts > 1,
@@ -86,10 +95,11 @@ async function deliverStateLabel({ pool, octokit, entry, target }: DeliveryConte
   await setStateLabel(pool, task.id, wanted);
 }
 
-async function deliverCompletionComment({ pool, octokit, entry, target }: DeliveryContext) {
+async function deliverCompletionComment({ pool, octokit, entry, target, appId }: DeliveryContext) {
   const task = await requireTask(pool, entry);
   const body = renderCompletionComment(await completionViewOf(pool, task));
   await upsertMarkedComment(octokit, target, body, {
+    appId,
     knownId: null,
     marker: COMPLETION_MARKER(task.id),
     mayExist: entry.attempts > 1,
@@ -97,9 +107,10 @@ async function deliverCompletionComment({ pool, octokit, entry, target }: Delive
   });
 }
 
-async function deliverReply({ octokit, entry, target }: DeliveryContext) {
+async function deliverReply({ octokit, entry, target, appId }: DeliveryContext) {
   const marker = `<!-- overseer:reply id=${entry.id} -->`;
   await upsertMarkedComment(octokit, target, `${marker}\n${String(entry.payload.body)}`, {
+    appId,
     knownId: null,
     marker,
     mayExist: entry.attempts > 1,
@@ -116,14 +127,29 @@ async function deliverReaction({ octokit, entry, target }: DeliveryContext) {
   });
 }
 
-/** A declined merge is not a failure: the reason is recorded on the task (once per reason). */
+/**
+ * A declined merge is not a failure: the reason is recorded on the task (once per reason),
+ * and said on the issue when people must act (once per head commit).
+ */
 async function deliverMerge({ pool, octokit, entry, target }: DeliveryContext) {
   const task = await requireTask(pool, entry);
+  const repo = await getRepo(pool, task.repoId);
   const decision = await mergeWhenReady(pool, octokit, task, {
     owner: target.owner,
     repo: target.repo,
+    githubId: repo.githubId,
   });
   if (decision.merge) return;
+  if (decision.announce) {
+    await enqueueOutbox(pool, {
+      taskId: task.id,
+      installationId: entry.installationId,
+      repoFullName: entry.repoFullName,
+      kind: "reply",
+      payload: { issueNumber: task.issueNumber, body: decision.announce.body },
+      key: { dedupe: decision.announce.key },
+    });
+  }
   await appendTaskEventOnChange(pool, {
     taskId: task.id,
     event: "auto_merge_declined",
@@ -159,6 +185,11 @@ function statusViewOf(task: TaskRow): StatusView {
     worker: task.workerProfile,
     mergeCommitSha: task.mergeCommitSha,
     label: (task.config as { label?: string }).label ?? null,
+    approval: {
+      riskLabelled: task.riskLabelled,
+      approvedBy: task.approvedBy,
+      approvedSha: task.approvedSha,
+    },
   };
 }
 
