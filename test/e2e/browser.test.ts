@@ -145,6 +145,8 @@ beforeAll(async () => {
         "  replay:",
         `    command: ${JSON.stringify(["sh", "-c", `cat ${FIXTURES}/claude-stream-success.jsonl; exit 1`])}`,
         "    log_format: claude-stream-json",
+        // The sandbox shows the recording only when it is named.
+        `    sandbox: {readable: [${JSON.stringify(FIXTURES)}]}`,
       ].join("\n"),
       "browser-test",
     ),

@@ -71,7 +71,7 @@ const COMMIT = [
 
 function profiles(): string {
   const profile = (command: string, format = "text", extra = "") =>
-    `    command: ${JSON.stringify(["sh", "-c", command])}\n    log_format: ${format}\n    timeout: 1m\n    grace: 1s\n${extra}`;
+    `    command: ${JSON.stringify(["sh", "-c", command])}\n    log_format: ${format}\n    timeout: 1m\n    grace: 1s\n    sandbox:\n      readable: ${JSON.stringify([FIXTURES, path.dirname(RELEASE)])}\n${extra}`;
   return [
     "default: claude-fails",
     "profiles:",
@@ -154,7 +154,8 @@ beforeAll(async () => {
   server = await startGitServer({ tokens: ["ghs_clitesttoken"] });
   origin = await server.createRepo(OWNER, NAME);
   home = await mkdtemp(path.join(os.tmpdir(), "overseer-cli-"));
-  RELEASE = path.join(home, "release-slow-worker");
+  // Outside OVERSEER_HOME, which no sandboxed worker sees; the profiles make it readable.
+  RELEASE = path.join(await mkdtemp(path.join(os.tmpdir(), "overseer-cli-gate-")), "release");
   repo = await upsertRepo(db.pool, {
     githubId: 8001,
     fullName: FULL_NAME,
@@ -192,6 +193,7 @@ afterAll(async () => {
   await db?.drop();
   await server?.stop();
   if (home) await rm(home, { recursive: true, force: true });
+  if (RELEASE) await rm(path.dirname(RELEASE), { recursive: true, force: true });
 });
 
 describe("overseer tasks", () => {

@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { type GitServer, startGitServer } from "../support/git-http.js";
 import {
   API,
+  apiPath,
   examplePayload,
   INSTALLATION_ID,
   mockInstallationToken,
@@ -304,12 +305,12 @@ describe("auto-merge of a risk-labelled task", () => {
         openPull(n, { head: { ref: waiting.branch, sha: pushedSha(), repo: HEAD_REPO } }),
       )
       // The pushed commit is known only once the run has pushed it.
-      .get((uri) => uri.startsWith(`${REPO_PATH}/commits/${pushedSha()}/check-runs?`))
+      .get((uri) => apiPath(uri).startsWith(`${REPO_PATH}/commits/${pushedSha()}/check-runs?`))
       .reply(200, {
         total_count: 1,
         check_runs: [{ name: "ci", status: "completed", conclusion: "success" }],
       })
-      .get((uri) => uri.startsWith(`${REPO_PATH}/commits/${pushedSha()}/status?`))
+      .get((uri) => apiPath(uri).startsWith(`${REPO_PATH}/commits/${pushedSha()}/status?`))
       .reply(200, { state: "success", total_count: 1, statuses: [{ state: "success" }] })
       .put(`${REPO_PATH}/pulls/${pr}/merge`, (body) => {
         merges.push(body);

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import nock from "nock";
@@ -68,13 +68,13 @@ beforeAll(async () => {
   git = await startGitServer();
   repository = await hostRepository(git);
   home = await mkdtemp(path.join(os.tmpdir(), "overseer-wip-"));
-  marks = path.join(home, "marks");
-  await mkdir(marks);
+  // Outside OVERSEER_HOME, which no sandboxed worker sees; the profile makes it writable.
+  marks = await mkdtemp(path.join(os.tmpdir(), "overseer-wip-marks-"));
   const workers = path.join(home, "workers.yml");
   const script = `MARKS=${JSON.stringify(marks)}\n${WORKER}`;
   await writeFile(
     workers,
-    `default: drafter\nprofiles:\n  drafter:\n    command: ${JSON.stringify(["sh", "-c", script])}\n    timeout: 1m\n    grace: 1s\n`,
+    `default: drafter\nprofiles:\n  drafter:\n    command: ${JSON.stringify(["sh", "-c", script])}\n    timeout: 1m\n    grace: 1s\n    sandbox:\n      writable: [${JSON.stringify(marks)}]\n`,
   );
   app = await startTestApp(
     db.url,
@@ -88,6 +88,7 @@ afterAll(async () => {
   await db?.drop();
   await git?.stop();
   if (home) await rm(home, { recursive: true, force: true });
+  if (marks) await rm(marks, { recursive: true, force: true });
 });
 
 /** The branch on origin (the git stand-in), or null when it was never pushed. */
