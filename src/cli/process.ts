@@ -2,7 +2,7 @@ import { type ProcessMode, startOverseer } from "../index.js";
 import { createLogger } from "../log.js";
 import { failAndExit, loadEnvOrExit } from "./context.js";
 
-/** `start`, `serve`, `runner`: a long-running process, stopped gracefully on SIGTERM/SIGINT. */
+/** `start`, `serve`, `runner`: a long-running process, stopped gracefully on SIGTERM, SIGINT or SIGHUP. */
 export async function runProcess(mode: ProcessMode): Promise<void> {
   const env = loadEnvOrExit();
   const log = createLogger(env.logLevel);
@@ -17,6 +17,7 @@ export async function runProcess(mode: ProcessMode): Promise<void> {
       },
     );
   };
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
-  process.once("SIGINT", () => shutdown("SIGINT"));
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    process.once(signal, () => shutdown(signal));
+  }
 }

@@ -122,14 +122,20 @@ export async function initdb(
 
 const READY = "database system is ready to accept connections";
 
-/** Starts the postmaster in its own session (a Ctrl-C to us does not reach it) and waits until it accepts connections. */
+/**
+ * Starts the postmaster and waits until it accepts connections. By default in its own
+ * session, so a Ctrl-C to us does not reach it and graceful shutdown can still write to
+ * it; `sameGroup` keeps it in ours instead, so that killing our process group (a test run
+ * interrupted) takes the server with it.
+ */
 export async function startPostmaster(
   binDir: string,
   dataDir: string,
   port: number,
   account: Account | null,
-  timeoutMs: number,
+  options: { timeoutMs: number; sameGroup?: boolean },
 ): Promise<{ pid: number }> {
+  const { timeoutMs } = options;
   const output = new RecentLines();
   const child = spawnAs(
     path.join(binDir, "postgres"),
@@ -145,7 +151,7 @@ export async function startPostmaster(
       "unix_socket_directories=",
     ],
     account,
-    { detached: true },
+    { detached: !options.sameGroup },
   );
   const ready = new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer) => {

@@ -44,7 +44,16 @@ const SUPERUSER = "postgres";
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-export async function startEmbeddedPostgres(home: string, log?: Logger): Promise<EmbeddedServer> {
+export interface EmbeddedOptions {
+  /** Keep the server in this process's group (tests: an interrupted run takes it along). */
+  sameProcessGroup?: boolean;
+}
+
+export async function startEmbeddedPostgres(
+  home: string,
+  log?: Logger,
+  options: EmbeddedOptions = {},
+): Promise<EmbeddedServer> {
   await mkdir(home, { recursive: true });
   const account = runsAsRoot() ? await ensurePostgresAccount() : null;
   const binaries = await locateBinaries();
@@ -75,7 +84,10 @@ export async function startEmbeddedPostgres(home: string, log?: Logger): Promise
   await initialiseIfNeeded(binDir, dataDir, password, account, log);
   const port = await findFreePort();
   const started = Date.now();
-  const { pid } = await startPostmaster(binDir, dataDir, port, account, START_TIMEOUT_MS);
+  const { pid } = await startPostmaster(binDir, dataDir, port, account, {
+    timeoutMs: START_TIMEOUT_MS,
+    sameGroup: options.sameProcessGroup,
+  });
   log?.info({ port, ms: Date.now() - started }, "embedded PostgreSQL is ready");
   await writeFile(ownerFile, `${process.pid}\n`);
   return ownedServer(pid, password, port, dataDir, ownerFile);

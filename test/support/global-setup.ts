@@ -25,7 +25,8 @@ export default async function setup(project: TestProject) {
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
     home = await mkdtemp(path.join(os.tmpdir(), "overseer-test-pg-"));
-    server = await startEmbeddedPostgres(home);
+    // In the test runner's process group: a run killed as a group leaves no server behind.
+    server = await startEmbeddedPostgres(home, undefined, { sameProcessGroup: true });
     adminUrl = server.adminUrl;
   }
   const admin = new pg.Client({ connectionString: adminUrl });
