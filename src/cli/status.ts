@@ -1,4 +1,5 @@
 import { schemaVersion } from "../db/migrate.js";
+import { listProfilePauses } from "../db/profiles.js";
 import { listRunners } from "../db/runners.js";
 import { countTasksByState } from "../db/tasks.js";
 import { withDatabase } from "./context.js";
@@ -10,7 +11,8 @@ export function statusCommand(options: { json?: boolean }): Promise<void> {
       const version = await schemaVersion(db.pool);
       const counts = version ? await countTasksByState(db.pool) : {};
       const runners = version ? await listRunners(db.pool) : [];
-      const status = { database: "up", schema: version, tasks: counts, runners };
+      const paused = version ? await listProfilePauses(db.pool) : [];
+      const status = { database: "up", schema: version, tasks: counts, runners, paused };
       if (options.json) return printJson(status);
       printLines([
         "database: up",
@@ -23,6 +25,11 @@ export function statusCommand(options: { json?: boolean }): Promise<void> {
             `  ${runner.id}  ${runner.host} pid ${runner.pid}  capacity ${runner.capacity}  ${
               runner.stoppedAt ? "stopped" : `heartbeat ${runner.heartbeatAt.toISOString()}`
             }`,
+        ),
+        `paused profiles:${paused.length === 0 ? " none" : ""}`,
+        ...paused.map(
+          (pause) =>
+            `  ${pause.profile}  ${pause.kind.replaceAll("_", " ")} until ${pause.until.toISOString()}  (${pause.reason})`,
         ),
       ]);
     },

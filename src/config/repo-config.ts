@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { isValidBranchName } from "../domain/branch.js";
 import { codeSpan } from "../domain/markdown.js";
+import { DEFAULT_MAX_REVISIONS } from "../domain/transitions.js";
 import { ConfigError } from "../errors.js";
 
 /**
@@ -38,6 +39,10 @@ export interface RepoConfig {
   riskLabels: readonly string[];
   commanders: CommanderPermission;
   commitOnStop: boolean;
+  /** `/revise` runs (and review-started ones) per task; 0 turns revisions off. */
+  maxRevisions: number;
+  /** A review submitted with "changes requested" starts a revision. */
+  reviseOnReview: boolean;
 }
 
 export interface ConfigProblem {
@@ -62,6 +67,8 @@ export const DEFAULT_REPO_CONFIG: Readonly<RepoConfig> = Object.freeze({
   riskLabels: Object.freeze(["risk:high"]),
   commanders: "write",
   commitOnStop: true,
+  maxRevisions: DEFAULT_MAX_REVISIONS,
+  reviseOnReview: false,
 });
 
 /** GitHub refuses label names longer than this. */
@@ -149,6 +156,8 @@ const schema = z.strictObject(
       .optional(),
     commanders: oneOf(COMMANDER_PERMISSIONS).optional(),
     commit_on_stop: z.boolean({ error: expected("true or false") }).optional(),
+    max_revisions: wholeNumber(0, 50).optional(),
+    revise_on_review: z.boolean({ error: expected("true or false") }).optional(),
   },
   {
     error: (issue) =>
@@ -179,6 +188,9 @@ const KEY_ALIASES: Record<string, string> = {
   approval_labels: "risk_labels",
   commanders_permission: "commanders",
   permission: "commanders",
+  revisions: "max_revisions",
+  max_revision: "max_revisions",
+  revise_on_changes_requested: "revise_on_review",
 };
 
 /**
@@ -204,6 +216,8 @@ export function parseRepoConfig(raw: unknown): RepoConfigResult {
       riskLabels: file.risk_labels ?? [...defaults.riskLabels],
       commanders: file.commanders ?? defaults.commanders,
       commitOnStop: file.commit_on_stop ?? defaults.commitOnStop,
+      maxRevisions: file.max_revisions ?? defaults.maxRevisions,
+      reviseOnReview: file.revise_on_review ?? defaults.reviseOnReview,
     },
   };
 }

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_REVISIONS } from "../domain/transitions.js";
 import { TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
 import type { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
@@ -39,6 +40,15 @@ export interface TaskRow {
   notBefore: Date | null;
   /** Consecutive infrastructure failures; any other settlement resets it. */
   infraRetries: number;
+  /** Revision runs charged; capped by maxRevisions (the repository's max_revisions). */
+  revisions: number;
+  maxRevisions: number;
+  /** The next (or current) run revises the open PR instead of attempting afresh. */
+  revisionPending: boolean;
+  /** The `overseer` check run last written, and the commit it is on. */
+  checkRunId: number | null;
+  checkRunSha: string | null;
+  checkRunStatus: string | null;
 }
 
 export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_number AS "issueNumber",
@@ -51,7 +61,10 @@ export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_nu
   tasks.merge_commit_sha AS "mergeCommitSha", tasks.merged_at AS "mergedAt",
   tasks.merged_by AS "mergedBy", tasks.created_at AS "createdAt", tasks.updated_at AS "updatedAt",
   tasks.queued_at AS "queuedAt", tasks.started_at AS "startedAt", tasks.finished_at AS "finishedAt",
-  tasks.not_before AS "notBefore", tasks.infra_retries AS "infraRetries"`;
+  tasks.not_before AS "notBefore", tasks.infra_retries AS "infraRetries",
+  tasks.revisions, tasks.max_revisions AS "maxRevisions",
+  tasks.revision_pending AS "revisionPending", tasks.check_run_id AS "checkRunId",
+  tasks.check_run_sha AS "checkRunSha", tasks.check_run_status AS "checkRunStatus"`;
 
 export function snapshotOf(task: TaskRow): TaskSnapshot {
   return {
@@ -62,6 +75,9 @@ export function snapshotOf(task: TaskRow): TaskSnapshot {
     approvedBy: task.approvedBy,
     lastError: task.lastError,
     prNumber: task.prNumber,
+    revisions: task.revisions,
+    maxRevisions: task.maxRevisions,
+    revisionPending: task.revisionPending,
   };
 }
 
@@ -78,6 +94,8 @@ export interface NewTask {
   branch: string;
   config: Record<string, unknown>;
   labels: string[];
+  /** Default DEFAULT_MAX_REVISIONS. */
+  maxRevisions?: number;
 }
 
 /**
@@ -87,8 +105,9 @@ export interface NewTask {
 export async function insertTaskIfAbsent(db: Queryable, task: NewTask): Promise<TaskRow | null> {
   const result = await db.query<TaskRow>(
     `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts,
-                        risk_labelled, worker_profile, base_branch, branch, config, labels)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                        risk_labelled, worker_profile, base_branch, branch, config, labels,
+                        max_revisions)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
      ON CONFLICT ON CONSTRAINT tasks_one_per_issue DO NOTHING
      RETURNING ${TASK_COLUMNS}`,
     [
@@ -104,6 +123,7 @@ export async function insertTaskIfAbsent(db: Queryable, task: NewTask): Promise<
       task.branch,
       JSON.stringify(task.config),
       task.labels,
+      task.maxRevisions ?? DEFAULT_MAX_REVISIONS,
     ],
   );
   return result.rows[0] ?? null;
@@ -173,6 +193,7 @@ export interface TaskChanges {
   labels?: string[];
   config?: Record<string, unknown>;
   maxAttempts?: number;
+  maxRevisions?: number;
   riskLabelled?: boolean;
   priority?: number;
   workerProfile?: string | null;
@@ -193,6 +214,7 @@ const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
   labels: "labels",
   config: "config",
   maxAttempts: "max_attempts",
+  maxRevisions: "max_revisions",
   riskLabelled: "risk_labelled",
   priority: "priority",
   workerProfile: "worker_profile",
@@ -227,6 +249,8 @@ export function updateTaskSql(
     `last_error = ${params.add(next.lastError)}`,
     `approved_by = ${params.add(next.approvedBy)}`,
     `pr_number = ${params.add(next.prNumber)}`,
+    `revisions = ${params.add(next.revisions)}`,
+    `revision_pending = ${params.add(next.revisionPending)}`,
     "updated_at = now()",
     `queued_at = CASE WHEN ${state} = 'queued' AND ${before} <> 'queued'
        THEN now() ELSE queued_at END`,
@@ -252,6 +276,34 @@ export async function setStatusCommentId(db: Queryable, id: number, commentId: n
 
 export async function setStateLabel(db: Queryable, id: number, label: string | null) {
   await db.query("UPDATE tasks SET state_label = $2 WHERE id = $1", [id, label]);
+}
+
+/** The check run the outbox last wrote for the task, and the commit it is on. */
+export async function setCheckRun(
+  db: Queryable,
+  id: number,
+  checkRun: { id: number; sha: string; status: string },
+) {
+  await db.query(
+    "UPDATE tasks SET check_run_id = $2, check_run_sha = $3, check_run_status = $4 WHERE id = $1",
+    [id, checkRun.id, checkRun.sha, checkRun.status],
+  );
+}
+
+/**
+ * The worker profile an `agent:` label picked (or null: back to the repository's), with
+ * the labels seen. Not a state change: the next run uses it; a running one keeps its own.
+ */
+export async function setWorkerProfile(
+  db: Queryable,
+  id: number,
+  change: { workerProfile: string | null; labels: string[] },
+): Promise<void> {
+  await db.query("UPDATE tasks SET worker_profile = $2, labels = $3 WHERE id = $1", [
+    id,
+    change.workerProfile,
+    change.labels,
+  ]);
 }
 
 export async function countTasksByState(db: Queryable): Promise<Record<TaskState, number>> {

@@ -1,8 +1,13 @@
 import type { Probot } from "probot";
 import type { RepoConfig } from "../config/repo-config.js";
 import { enqueueOutbox } from "../db/outbox.js";
+import type { PoolClient } from "../db/pool.js";
+import type { RepoRow } from "../db/repos.js";
 import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
+import { appendTaskEvent } from "../db/task-events.js";
+import { setWorkerProfile, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
+import { AGENT_LABEL_PREFIX, agentProfileFromLabels } from "../domain/labels.js";
 import { STATE_LABEL_PREFIX } from "../domain/transitions.js";
 import {
   type Delivery,
@@ -41,6 +46,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   // Overseer's own state labels arrive as labeled events too; they never trigger anything.
   if (labelName === "" || labelName.startsWith(STATE_LABEL_PREFIX)) return;
   const existing = await findTaskForIssue(deps, event);
+  if (existing && isAgentLabel(labelName)) return onAgentLabel(deps, delivery, existing);
   const triggerLabel = (existing?.config as Partial<RepoConfig> | undefined)?.label;
   // A label that cannot be the trigger (per the task's config) costs no config read.
   if (existing && triggerLabel && triggerLabel !== labelName) return;
@@ -74,6 +80,8 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
         cause: `delivery:${delivery.id}`,
       },
     );
+    const labels = event.issue.labels.map((label) => label.name);
+    await replyIfAgentLabelsConflict(client, repo, queued.task, labels, delivery);
     delivery.log.info(
       {
         task: queued.task.id,
@@ -93,6 +101,9 @@ async function onCancelled(
   const event = parsePayload(issueEventSchema, delivery.context.payload, `issues.${type}`);
   const existing = await findTaskForIssue(deps, event);
   if (!existing) return;
+  if (type === "unlabeled" && isAgentLabel(event.label?.name ?? "")) {
+    return onAgentLabel(deps, delivery, existing);
+  }
   const trigger = (existing.config as Partial<RepoConfig>).label ?? DEFAULT_TRIGGER_LABEL;
   if (type === "unlabeled" && event.label?.name !== trigger) return;
   const cause = { actor: actor.github(event.sender.login), cause: `delivery:${delivery.id}` };
@@ -114,4 +125,78 @@ async function onCancelled(
       );
     },
   );
+}
+
+function isAgentLabel(name: string): boolean {
+  return name.toLowerCase().startsWith(AGENT_LABEL_PREFIX);
+}
+
+/**
+ * An `agent:<profile>` label added to or removed from an issue with a task: the task's next
+ * run uses the profile the labels now pick (none: the repository's `worker`). A run under
+ * way keeps its profile. Which profiles a repository may use is the operator's call
+ * (`repositories` in the profile); the runner refuses one not allowed.
+ */
+async function onAgentLabel(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  task: TaskRow,
+): Promise<void> {
+  const action = (delivery.context.payload as { action?: string }).action ?? "labeled";
+  const event = parsePayload(issueEventSchema, delivery.context.payload, `issues.${action}`);
+  const labels = event.issue.labels.map((label) => label.name);
+  const configured = (task.config as Partial<RepoConfig>).worker ?? null;
+  const profile = agentProfileFromLabels(labels).profile ?? configured;
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client, repo) => {
+      await setWorkerProfile(client, task.id, { workerProfile: profile, labels });
+      await appendTaskEvent(client, {
+        taskId: task.id,
+        event: "profile_selected",
+        fromState: null,
+        toState: null,
+        actor: actor.github(event.sender.login),
+        cause: `delivery:${delivery.id}`,
+        detail: { profile, label: event.label?.name ?? null, action },
+      });
+      await enqueueOutbox(client, {
+        taskId: task.id,
+        installationId: repo.installationId ?? 0,
+        repoFullName: repo.fullName,
+        kind: "status_comment",
+        payload: { issueNumber: task.issueNumber },
+        key: { coalesce: `status:${task.id}` },
+      });
+      await replyIfAgentLabelsConflict(client, repo, task, labels, delivery);
+    },
+  );
+  delivery.log.info({ task: task.id, profile }, "agent label handled");
+}
+
+/** Several `agent:` labels pick no profile: say so once, on the issue. */
+async function replyIfAgentLabelsConflict(
+  client: PoolClient,
+  repo: RepoRow,
+  task: TaskRow,
+  labels: string[],
+  delivery: Delivery,
+): Promise<void> {
+  const { conflicting } = agentProfileFromLabels(labels);
+  if (conflicting.length === 0) return;
+  const names = conflicting.map((name) => `\`${AGENT_LABEL_PREFIX}${name}\``).join(", ");
+  await enqueueOutbox(client, {
+    taskId: task.id,
+    installationId: repo.installationId ?? 0,
+    repoFullName: repo.fullName,
+    kind: "reply",
+    payload: {
+      issueNumber: task.issueNumber,
+      body: `This issue has several agent labels (${names}), so none of them picks the worker. Keep one; until then the repository's worker runs.`,
+    },
+    key: { dedupe: `reply:${delivery.id}` },
+  });
 }

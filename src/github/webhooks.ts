@@ -6,6 +6,7 @@ import { registerCommands } from "./comments.js";
 import { registerIntake } from "./intake.js";
 import { registerMergeHandlers } from "./merges.js";
 import { PermissionCache } from "./permissions.js";
+import { registerReviewHandlers } from "./reviews.js";
 
 export interface WebhookDependencies {
   pool: Pool;
@@ -23,6 +24,7 @@ export function overseerApp(deps: WebhookDependencies): ApplicationFunction {
     registerIntake(app, handlers);
     registerCommands(app, handlers);
     registerMergeHandlers(app, handlers);
+    registerReviewHandlers(app, handlers);
     app.onError((error) => {
       // Probot wraps handler errors in an AggregateError with the event attached.
       const errors = "errors" in error ? [...(error as AggregateError).errors] : [error];

@@ -5,7 +5,7 @@ import type { OverseerEnv } from "../config/env.js";
 import {
   expandArgv,
   type PlaceholderValues,
-  resolveProfile,
+  resolveProfileFor,
   type WorkerProfile,
   type WorkerProfiles,
   workerEnv,
@@ -31,21 +31,34 @@ import {
   type WorkspaceOptions,
   type WorkspaceTask,
 } from "../workspace/index.js";
+import { agentReportFrom, REPORT_LOG_TAIL_BYTES } from "./agent-report.js";
 import type { RunnerGithub } from "./github.js";
 import { buildPrompt, writePromptFile } from "./prompt.js";
-import { settlementForError, stopped, workerFailed, workerTimedOut } from "./settlements.js";
+import { prepareRevision, publishRevision, type RevisionRun } from "./revision.js";
+import {
+  settlementForError,
+  stopped,
+  workerFailed,
+  workerLimited,
+  workerTimedOut,
+} from "./settlements.js";
 import { readLogTail, startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
+import { detectUsageLimit, LIMIT_LOG_TAIL_BYTES } from "./usage-limits.js";
 
 export const OVERSEER_AUTHOR = { name: "Overseer", email: "overseer@users.noreply.github.com" };
 const LOG_TAIL_BYTES = 2_048;
 const SUMMARY_LIMIT_BYTES = 16 * 1024;
+
+/** A profile paused with no reset time from the agent waits this long first (then doubles). */
+const DEFAULT_USAGE_LIMIT_BACKOFF_MS = 5 * 60_000;
 
 export interface RunContext {
   pool: Pool;
   env: Pick<
     OverseerEnv,
     "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "requeueBackoffMs"
-  >;
+  > &
+    Partial<Pick<OverseerEnv, "usageLimitBackoffMs">>;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
@@ -125,6 +138,8 @@ interface Prepared {
   values: PlaceholderValues;
   logPath: string;
   token: string | undefined;
+  /** Set when the run revises the task's open PR. */
+  revision: RevisionRun | null;
 }
 
 async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Settlement> {
@@ -133,13 +148,21 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     return stopped(ctx.runnerId, active.stopReason, null, "stopped before the worker started");
   }
   const exit = await superviseWorker(ctx, active, prepared, log);
-  return judge(ctx, active, prepared, exit);
+  const settlement = await judge(ctx, active, prepared, exit);
+  return { ...settlement, report: await reportOf(prepared) };
+}
+
+/** Cost, turns and last message as the agent's log tells them (the summary file otherwise). */
+async function reportOf(prepared: Prepared) {
+  const tail = await readLogTail(prepared.logPath, REPORT_LOG_TAIL_BYTES).catch(() => "");
+  return agentReportFrom(tail, await readSummary(prepared.values.summaryFile));
 }
 
 /** Token, worktree, prompt and profile: failures here are never the worker's. */
 async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Prepared> {
   const { task, repo, run } = active.claim;
-  const config = task.config as { worker?: string | null };
+  // First: a profile the operator does not allow here fails the run before any work.
+  const profile = resolveProfileFor(ctx.workers, run.profile ?? undefined, repo.fullName);
   const github = await ctx.github(repo.installationId ?? 0);
   const token = await github.installationToken();
   const workspace: WorkspaceTask = {
@@ -152,6 +175,16 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   };
   const options: WorkspaceOptions = { home: ctx.env.home, token, log };
   const worktree = await ensureWorktree(workspace, options);
+  const revision =
+    run.revision === null
+      ? null
+      : await prepareRevision(
+          { pool: ctx.pool, log, author: OVERSEER_AUTHOR },
+          active.claim,
+          active.lease,
+          { task: workspace, options, worktree },
+          github,
+        );
   const runDir = path.join(ctx.env.home, "runs", String(run.id));
   await mkdir(runDir, { recursive: true });
   const issue = await github.issueForPrompt(repo.fullName, task.issueNumber);
@@ -165,6 +198,7 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
       comments: issue.comments,
       branch: worktree.branch,
       base: worktree.base,
+      ...(revision ? { revision: revision.prompt } : {}),
     }),
   );
   const values: PlaceholderValues = {
@@ -176,9 +210,8 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     issue: task.issueNumber,
     repo: repo.fullName,
   };
-  const profile = resolveProfile(ctx.workers, config.worker ?? task.workerProfile ?? undefined);
   const logPath = path.join(runDir, "worker.log");
-  return { workspace, options, worktree, issue, github, profile, values, logPath, token };
+  return { workspace, options, worktree, issue, github, profile, values, logPath, token, revision };
 }
 
 async function superviseWorker(
@@ -240,9 +273,44 @@ async function judge(
     return workerTimedOut(runner, reason, exit);
   }
   if (exit.outcome === "spawn_failed" || exit.exitCode !== 0) {
-    return workerFailed(runner, `${exitHeadline(exit)}\n${await tail()}`.trim(), exit);
+    const limited = exit.outcome === "spawn_failed" ? null : await limitedBy(ctx, prepared, exit);
+    return limited ?? workerFailed(runner, `${exitHeadline(exit)}\n${await tail()}`.trim(), exit);
+  }
+  if (prepared.revision) {
+    return publishRevision(
+      runner,
+      prepared.revision,
+      {
+        ...prepared,
+        repo: active.claim.repo.fullName,
+        author: OVERSEER_AUTHOR,
+        summary: () => readSummary(prepared.values.summaryFile),
+        limited: () => limitedBy(ctx, prepared, exit),
+      },
+      exit,
+    );
   }
   return publish(ctx, active, prepared, exit);
+}
+
+/**
+ * The settlement for an agent that stopped at its usage or rate limit (or could not
+ * authenticate), if its exit and the end of its log say so.
+ */
+async function limitedBy(
+  ctx: RunContext,
+  prepared: Prepared,
+  exit: WorkerExit,
+): Promise<Settlement | null> {
+  const tail = await readLogTail(prepared.logPath, LIMIT_LOG_TAIL_BYTES).catch(() => "");
+  const limit = detectUsageLimit(prepared.profile, exit, tail, new Date());
+  if (!limit) return null;
+  const rules = prepared.profile.usageLimits;
+  const backoffMs =
+    (rules ? rules.backoffMs : undefined) ??
+    ctx.env.usageLimitBackoffMs ??
+    DEFAULT_USAGE_LIMIT_BACKOFF_MS;
+  return workerLimited(ctx.runnerId, limit, exit, backoffMs);
 }
 
 function exitHeadline(exit: WorkerExit): string {
@@ -270,7 +338,9 @@ async function publish(
     );
   }
   if ((await commitsAheadOfBase(worktree.path, worktree.base)) === 0) {
-    return workerFailed(ctx.runnerId, "worker exited without changes", exit);
+    // An agent at its limit may say so and exit 0.
+    const limited = await limitedBy(ctx, prepared, exit);
+    return limited ?? workerFailed(ctx.runnerId, "worker exited without changes", exit);
   }
   const pushed = await pushBranch(worktree.path, workspace, options);
   const remote = await remoteBranchSha(workspace, worktree.branch, options);

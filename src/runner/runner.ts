@@ -2,11 +2,13 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "../config/env.js";
-import type { WorkerProfiles } from "../config/workers.js";
+import { profileConcurrency, type WorkerProfiles } from "../config/workers.js";
 import { CHANNELS, type Listener, listen } from "../db/notify.js";
 import { type Pool, withTransaction } from "../db/pool.js";
+import { ensureProfiles } from "../db/profiles.js";
 import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runners.js";
 import {
+  type ClaimProfiles,
   claimNextTask,
   findExpiredRuns,
   findLeftoverWorktrees,
@@ -38,7 +40,8 @@ export interface RunnerDependencies {
     | "pollIntervalMs"
     | "runnerCapacity"
     | "requeueBackoffMs"
-  >;
+  > &
+    Partial<Pick<OverseerEnv, "usageLimitBackoffMs">>;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
@@ -72,6 +75,7 @@ export class Runner {
   #filling: Promise<void> | undefined;
   #fillAgain = false;
   #sweeping: Promise<void> | undefined;
+  readonly #profiles: ClaimProfiles;
   /** Tasks whose worktree could not be removed: recorded once, retried after a restart. */
   readonly #removalFailed = new Set<number>();
 
@@ -79,6 +83,10 @@ export class Runner {
     this.#deps = deps;
     this.id = deps.runnerId ?? newRunnerId();
     this.#log = deps.log.child({ runner: this.id });
+    this.#profiles = {
+      defaultProfile: deps.workers.default,
+      limits: profileConcurrency(deps.workers),
+    };
   }
 
   get activeRuns(): number {
@@ -94,6 +102,7 @@ export class Runner {
       version: this.#deps.version ?? "0.1.0",
       capacity: env.runnerCapacity,
     });
+    await ensureProfiles(pool, [...this.#deps.workers.profiles.keys()]);
     await this.#settleLeftovers();
     this.#listener = await listen({
       databaseUrl: this.#deps.databaseUrl,
@@ -152,7 +161,12 @@ export class Runner {
     const { pool, env } = this.#deps;
     while (!this.#stopping && this.#active.size < env.runnerCapacity) {
       const claim = await withTransaction(pool, (client) =>
-        claimNextTask(client, { runnerId: this.id, host: this.host, leaseMs: env.leaseMs }),
+        claimNextTask(client, {
+          runnerId: this.id,
+          host: this.host,
+          leaseMs: env.leaseMs,
+          profiles: this.#profiles,
+        }),
       );
       if (!claim) return;
       const active = new ActiveRun(claim);

@@ -62,3 +62,16 @@ export async function commitAll(
   });
   return (await git(worktreePath, ["rev-parse", "HEAD"])).trim();
 }
+
+/**
+ * Commits on HEAD after `start`, or null when `start` is no longer in HEAD's history (the
+ * branch was rewritten instead of added to).
+ */
+export async function commitsSince(worktreePath: string, start: string): Promise<number | null> {
+  if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(start))
+    throw new WorkspaceError(`not a commit id: ${start}`);
+  const kept = await gitSucceeds(worktreePath, ["merge-base", "--is-ancestor", start, "HEAD"]);
+  if (!kept) return null;
+  const out = await git(worktreePath, ["rev-list", "--count", `${start}..HEAD`, "--"]);
+  return Number.parseInt(out.trim(), 10);
+}

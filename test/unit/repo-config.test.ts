@@ -53,6 +53,8 @@ describe("parseRepoConfig", () => {
       riskLabels: ["risk:high"],
       commanders: "write",
       commitOnStop: true,
+      maxRevisions: 5,
+      reviseOnReview: false,
     };
     expect(ok(null)).toEqual(expected);
     expect(ok(undefined)).toEqual(expected);
@@ -81,6 +83,8 @@ merge_method: rebase
 risk_labels: [risk:high, security]
 commanders: maintain
 commit_on_stop: false
+max_revisions: 2
+revise_on_review: true
 `);
     expect(ok(raw)).toEqual({
       label: "agent",
@@ -93,6 +97,8 @@ commit_on_stop: false
       riskLabels: ["risk:high", "security"],
       commanders: "maintain",
       commitOnStop: false,
+      maxRevisions: 2,
+      reviseOnReview: true,
     });
   });
 

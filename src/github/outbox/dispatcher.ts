@@ -32,6 +32,8 @@ export interface DispatcherOptions {
    * one comment and one label, not three of each.
    */
   settleMs?: number;
+  /** OVERSEER_PUBLIC_URL: links to the dashboard (check runs). */
+  publicUrl?: string;
 }
 
 const DEFAULT_MAX_ATTEMPTS = 12;
@@ -45,7 +47,8 @@ const BATCH_SIZE = 20;
  * here, across restarts.
  */
 export class OutboxDispatcher {
-  readonly #options: Required<DispatcherOptions>;
+  readonly #options: Required<Omit<DispatcherOptions, "publicUrl">> &
+    Pick<DispatcherOptions, "publicUrl">;
   #listener: Listener | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -134,7 +137,7 @@ export class OutboxDispatcher {
     const log = this.#options.log.child({ outbox: entry.id, kind: entry.kind, task: entry.taskId });
     try {
       const octokit = await this.#options.octokitFor(entry.installationId);
-      await DELIVERERS[entry.kind](deliveryContext(pool, octokit, entry));
+      await DELIVERERS[entry.kind](deliveryContext(pool, octokit, entry, this.#options.publicUrl));
       await markOutboxDelivered(pool, entry);
       log.debug("outbox entry delivered");
     } catch (error) {
