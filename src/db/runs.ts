@@ -1,7 +1,7 @@
 import { actor } from "../domain/actors.js";
 import type { TaskEvent } from "../domain/types.js";
 import type { PoolClient, Queryable } from "./pool.js";
-import { type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
+import { ensureProfiles, type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
 import { applyTransition, changeTaskIn } from "./task-changes.js";
 import { TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
@@ -92,10 +92,16 @@ export async function claimNextTask(
   for (;;) {
     const picked = await pickTask(client, runner, profiles, fullRepos, fullProfiles);
     if (!picked) return null;
-    const { repo, run, repoSlot, profileSlot, ...task } = picked;
+    const { repo, run, profileFull, profileKnown, ...task } = picked;
     if (!run) {
-      if (repoSlot === null) fullRepos.push(task.repoId);
-      if (profileSlot === null) fullProfiles.push(task.profile);
+      if (profileFull && !profileKnown) {
+        // A limited profile no runner announced yet: its row makes it lockable; try again.
+        await ensureProfiles(client, [task.profile ?? ""]);
+      } else if (profileFull) {
+        fullProfiles.push(task.profile ?? "");
+      } else {
+        fullRepos.push(task.repoId);
+      }
       continue;
     }
     const claimed = await applyTransition(
@@ -120,11 +126,12 @@ export async function claimNextTask(
 interface Picked extends TaskRow {
   repo: RepoRow;
   run: RunRow | null;
-  profile: string;
-  /** Null when the repository was full. */
-  repoSlot: number | null;
-  /** Null when the profile was full or paused (always set for a profile without a limit). */
-  profileSlot: string | null;
+  /** Null only when no profile is known at all (no default given, none named). */
+  profile: string | null;
+  /** The profile has a limit and no slot was free (the repository's may have been). */
+  profileFull: boolean;
+  /** The profile has a worker_profiles row (a limited one needs it to be locked). */
+  profileKnown: boolean;
 }
 
 async function pickTask(
@@ -139,7 +146,7 @@ async function pickTask(
   const picked = await client.query<Picked>(
     `WITH candidate AS MATERIALIZED (
        SELECT ${TASK_COLUMNS}, ${PROFILE_OF("tasks", "$5")} AS profile,
-              limits.max_running AS "profileLimit"
+              limits.max_running AS "profileLimit", wp.name IS NOT NULL AS "profileKnown"
          FROM tasks JOIN repos ON repos.id = tasks.repo_id
          LEFT JOIN worker_profiles wp ON wp.name = ${PROFILE_OF("tasks", "$5")}
          LEFT JOIN unnest($6::text[], $7::int[]) AS limits (name, max_running)
@@ -153,20 +160,24 @@ async function pickTask(
           AND (wp.paused_until IS NULL OR wp.paused_until <= now())
           AND (limits.max_running IS NULL OR COALESCE(wp.running, 0) < limits.max_running)
           AND tasks.repo_id <> ALL($1::bigint[])
-          AND ${PROFILE_OF("tasks", "$5")} <> ALL($8::text[])
+          AND COALESCE(${PROFILE_OF("tasks", "$5")}, '') <> ALL($8::text[])
         ORDER BY tasks.priority, tasks.queued_at, tasks.id
         LIMIT 1
         FOR UPDATE OF tasks SKIP LOCKED),
-     slot AS MATERIALIZED (
-       SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
-        WHERE repos.running < ${CONCURRENCY("candidate")}
-        FOR NO KEY UPDATE OF repos),
+     -- Locks in one order for every claimer, or two could deadlock: a limited profile's
+     -- row first (slot's condition needs it), then the repository's; the profile row of an
+     -- unlimited profile is only touched afterwards, by the trigger on the run's insert.
      profile_slot AS MATERIALIZED (
        SELECT wp.name FROM worker_profiles wp JOIN candidate ON candidate.profile = wp.name
         WHERE candidate."profileLimit" IS NOT NULL
           AND wp.running < candidate."profileLimit"
           AND (wp.paused_until IS NULL OR wp.paused_until <= now())
         FOR NO KEY UPDATE OF wp),
+     slot AS MATERIALIZED (
+       SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
+        WHERE repos.running < ${CONCURRENCY("candidate")}
+          AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))
+        FOR NO KEY UPDATE OF repos),
      run AS (
        INSERT INTO runs (task_id, attempt, revision, runner_id, host, lease_token,
                          lease_expires_at, branch, profile)
@@ -177,12 +188,10 @@ async function pickTask(
               $2, $3, gen_random_uuid(), now() + $4 * interval '1 millisecond',
               candidate.branch, candidate.profile
          FROM candidate JOIN slot ON slot.id = candidate."repoId"
-        WHERE candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot)
        RETURNING ${RUN_COLUMNS})
      SELECT candidate.*, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run,
-            (SELECT id FROM slot) AS "repoSlot",
-            CASE WHEN candidate."profileLimit" IS NULL THEN candidate.profile
-                 ELSE (SELECT name FROM profile_slot) END AS "profileSlot"
+            candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)
+              AS "profileFull"
        FROM candidate JOIN repos ON repos.id = candidate."repoId"`,
     [
       fullRepos,
