@@ -32,7 +32,13 @@ beforeAll(async () => {
     );
   }
   for (const id of RUNNERS) {
-    await registerRunner(db.pool, { id, host: "test", pid: process.pid, version: "0", capacity: 1 });
+    await registerRunner(db.pool, {
+      id,
+      host: "test",
+      pid: process.pid,
+      version: "0",
+      capacity: 1,
+    });
   }
 });
 
@@ -175,7 +181,9 @@ describe("paused profiles", () => {
     expect(first?.task.id).toBe(other);
     expect(await claimOnce("profile-claimer-0")).toBeNull();
     // Unlimited profiles are checked too (they take no lock, but a pause holds them).
-    expect(await claimOnce("profile-claimer-0", { defaultProfile: "aider", limits: new Map() })).toBeNull();
+    expect(
+      await claimOnce("profile-claimer-0", { defaultProfile: "aider", limits: new Map() }),
+    ).toBeNull();
     await db.pool.query("UPDATE worker_profiles SET paused_until = now() - interval '1 second'");
     expect((await claimOnce("profile-claimer-0"))?.task.id).toBe(claude);
   });

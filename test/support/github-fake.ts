@@ -1,0 +1,277 @@
+import nock from "nock";
+import { API, INSTALLATION_ID } from "./github-app.js";
+
+/**
+ * A stateful stand-in for the part of GitHub's REST API a whole task touches (issues,
+ * comments, labels, reactions, pulls, reviews, check runs, repository config), behind nock,
+ * for tests that follow a task through many steps. Every call is recorded; a call to a
+ * route the fake does not know is answered 404 and listed in `unexpected`, which tests
+ * assert empty. Only documented routes are served.
+ */
+
+export interface RecordedCall {
+  method: string;
+  path: string;
+  // biome-ignore lint/suspicious/noExplicitAny: request bodies as GitHub receives them
+  body: any;
+}
+
+export interface FakeCheckRun {
+  id: number;
+  head_sha: string;
+  name: string;
+  external_id?: string;
+  status: string;
+  conclusion?: string;
+  details_url?: string;
+  output?: { title: string; summary: string };
+}
+
+export interface FakePull {
+  number: number;
+  head: { ref: string; sha: string };
+  state: "open" | "closed";
+  merged: boolean;
+  merge_commit_sha: string | null;
+  merged_at: string | null;
+}
+
+export interface FakeReviewComment {
+  id: number;
+  in_reply_to_id?: number;
+  path: string;
+  line: number | null;
+  start_line?: number | null;
+  user: { login: string };
+  author_association: string;
+  body: string;
+  created_at: string;
+}
+
+type Handler = (
+  match: RegExpExecArray,
+  // biome-ignore lint/suspicious/noExplicitAny: request bodies as GitHub receives them
+  body: any,
+  query: URLSearchParams,
+) => [number, unknown] | [number, unknown, Record<string, string>];
+
+export class GithubFake {
+  readonly calls: RecordedCall[] = [];
+  readonly unexpected: string[] = [];
+  readonly comments = new Map<number, { id: number; issue: number; body: string }>();
+  readonly labels = new Map<number, Set<string>>();
+  readonly checkRuns: FakeCheckRun[] = [];
+  readonly pulls = new Map<number, FakePull>();
+  readonly issues = new Map<number, { title: string; body: string }>();
+  readonly reviewComments = new Map<number, FakeReviewComment[]>();
+  readonly reviews = new Map<number, unknown[]>();
+  readonly conversation = new Map<
+    number,
+    {
+      id: number;
+      user: { login: string };
+      body: string;
+      created_at: string;
+      author_association: string;
+    }[]
+  >();
+  readonly permissions = new Map<string, string>();
+  /** `.github/overseer.yml` of the repository (null: none). */
+  config: string | null = null;
+  #nextId = 70_000;
+  readonly #routes: { method: string; pattern: RegExp; handle: Handler }[] = [];
+
+  constructor(
+    readonly owner: string,
+    readonly repo: string,
+  ) {
+    this.#defineRoutes();
+  }
+
+  /**
+   * Puts the fake in front of GitHub; needed in every test, since the strict network check
+   * clears all mocks after each one. The fake's state carries over.
+   */
+  install(): void {
+    for (const method of ["GET", "POST", "PATCH", "DELETE", "PUT"]) {
+      nock(API)
+        .persist()
+        .intercept(/.*/, method)
+        .optionally()
+        .reply((uri, body) => this.#answer(method, uri, body));
+    }
+  }
+
+  /** Calls made so far whose path mentions `needle` (an issue or PR path, say). */
+  callsFor(predicate: (call: RecordedCall) => boolean): RecordedCall[] {
+    return this.calls.filter(predicate);
+  }
+
+  openPull(number: number, ref: string, sha: string): FakePull {
+    const pull: FakePull = {
+      number,
+      head: { ref, sha },
+      state: "open",
+      merged: false,
+      merge_commit_sha: null,
+      merged_at: null,
+    };
+    this.pulls.set(number, pull);
+    return pull;
+  }
+
+  #id(): number {
+    this.#nextId += 1;
+    return this.#nextId;
+  }
+
+  #answer(
+    method: string,
+    uri: string,
+    rawBody: unknown,
+  ): [number, unknown] | [number, unknown, Record<string, string>] {
+    const url = new URL(uri, API);
+    const body = typeof rawBody === "string" && rawBody !== "" ? safeJson(rawBody) : rawBody;
+    this.calls.push({ method, path: url.pathname, body });
+    for (const route of this.#routes) {
+      if (route.method !== method) continue;
+      const match = route.pattern.exec(url.pathname);
+      if (match) return route.handle(match, body, url.searchParams);
+    }
+    this.unexpected.push(`${method} ${url.pathname}${url.search}`);
+    return [404, { message: "Not Found (no such route in the fake)" }];
+  }
+
+  #on(method: string, path: string, handle: Handler): void {
+    const repoPath = `/repos/${this.owner}/${this.repo}`;
+    const pattern = new RegExp(`^${path.replace("{repo}", repoPath)}$`);
+    this.#routes.push({ method, pattern, handle });
+  }
+
+  #defineRoutes(): void {
+    const now = () => new Date().toISOString();
+    this.#on("POST", `/app/installations/${INSTALLATION_ID}/access_tokens`, () => [
+      201,
+      { token: "ghs_fake", expires_at: new Date(Date.now() + 3_600_000).toISOString() },
+    ]);
+    this.#on("GET", "{repo}/contents/\\.github(?:%2F|/)overseer\\.yml", () =>
+      this.config === null
+        ? [404, { message: "Not Found" }]
+        : [200, this.config, { "content-type": "text/plain; charset=utf-8" }],
+    );
+    this.#on("GET", `/repos/${this.owner}/\\.github/contents/.*`, () => [
+      404,
+      { message: "Not Found" },
+    ]);
+    this.#on("GET", "{repo}/collaborators/([^/]+)/permission", (m) => {
+      const role = this.permissions.get(decodeURIComponent(m[1] ?? "")) ?? "write";
+      return [200, { permission: role === "maintain" ? "write" : role, role_name: role }];
+    });
+    this.#on("GET", "{repo}/issues/(\\d+)", (m) => {
+      const number = Number(m[1]);
+      const issue = this.issues.get(number) ?? { title: `Issue ${number}`, body: "Do it." };
+      return [200, { number, ...issue, comments: 0 }];
+    });
+    this.#on("GET", "{repo}/issues/(\\d+)/comments", (m, _b, query) => {
+      const number = Number(m[1]);
+      const since = query.get("since");
+      const extra = (this.conversation.get(number) ?? []).filter(
+        (comment) => !since || comment.created_at >= since,
+      );
+      const own = [...this.comments.values()]
+        .filter((comment) => comment.issue === number)
+        .map((comment) => ({ ...comment, created_at: now(), user: { login: "overseer[bot]" } }));
+      return [200, [...own, ...extra]];
+    });
+    this.#on("POST", "{repo}/issues/(\\d+)/comments", (m, body) => {
+      const comment = { id: this.#id(), issue: Number(m[1]), body: String(body.body) };
+      this.comments.set(comment.id, comment);
+      return [201, { id: comment.id }];
+    });
+    this.#on("PATCH", "{repo}/issues/comments/(\\d+)", (m, body) => {
+      const comment = this.comments.get(Number(m[1]));
+      if (!comment) return [404, { message: "Not Found" }];
+      comment.body = String(body.body);
+      return [200, { id: comment.id }];
+    });
+    this.#on("POST", "{repo}/issues/comments/(\\d+)/reactions", () => [201, { id: this.#id() }]);
+    this.#on("POST", "{repo}/pulls/comments/(\\d+)/reactions", () => [201, { id: this.#id() }]);
+    this.#on("POST", "{repo}/issues/(\\d+)/labels", (m, body) => {
+      const set = this.labels.get(Number(m[1])) ?? new Set<string>();
+      for (const name of body.labels as string[]) set.add(name);
+      this.labels.set(Number(m[1]), set);
+      return [200, [...set].map((name) => ({ name }))];
+    });
+    this.#on("DELETE", "{repo}/issues/(\\d+)/labels/([^/]+)", (m) => {
+      this.labels.get(Number(m[1]))?.delete(decodeURIComponent(m[2] ?? ""));
+      return [200, []];
+    });
+    this.#on("POST", "{repo}/pulls", (_m, body) => {
+      const existing = [...this.pulls.values()].find(
+        (pull) => pull.head.ref === body.head && pull.state === "open",
+      );
+      if (existing)
+        return [
+          422,
+          { message: "Validation Failed", errors: [{ message: "A pull request already exists" }] },
+        ];
+      const number = this.nextPullNumber ?? this.#id();
+      this.nextPullNumber = null;
+      const pull = this.openPull(number, String(body.head), "0".repeat(40));
+      return [201, this.#pullJson(pull)];
+    });
+    this.#on("GET", "{repo}/pulls/(\\d+)", (m) => {
+      const pull = this.pulls.get(Number(m[1]));
+      return pull ? [200, this.#pullJson(pull)] : [404, { message: "Not Found" }];
+    });
+    this.#on("GET", "{repo}/pulls/(\\d+)/comments", (m, _b, query) => {
+      const all = this.reviewComments.get(Number(m[1])) ?? [];
+      const page = Number(query.get("page") ?? 1);
+      const size = Number(query.get("per_page") ?? 30);
+      return [200, all.slice((page - 1) * size, page * size)];
+    });
+    this.#on("GET", "{repo}/pulls/(\\d+)/reviews", (m) => [
+      200,
+      this.reviews.get(Number(m[1])) ?? [],
+    ]);
+    this.#on("POST", "{repo}/check-runs", (_m, body) => {
+      const run: FakeCheckRun = { id: this.#id(), ...body };
+      this.checkRuns.push(run);
+      return [201, run];
+    });
+    this.#on("PATCH", "{repo}/check-runs/(\\d+)", (m, body) => {
+      const run = this.checkRuns.find((each) => each.id === Number(m[1]));
+      if (!run) return [404, { message: "Not Found" }];
+      Object.assign(run, body);
+      return [200, run];
+    });
+    this.#on("GET", "{repo}/commits/([^/]+)/check-runs", (m) => {
+      const runs = this.checkRuns.filter((run) => run.head_sha === m[1]);
+      return [200, { total_count: runs.length, check_runs: runs }];
+    });
+  }
+
+  /** The number the next PR opened gets (else a fresh id). */
+  nextPullNumber: number | null = null;
+
+  #pullJson(pull: FakePull) {
+    return {
+      number: pull.number,
+      html_url: `https://github.com/${this.owner}/${this.repo}/pull/${pull.number}`,
+      state: pull.state,
+      merged: pull.merged,
+      merge_commit_sha: pull.merge_commit_sha,
+      merged_at: pull.merged_at,
+      merged_by: pull.merged ? { login: "octocat" } : null,
+      head: { ref: pull.head.ref, sha: pull.head.sha },
+    };
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
