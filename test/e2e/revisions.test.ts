@@ -61,7 +61,8 @@ beforeAll(async () => {
     {
       OVERSEER_HOME: home,
       OVERSEER_WORKERS: workers,
-      OVERSEER_OUTBOX_SETTLE: "1s",
+      // Production's default: edits queued within it are sent once.
+      OVERSEER_OUTBOX_SETTLE: "2s",
       OVERSEER_HEARTBEAT_INTERVAL: "500ms",
       OVERSEER_PUBLIC_URL: "https://overseer.example.com",
     },
@@ -480,4 +481,44 @@ describe("a revision asked for on the PR", () => {
     expect(existsSync(path.join(home, "runs", String((revision.id as number) + 1)))).toBe(false);
     expect(github.unexpected).toEqual([]);
   }, 90_000);
+
+  it("/revise in a review comment takes its file and line along; the 👍 goes on the review comment", async () => {
+    const first = await label(35, 135);
+    const payload = examplePayload("pull_request_review_comment", "created");
+    payload.comment = {
+      ...payload.comment,
+      id: 55_501,
+      body: "/revise use a Map here",
+      path: "src/lookup.ts",
+      line: 7,
+      user: { ...payload.comment.user, login: "maintainer", type: "User" },
+    };
+    payload.sender = { ...payload.sender, login: "maintainer", type: "User" };
+    payload.pull_request.number = 135;
+    payload.pull_request.head = { ...payload.pull_request.head, ref: first.branch };
+    payload.repository = repository();
+    expect((await app.send("pull_request_review_comment", payload)).status).toBe(200);
+    await waitForTask(
+      35,
+      (r) => r.state === "awaiting_merge" && r.revisions === 1 && !r.revision_pending,
+      "revised",
+    );
+    await app.settleOutbox();
+    const requests = await db.pool.query(
+      "SELECT source, body FROM revision_requests WHERE task_id = $1",
+      [first.id],
+    );
+    expect(requests.rows).toEqual([
+      {
+        source: "review_comment",
+        body: "(Written as a review comment on `src/lookup.ts` line 7.)\n\nuse a Map here",
+      },
+    ]);
+    expect(
+      github.callsFor(
+        (call) => call.method === "POST" && call.path.endsWith("/pulls/comments/55501/reactions"),
+      ),
+    ).toHaveLength(1);
+    expect(github.unexpected).toEqual([]);
+  }, 60_000);
 });
