@@ -384,6 +384,11 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 function formatIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
+  // `usage_limits` is false or a mapping: for a mapping, what is wrong inside it is the news.
+  const inMapping = issue.code === "invalid_union" ? issue.errors[1]?.[0] : undefined;
+  if (inMapping && issue.path.at(-1) === "usage_limits") {
+    return formatIssue({ ...inMapping, path: [...issue.path, ...inMapping.path] });
+  }
   if (issue.code === "unrecognized_keys") {
     const known =
       issue.path.length === 0

@@ -193,7 +193,7 @@ function secondsFrom(text: string, now: Date): Date | null {
 
 function durationFrom(text: string, now: Date): Date | null {
   const match =
-    /\b(?:try again|retry|resets?) in ((?:\d+(?:\.\d+)?\s*(?:days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|[dhms])\b[\s,]*(?:and\s+)?)+)/i.exec(
+    /\b(?:try again|retry|resets?) in ((?:\d+(?:\.\d+)?\s*(?:days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|[dhms])(?![a-z])[\s,]*(?:and\s+)?)+)/i.exec(
       text,
     );
   if (!match?.[1]) return null;

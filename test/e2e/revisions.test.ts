@@ -447,6 +447,20 @@ describe("a revision asked for on the PR", () => {
     review.pull_request.head = { ...review.pull_request.head, ref: first.branch };
     review.repository = repository();
     review.installation = examplePayload("issues", "labeled").installation;
+    // Anyone may leave a review on a public repository: one by someone who may not command
+    // Overseer changes nothing (and gets no answer, a review not being a command).
+    github.permissions.set("drive-by", "read");
+    const stranger = structuredClone(review);
+    stranger.review = {
+      ...stranger.review,
+      id: 777_000,
+      user: { ...stranger.review.user, login: "drive-by" },
+    };
+    stranger.sender = { ...stranger.sender, login: "drive-by" };
+    expect((await app.send("pull_request_review", stranger)).status).toBe(200);
+    expect(await taskRow(34)).toMatchObject({ state: "awaiting_merge", revision_pending: false });
+    expect(await runsOf(first.id)).toHaveLength(1);
+
     expect((await app.send("pull_request_review", review)).status).toBe(200);
 
     const revised = await waitForTask(
