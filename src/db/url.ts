@@ -1,13 +1,4 @@
 /** Connection strings carry passwords; nothing we log or throw may. */
-export function redactDatabaseUrl(raw: string): string {
-  try {
-    const url = new URL(raw);
-    if (url.password) url.password = "***";
-    return url.toString();
-  } catch {
-    return "<unparseable database URL>";
-  }
-}
 
 /** "host:port/database", the part of a URL a person needs to find the server. */
 export function describeDatabaseTarget(raw: string): string {

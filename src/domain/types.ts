@@ -18,11 +18,6 @@ export const FINAL_STATES = [
   "stopped",
   "cancelled",
 ] as const satisfies readonly TaskState[];
-export type FinalState = (typeof FINAL_STATES)[number];
-
-export function isFinalState(state: TaskState): state is FinalState {
-  return (FINAL_STATES as readonly TaskState[]).includes(state);
-}
 
 export const COMMAND_NAMES = [
   "run",

@@ -60,6 +60,9 @@ interface ApiComment {
   created_at: string;
 }
 
+/** Overseer's own comments (status, replies) tell the agent nothing about the task. */
+const OVERSEER_MARKER = "<!-- overseer:";
+
 export function createRunnerGithub(
   octokit: GithubRequester & { auth?: (options: object) => Promise<unknown> },
 ): RunnerGithub {
@@ -265,7 +268,7 @@ async function recentComments(
         page,
       })
     ).data as ApiComment[];
-    collected.unshift(...comments);
+    collected.unshift(...comments.filter((comment) => !comment.body?.startsWith(OVERSEER_MARKER)));
     page -= 1;
   }
   return collected.slice(-MAX_PROMPT_COMMENTS);

@@ -16,6 +16,7 @@ import {
   type LeftoverWorktree,
   listRunnerPids,
   markWorktreesRemoved,
+  nextBackoffEndsInMs,
   type RunRow,
   requeueLostRun,
 } from "../db/runs.js";
@@ -70,6 +71,7 @@ export class Runner {
   readonly #finished = new Set<Promise<void>>();
   #listener: Listener | undefined;
   #poll: NodeJS.Timeout | undefined;
+  #backoffTimer: NodeJS.Timeout | undefined;
   #beat: NodeJS.Timeout | undefined;
   #stopping = false;
   #filling: Promise<void> | undefined;
@@ -128,6 +130,7 @@ export class Runner {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#poll);
+    clearTimeout(this.#backoffTimer);
     clearInterval(this.#beat);
     for (const active of this.#active.values()) active.requestStop("shutdown");
     await this.#filling;
@@ -168,7 +171,10 @@ export class Runner {
           profiles: this.#profiles,
         }),
       );
-      if (!claim) return;
+      if (!claim) {
+        await this.#wakeWhenBackoffEnds();
+        return;
+      }
       const active = new ActiveRun(claim);
       this.#active.set(claim.run.id, active);
       const finished = runAttempt({ ...this.#deps, runnerId: this.id }, active)
@@ -182,6 +188,14 @@ export class Runner {
         });
       this.#finished.add(finished);
     }
+  }
+
+  /** A task waiting out a backoff becomes claimable without a NOTIFY: wake for it then. */
+  async #wakeWhenBackoffEnds(): Promise<void> {
+    const dueIn = await nextBackoffEndsInMs(this.#deps.pool);
+    clearTimeout(this.#backoffTimer);
+    if (dueIn === null || dueIn >= this.#deps.env.pollIntervalMs) return;
+    this.#backoffTimer = setTimeout(() => this.wake(), Math.max(10, dueIn));
   }
 
   #tick(): void {

@@ -75,7 +75,7 @@ async function detach(entry: WorktreeEntry, p: TaskPaths, branch: string, opts: 
         opts.log?.info({ worktree: p.worktree }, "removed worktree");
         return;
       } catch (error) {
-        opts.log?.warn({ worktree: p.worktree, error: String(error) }, "worktree not removable");
+        opts.log?.warn({ worktree: p.worktree, err: error }, "worktree not removable");
       }
     }
   }

@@ -248,8 +248,18 @@ describe("commands", () => {
     edited.issue.number = issueNumber;
     edited.comment.body = "/stop";
     expect((await app.send("issue_comment", edited)).status).toBe(200);
-    await app.send("issue_comment", commentPayload("/stop", "dependabot[bot]", "Bot"));
-    expect((await taskRow())[0].state).toBe("queued");
+    const bot = await app.send("issue_comment", commentPayload("/stop", "dependabot[bot]", "Bot"));
+    expect(bot.status).toBe(200);
+    const [task] = await taskRow();
+    expect(task.state).toBe("queued");
+    // Ignored before anything was recorded: no delivery, no audit event for either comment.
+    const deliveries = await db.pool.query("SELECT id FROM deliveries WHERE id = $1", [bot.id]);
+    expect(deliveries.rows).toEqual([]);
+    const events = await db.pool.query(
+      "SELECT event FROM task_events WHERE task_id = $1 AND event LIKE 'command:%'",
+      [task.id],
+    );
+    expect(events.rows).toEqual([]);
     expect(await db.pool.query("SELECT 1 FROM outbox WHERE delivered_at IS NULL")).toMatchObject({
       rowCount: 0,
     });

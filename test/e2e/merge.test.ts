@@ -153,19 +153,42 @@ describe("pull_request.closed", () => {
       .reply(200, [])
       .delete(/labels/)
       .reply(200, []);
-    await app.send("pull_request", closedPayload(true));
-    const row = await task(id);
-    expect(row.state).not.toBe("done");
-    expect(row.merge_commit_sha).toBeNull();
+    const response = await app.send("pull_request", closedPayload(true));
+    // Handled (not a crash answered 500): the API's word, "closed, not merged", is recorded.
+    expect(response.status).toBe(200);
+    expect(await task(id)).toMatchObject({
+      state: "failed",
+      last_error: "PR closed without merge",
+      merge_commit_sha: null,
+      merged_at: null,
+    });
+    const events = await db.pool.query("SELECT event FROM task_events WHERE task_id = $1", [id]);
+    expect(events.rows.map((row) => row.event)).toEqual(["pr_closed_unmerged"]);
     await app.settleOutbox();
   });
 
   it("completes a task whose PR merged before the runner recorded it, and stops the run", async () => {
     const id = await seedTask("running", { prNumber: null });
+    await db.pool.query(
+      `INSERT INTO runners (id, host, pid, version, capacity) VALUES ('merge-test', 'h', 1, 't', 1)
+       ON CONFLICT (id) DO NOTHING`,
+    );
+    const run = await db.pool.query<{ id: number }>(
+      `INSERT INTO runs (task_id, attempt, runner_id, host, lease_token, lease_expires_at)
+       VALUES ($1, 1, 'merge-test', 'h', gen_random_uuid(), now() + interval '1 minute')
+       RETURNING id`,
+      [id],
+    );
     nock(API).get(`${REPO_PATH}/pulls/${pr}`).reply(200, apiPull(true));
     const done = mockDoneEffects();
     await app.send("pull_request", closedPayload(true));
     expect(await task(id)).toMatchObject({ state: "done", pr_number: pr });
+    const stop = await db.pool.query(
+      "SELECT stop_requested_at, stop_requested_by FROM runs WHERE id = $1",
+      [run.rows[0]?.id],
+    );
+    expect(stop.rows[0].stop_requested_at).not.toBeNull();
+    expect(stop.rows[0].stop_requested_by).toBe(`github:${closedPayload(true).sender.login}`);
     await app.settleOutbox();
     expect(done.completions).toHaveLength(1);
   });
@@ -243,13 +266,28 @@ describe("pull_request.closed", () => {
     comment.comment.body = "/retry";
     comment.comment.user.login = "octocat";
     comment.sender.login = "octocat";
-    await app.send("issue_comment", comment);
+    expect((await app.send("issue_comment", comment)).status).toBe(200);
     expect(await task(id)).toMatchObject({
       state: "queued",
       last_error: null,
       branch: branch(),
       attempts: 1,
     });
+    const events = await db.pool.query(
+      "SELECT event, from_state, to_state, actor FROM task_events WHERE task_id = $1",
+      [id],
+    );
+    expect(events.rows).toEqual([
+      { event: "command:retry", from_state: "failed", to_state: "queued", actor: "github:octocat" },
+    ]);
+    const queued = await db.pool.query("SELECT kind FROM outbox WHERE task_id = $1 ORDER BY kind", [
+      id,
+    ]);
+    expect(queued.rows.map((row) => row.kind)).toEqual([
+      "reaction",
+      "state_label",
+      "status_comment",
+    ]);
     await app.settleOutbox();
   });
 });
@@ -314,9 +352,22 @@ describe("auto-merge", () => {
 
   it("never merges a risk-labelled task without /approve", async () => {
     const id = await seedTask("awaiting_merge", { config: { merge: "auto" }, riskLabelled: true });
-    await app.send("check_suite", checkSuite());
+    expect((await app.send("check_suite", checkSuite())).status).toBe(200);
+    // The merge was asked for (not merely never queued) and refused before any API call.
+    const asked = await db.pool.query("SELECT kind FROM outbox WHERE task_id = $1", [id]);
+    expect(asked.rows).toEqual([{ kind: "merge_pr" }]);
     await app.settleOutbox();
     expect((await task(id)).state).toBe("awaiting_merge");
+    const declined = await db.pool.query(
+      "SELECT actor, detail FROM task_events WHERE task_id = $1 AND event = 'auto_merge_declined'",
+      [id],
+    );
+    expect(declined.rows).toEqual([
+      {
+        actor: "overseer:auto-merge",
+        detail: { reason: "risk-labelled task without /approve", pr },
+      },
+    ]);
   });
 
   it("does not merge when a check failed", async () => {

@@ -1,5 +1,51 @@
 import nock from "nock";
-import { API, INSTALLATION_ID } from "./github-app.js";
+import { API } from "./github-app.js";
+import { loadDocumentedRoutes } from "./github-stand-in.js";
+
+const DOCUMENTED = loadDocumentedRoutes();
+
+const CHECK_STATUSES = new Set(["queued", "in_progress", "completed"]);
+const CHECK_CONCLUSIONS = new Set([
+  "action_required",
+  "cancelled",
+  "failure",
+  "neutral",
+  "success",
+  "skipped",
+  "stale",
+  "timed_out",
+]);
+
+/**
+ * A check run body as GitHub's REST description allows it: a failed check throws, which
+ * nock turns into a failed request the test sees.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: request bodies as GitHub receives them
+function checkRunBody(body: any, create: boolean): void {
+  const problems: string[] = [];
+  if (create && (typeof body.name !== "string" || typeof body.head_sha !== "string")) {
+    problems.push("name and head_sha are required");
+  }
+  if (body.status !== undefined && !CHECK_STATUSES.has(body.status))
+    problems.push(`status ${body.status}`);
+  if (body.conclusion !== undefined && !CHECK_CONCLUSIONS.has(body.conclusion)) {
+    problems.push(`conclusion ${body.conclusion}`);
+  }
+  if (body.status === "completed" && body.conclusion === undefined)
+    problems.push("completed without conclusion");
+  if (
+    body.output &&
+    (typeof body.output.title !== "string" || typeof body.output.summary !== "string")
+  ) {
+    problems.push("output needs title and summary");
+  }
+  if ((body.output?.summary?.length ?? 0) > 65_535) problems.push("summary over 65535 characters");
+  for (const key of ["started_at", "completed_at"]) {
+    if (body[key] !== undefined && Number.isNaN(Date.parse(body[key])))
+      problems.push(`${key} not a time`);
+  }
+  if (problems.length > 0) throw new Error(`invalid check run body: ${problems.join("; ")}`);
+}
 
 /**
  * A stateful stand-in for the part of GitHub's REST API a whole task touches (issues,
@@ -136,43 +182,54 @@ export class GithubFake {
     for (const route of this.#routes) {
       if (route.method !== method) continue;
       const match = route.pattern.exec(url.pathname);
-      if (match) return route.handle(match, body, url.searchParams);
+      if (!match) continue;
+      try {
+        return route.handle(match, body, url.searchParams);
+      } catch (error) {
+        this.unexpected.push(`${method} ${url.pathname}: ${(error as Error).message}`);
+        return [422, { message: (error as Error).message }];
+      }
     }
     this.unexpected.push(`${method} ${url.pathname}${url.search}`);
     return [404, { message: "Not Found (no such route in the fake)" }];
   }
 
-  #on(method: string, path: string, handle: Handler): void {
-    const repoPath = `/repos/${this.owner}/${this.repo}`;
-    const pattern = new RegExp(`^${path.replace("{repo}", repoPath)}$`);
-    this.#routes.push({ method, pattern, handle });
+  /** `spec` as GitHub's REST description writes it; refused at once if it is not there. */
+  #on(spec: string, handle: Handler, repo = this.repo): void {
+    if (!DOCUMENTED.has(spec)) throw new Error(`not a documented GitHub route: ${spec}`);
+    const [method = "", template = ""] = spec.split(" ");
+    const path = template
+      .replace("{owner}", this.owner)
+      .replace("{repo}", repo.replace(".", "\\."))
+      .replace(/\{path\}/, "(.+)")
+      .replace(/\{[a-z_]+\}/g, "([^/]+)");
+    this.#routes.push({ method, pattern: new RegExp(`^${path}$`), handle });
   }
 
   #defineRoutes(): void {
     const now = () => new Date().toISOString();
-    this.#on("POST", `/app/installations/${INSTALLATION_ID}/access_tokens`, () => [
+    const R = "/repos/{owner}/{repo}";
+    this.#on("POST /app/installations/{installation_id}/access_tokens", () => [
       201,
       { token: "ghs_fake", expires_at: new Date(Date.now() + 3_600_000).toISOString() },
     ]);
-    this.#on("GET", "{repo}/contents/\\.github(?:%2F|/)overseer\\.yml", () =>
-      this.config === null
+    this.#on(`GET ${R}/contents/{path}`, (m) =>
+      this.config === null || !/^\.github(%2F|\/)overseer\.yml$/.test(m[1] ?? "")
         ? [404, { message: "Not Found" }]
         : [200, this.config, { "content-type": "text/plain; charset=utf-8" }],
     );
-    this.#on("GET", `/repos/${this.owner}/\\.github/contents/.*`, () => [
-      404,
-      { message: "Not Found" },
-    ]);
-    this.#on("GET", "{repo}/collaborators/([^/]+)/permission", (m) => {
+    // Probot's config reader falls back to the owner's `.github` repository.
+    this.#on(`GET ${R}/contents/{path}`, () => [404, { message: "Not Found" }], ".github");
+    this.#on(`GET ${R}/collaborators/{username}/permission`, (m) => {
       const role = this.permissions.get(decodeURIComponent(m[1] ?? "")) ?? "write";
       return [200, { permission: role === "maintain" ? "write" : role, role_name: role }];
     });
-    this.#on("GET", "{repo}/issues/(\\d+)", (m) => {
+    this.#on(`GET ${R}/issues/{issue_number}`, (m) => {
       const number = Number(m[1]);
       const issue = this.issues.get(number) ?? { title: `Issue ${number}`, body: "Do it." };
       return [200, { number, ...issue, comments: 0 }];
     });
-    this.#on("GET", "{repo}/issues/(\\d+)/comments", (m, _b, query) => {
+    this.#on(`GET ${R}/issues/{issue_number}/comments`, (m, _b, query) => {
       const number = Number(m[1]);
       const since = query.get("since");
       const extra = (this.conversation.get(number) ?? []).filter(
@@ -183,69 +240,72 @@ export class GithubFake {
         .map((comment) => ({ ...comment, created_at: now(), user: { login: "overseer[bot]" } }));
       return [200, [...own, ...extra]];
     });
-    this.#on("POST", "{repo}/issues/(\\d+)/comments", (m, body) => {
+    this.#on(`POST ${R}/issues/{issue_number}/comments`, (m, body) => {
       const comment = { id: this.#id(), issue: Number(m[1]), body: String(body.body) };
       this.comments.set(comment.id, comment);
       return [201, { id: comment.id }];
     });
-    this.#on("PATCH", "{repo}/issues/comments/(\\d+)", (m, body) => {
+    this.#on(`PATCH ${R}/issues/comments/{comment_id}`, (m, body) => {
       const comment = this.comments.get(Number(m[1]));
       if (!comment) return [404, { message: "Not Found" }];
       comment.body = String(body.body);
       return [200, { id: comment.id }];
     });
-    this.#on("POST", "{repo}/issues/comments/(\\d+)/reactions", () => [201, { id: this.#id() }]);
-    this.#on("POST", "{repo}/pulls/comments/(\\d+)/reactions", () => [201, { id: this.#id() }]);
-    this.#on("POST", "{repo}/issues/(\\d+)/labels", (m, body) => {
+    this.#on(`POST ${R}/issues/comments/{comment_id}/reactions`, () => [201, { id: this.#id() }]);
+    this.#on(`POST ${R}/pulls/comments/{comment_id}/reactions`, () => [201, { id: this.#id() }]);
+    this.#on(`POST ${R}/issues/{issue_number}/labels`, (m, body) => {
       const set = this.labels.get(Number(m[1])) ?? new Set<string>();
       for (const name of body.labels as string[]) set.add(name);
       this.labels.set(Number(m[1]), set);
       return [200, [...set].map((name) => ({ name }))];
     });
-    this.#on("DELETE", "{repo}/issues/(\\d+)/labels/([^/]+)", (m) => {
+    this.#on(`DELETE ${R}/issues/{issue_number}/labels/{name}`, (m) => {
       this.labels.get(Number(m[1]))?.delete(decodeURIComponent(m[2] ?? ""));
       return [200, []];
     });
-    this.#on("POST", "{repo}/pulls", (_m, body) => {
+    this.#on(`POST ${R}/pulls`, (_m, body) => {
       const existing = [...this.pulls.values()].find(
         (pull) => pull.head.ref === body.head && pull.state === "open",
       );
-      if (existing)
+      if (existing) {
         return [
           422,
           { message: "Validation Failed", errors: [{ message: "A pull request already exists" }] },
         ];
+      }
       const number = this.nextPullNumber ?? this.#id();
       this.nextPullNumber = null;
       const pull = this.openPull(number, String(body.head), "0".repeat(40));
       return [201, this.#pullJson(pull)];
     });
-    this.#on("GET", "{repo}/pulls/(\\d+)", (m) => {
+    this.#on(`GET ${R}/pulls/{pull_number}`, (m) => {
       const pull = this.pulls.get(Number(m[1]));
       return pull ? [200, this.#pullJson(pull)] : [404, { message: "Not Found" }];
     });
-    this.#on("GET", "{repo}/pulls/(\\d+)/comments", (m, _b, query) => {
+    this.#on(`GET ${R}/pulls/{pull_number}/comments`, (m, _b, query) => {
       const all = this.reviewComments.get(Number(m[1])) ?? [];
       const page = Number(query.get("page") ?? 1);
       const size = Number(query.get("per_page") ?? 30);
       return [200, all.slice((page - 1) * size, page * size)];
     });
-    this.#on("GET", "{repo}/pulls/(\\d+)/reviews", (m) => [
+    this.#on(`GET ${R}/pulls/{pull_number}/reviews`, (m) => [
       200,
       this.reviews.get(Number(m[1])) ?? [],
     ]);
-    this.#on("POST", "{repo}/check-runs", (_m, body) => {
+    this.#on(`POST ${R}/check-runs`, (_m, body) => {
+      checkRunBody(body, true);
       const run: FakeCheckRun = { id: this.#id(), ...body };
       this.checkRuns.push(run);
       return [201, run];
     });
-    this.#on("PATCH", "{repo}/check-runs/(\\d+)", (m, body) => {
+    this.#on(`PATCH ${R}/check-runs/{check_run_id}`, (m, body) => {
+      checkRunBody(body, false);
       const run = this.checkRuns.find((each) => each.id === Number(m[1]));
       if (!run) return [404, { message: "Not Found" }];
       Object.assign(run, body);
       return [200, run];
     });
-    this.#on("GET", "{repo}/commits/([^/]+)/check-runs", (m) => {
+    this.#on(`GET ${R}/commits/{ref}/check-runs`, (m) => {
       const runs = this.checkRuns.filter((run) => run.head_sha === m[1]);
       return [200, { total_count: runs.length, check_runs: runs }];
     });

@@ -17,10 +17,11 @@ export interface OverseerProcess {
 export async function spawnOverseer(
   args: string[],
   env: Record<string, string | undefined>,
+  options: { cwd?: string } = {},
 ): Promise<OverseerProcess> {
   const port = env.PORT ? Number(env.PORT) : await findFreePort();
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,

@@ -75,10 +75,12 @@ describe("branchName", () => {
     expect(slug).toBe("implement-the-entire-distributed-consensus");
   });
 
-  it("stays fast on huge titles", () => {
-    const started = performance.now();
-    for (let i = 0; i < 100; i++) branchName(1, "🚀".repeat(5_000) + "x".repeat(100_000));
-    expect(performance.now() - started).toBeLessThan(500);
+  it("looks only at the start of a huge title, so its cost does not grow with it", () => {
+    // Everything past the first few hundred characters is never read: the same name comes
+    // out whatever follows, and a title of emoji gives the fallback slug.
+    expect(branchName(1, "🚀".repeat(5_000) + "x".repeat(100_000))).toBe("overseer/1-task");
+    const long = "word ".repeat(20_000);
+    expect(branchName(1, long)).toBe(branchName(1, `${long.slice(0, 400)}${"z".repeat(100_000)}`));
   });
 
   it.each([0, -1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 2])(

@@ -1,0 +1,743 @@
+import { createHash, createHmac, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type http from "node:http";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { type GitServer, startGitServer } from "./git-http.js";
+
+/**
+ * GitHub as a process would meet it: one HTTP server answering the REST API under
+ * `/api/v3` (as GitHub Enterprise does, so Overseer reaches it through GHE_HOST and
+ * GHE_PROTOCOL=http) and git over smart HTTP at `/<owner>/<name>.git`. It keeps repositories,
+ * issues, comments, labels and pull requests in memory, sends signed webhooks to the app
+ * (and, like GitHub, never redelivers one that failed), honours conditional requests
+ * (ETag → 304, which costs no rate limit), counts the rate limit, and can be told to fail.
+ *
+ * It answers only routes that exist in GitHub's published REST description (checked at
+ * start against the route list Octokit generates from it); anything else is a 404 that
+ * the test sees in `unknownCalls`.
+ */
+
+const DOCUMENTED = loadDocumentedRoutes();
+
+export function loadDocumentedRoutes(): Set<string> {
+  const require = createRequire(import.meta.url);
+  const entry = require.resolve("@octokit/plugin-rest-endpoint-methods");
+  const file = path.join(path.dirname(entry), "..", "dist-src", "generated", "endpoints.js");
+  const routes = new Set<string>();
+  for (const match of readFileSync(file, "utf8").matchAll(
+    /"(GET|POST|PATCH|PUT|DELETE) (\/[^"]*)"/g,
+  )) {
+    routes.add(`${match[1]} ${match[2]}`);
+  }
+  return routes;
+}
+
+export interface Comment {
+  id: number;
+  body: string;
+  user: { login: string; type: string };
+  performed_via_github_app: { id: number; slug: string } | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Issue {
+  number: number;
+  title: string;
+  body: string;
+  state: "open" | "closed";
+  labels: string[];
+  comments: Comment[];
+  reactions: { commentId: number; content: string }[];
+}
+
+export interface Pull {
+  number: number;
+  head: string;
+  base: string;
+  title: string;
+  body: string;
+  state: "open" | "closed";
+  merged: boolean;
+  mergeCommitSha: string | null;
+  mergedAt: string | null;
+  mergedBy: string | null;
+  headSha: string;
+}
+
+export interface RepoModel {
+  id: number;
+  owner: string;
+  name: string;
+  fullName: string;
+  cloneUrl: string;
+  defaultBranch: string;
+  /** `.github/overseer.yml`, or null for none. */
+  config: string | null;
+  issues: Map<number, Issue>;
+  pulls: Map<number, Pull>;
+  permissions: Map<string, string>;
+}
+
+export interface ApiCall {
+  method: string;
+  route: string;
+  status: number;
+  /** False for a 304: conditional requests that match cost no rate limit. */
+  counted: boolean;
+}
+
+export interface Fault {
+  status: number;
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+
+export interface StandIn {
+  host: string;
+  url: string;
+  git: GitServer;
+  installationId: number;
+  appId: number;
+  /** The App's own bot login, as GitHub shows it on its comments. */
+  botLogin: string;
+  calls: ApiCall[];
+  unknownCalls: string[];
+  deliveries: { id: string; event: string; status: number }[];
+  /** Where webhooks go: set once the app listens. */
+  webhookUrl: string | undefined;
+  webhookSecret: string;
+  createRepo(owner: string, name: string, options?: { config?: string }): Promise<RepoModel>;
+  openIssue(repo: RepoModel, title: string, options?: { body?: string; labels?: string[] }): Issue;
+  /** Adds the label and delivers `issues.labeled` as `sender`. */
+  label(
+    repo: RepoModel,
+    issue: number,
+    label: string,
+    sender?: string,
+  ): Promise<{ status: number; id: string }>;
+  /** Posts a comment as `login` and delivers `issue_comment.created`. */
+  comment(
+    repo: RepoModel,
+    issue: number,
+    body: string,
+    login?: string,
+  ): Promise<{ status: number; id: string }>;
+  /** Merges the PR on the git server (fast-forward of the base) and delivers `pull_request.closed`. */
+  merge(repo: RepoModel, pull: number, by?: string): Promise<{ status: number; id: string }>;
+  /** Answers API calls (not git) with `fault` until `clear()` or for `ms`. */
+  fail(
+    fault: Fault | ((call: { method: string; route: string }) => Fault | null),
+    ms?: number,
+  ): () => void;
+  /** Calls that counted against the rate limit. */
+  rateLimitUsed(): number;
+  deliver(event: string, payload: unknown, id?: string): Promise<{ status: number; id: string }>;
+  stop(): Promise<void>;
+}
+
+interface Route {
+  method: string;
+  template: string;
+  pattern: RegExp;
+  names: string[];
+  handle(ctx: RouteContext): Answer;
+}
+
+interface RouteContext {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: Record<string, unknown>;
+}
+
+interface Answer {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Raw text instead of JSON. */
+  text?: string;
+}
+
+const TOKEN = "ghs_standininstallationtoken";
+const RATE_LIMIT = 5_000;
+
+export async function startGithubStandIn(
+  options: { webhookSecret?: string } = {},
+): Promise<StandIn> {
+  const git = await startGitServer({ tokens: [TOKEN] });
+  const repos = new Map<string, RepoModel>();
+  const calls: ApiCall[] = [];
+  const unknownCalls: string[] = [];
+  const deliveries: StandIn["deliveries"] = [];
+  let nextId = 1000;
+  let faults: ((call: { method: string; route: string }) => Fault | null) | null = null;
+  const appId = 123;
+  const installationId = 4242;
+  const botLogin = "overseer[bot]";
+
+  const repoOf = (params: Record<string, string>): RepoModel => {
+    const repo = repos.get(`${params.owner}/${params.repo}`.toLowerCase());
+    if (!repo) throw new NotFound();
+    return repo;
+  };
+  const issueOf = (params: Record<string, string>): Issue => {
+    const issue = repoOf(params).issues.get(Number(params.issue_number));
+    if (!issue) throw new NotFound();
+    return issue;
+  };
+  const findComment = (repo: RepoModel, id: number): Comment => {
+    for (const issue of repo.issues.values()) {
+      const found = issue.comments.find((comment) => comment.id === id);
+      if (found) return found;
+    }
+    throw new NotFound();
+  };
+
+  const routes: Route[] = [
+    route("POST /app/installations/{installation_id}/access_tokens", () => ({
+      status: 201,
+      body: {
+        token: TOKEN,
+        expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+        permissions: {
+          issues: "write",
+          pull_requests: "write",
+          contents: "write",
+          checks: "write",
+        },
+        repository_selection: "all",
+      },
+    })),
+    route("GET /repos/{owner}/{repo}/contents/{path}", ({ params }) => {
+      const repo = repos.get(`${params.owner}/${params.repo}`.toLowerCase());
+      if (
+        !repo ||
+        repo.config === null ||
+        decodeURIComponent(params.path ?? "") !== ".github/overseer.yml"
+      ) {
+        return { status: 404, body: { message: "Not Found" } };
+      }
+      return { status: 200, text: repo.config };
+    }),
+    route("GET /repos/{owner}/{repo}/issues/{issue_number}", ({ params }) => {
+      const repo = repoOf(params);
+      return { status: 200, body: issueJson(repo, issueOf(params)) };
+    }),
+    route("GET /repos/{owner}/{repo}/issues", ({ params, query }) => {
+      const repo = repoOf(params);
+      const labels = (query.get("labels") ?? "").split(",").filter(Boolean);
+      const state = query.get("state") ?? "open";
+      const list = [...repo.issues.values()].filter(
+        (issue) =>
+          (state === "all" || issue.state === state) &&
+          labels.every((label) => issue.labels.includes(label)),
+      );
+      return { status: 200, body: page(list, query).map((issue) => issueJson(repo, issue)) };
+    }),
+    route("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", ({ params, query }) => ({
+      status: 200,
+      body: page(issueOf(params).comments, query),
+    })),
+    route("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", ({ params, body }) => {
+      const comment = newComment(String(body.body ?? ""), botLogin, "Bot", {
+        id: appId,
+        slug: "overseer",
+      });
+      issueOf(params).comments.push(comment);
+      return { status: 201, body: comment };
+    }),
+    route("PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}", ({ params, body }) => {
+      const comment = findComment(repoOf(params), Number(params.comment_id));
+      comment.body = String(body.body ?? "");
+      comment.updated_at = new Date().toISOString();
+      return { status: 200, body: comment };
+    }),
+    route(
+      "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+      ({ params, body }) => {
+        const repo = repoOf(params);
+        const id = Number(params.comment_id);
+        findComment(repo, id);
+        for (const issue of repo.issues.values()) {
+          if (issue.comments.some((comment) => comment.id === id)) {
+            issue.reactions.push({ commentId: id, content: String(body.content) });
+          }
+        }
+        return { status: 201, body: { id: nextId++, content: body.content } };
+      },
+    ),
+    route("POST /repos/{owner}/{repo}/issues/{issue_number}/labels", ({ params, body }) => {
+      const issue = issueOf(params);
+      for (const label of (body.labels as string[] | undefined) ?? []) {
+        if (!issue.labels.includes(label)) issue.labels.push(label);
+      }
+      return { status: 200, body: issue.labels.map((name) => ({ name })) };
+    }),
+    route("DELETE /repos/{owner}/{repo}/issues/{issue_number}/labels/{name}", ({ params }) => {
+      const issue = issueOf(params);
+      const name = decodeURIComponent(params.name ?? "");
+      if (!issue.labels.includes(name))
+        return { status: 404, body: { message: "Label does not exist" } };
+      issue.labels = issue.labels.filter((label) => label !== name);
+      return { status: 200, body: issue.labels.map((label) => ({ name: label })) };
+    }),
+    route("GET /repos/{owner}/{repo}/collaborators/{username}/permission", ({ params }) => {
+      const role = repoOf(params).permissions.get(params.username ?? "") ?? "admin";
+      return {
+        status: 200,
+        body: {
+          permission: role === "maintain" ? "write" : role,
+          role_name: role,
+          user: { login: params.username },
+        },
+      };
+    }),
+    route("POST /repos/{owner}/{repo}/pulls", ({ params, body }) => {
+      const repo = repoOf(params);
+      const head = String(body.head ?? "");
+      if ([...repo.pulls.values()].some((pull) => pull.head === head && pull.state === "open")) {
+        return {
+          status: 422,
+          body: {
+            message: "Validation Failed",
+            errors: [
+              {
+                resource: "PullRequest",
+                code: "custom",
+                message: `A pull request already exists for ${repo.owner}:${head}.`,
+              },
+            ],
+          },
+        };
+      }
+      const headSha = branchSha(repo, head);
+      if (!headSha)
+        return {
+          status: 422,
+          body: { message: "Validation Failed", errors: [{ field: "head", code: "invalid" }] },
+        };
+      const number = nextIssueNumber(repo);
+      const pull: Pull = {
+        number,
+        head,
+        base: String(body.base ?? repo.defaultBranch),
+        title: String(body.title ?? ""),
+        body: String(body.body ?? ""),
+        state: "open",
+        merged: false,
+        mergeCommitSha: null,
+        mergedAt: null,
+        mergedBy: null,
+        headSha,
+      };
+      repo.pulls.set(number, pull);
+      return { status: 201, body: pullJson(repo, pull) };
+    }),
+    route("GET /repos/{owner}/{repo}/pulls", ({ params, query }) => {
+      const repo = repoOf(params);
+      const head = query.get("head")?.split(":").pop();
+      const state = query.get("state") ?? "open";
+      const list = [...repo.pulls.values()].filter(
+        (pull) => (state === "all" || pull.state === state) && (!head || pull.head === head),
+      );
+      return { status: 200, body: page(list, query).map((pull) => pullJson(repo, pull)) };
+    }),
+    route("GET /repos/{owner}/{repo}/pulls/{pull_number}", ({ params }) => {
+      const repo = repoOf(params);
+      const pull = repo.pulls.get(Number(params.pull_number));
+      if (!pull) throw new NotFound();
+      pull.headSha = branchSha(repo, pull.head) ?? pull.headSha;
+      return { status: 200, body: pullJson(repo, pull) };
+    }),
+    route("PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge", ({ params, body }) => {
+      const repo = repoOf(params);
+      const pull = repo.pulls.get(Number(params.pull_number));
+      if (!pull) throw new NotFound();
+      if (body.sha && body.sha !== branchSha(repo, pull.head)) {
+        return {
+          status: 409,
+          body: { message: "Head branch was modified. Review and try the merge again." },
+        };
+      }
+      mergeOnGit(repo, pull, botLogin);
+      return {
+        status: 200,
+        body: {
+          merged: true,
+          sha: pull.mergeCommitSha,
+          message: "Pull Request successfully merged",
+        },
+      };
+    }),
+    route("GET /repos/{owner}/{repo}/commits/{ref}/check-runs", () => ({
+      status: 200,
+      body: { total_count: 0, check_runs: [] },
+    })),
+    route("GET /repos/{owner}/{repo}/commits/{ref}/status", ({ params }) => ({
+      status: 200,
+      body: { state: "success", total_count: 0, statuses: [], sha: params.ref },
+    })),
+    route("POST /repos/{owner}/{repo}/check-runs", ({ body }) => ({
+      status: 201,
+      body: {
+        id: nextId++,
+        name: body.name,
+        status: body.status ?? "queued",
+        head_sha: body.head_sha,
+      },
+    })),
+    route("PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}", ({ params, body }) => ({
+      status: 200,
+      body: {
+        id: Number(params.check_run_id),
+        status: body.status,
+        conclusion: body.conclusion ?? null,
+      },
+    })),
+  ];
+
+  function newComment(
+    body: string,
+    login: string,
+    type: string,
+    app: Comment["performed_via_github_app"] = null,
+  ): Comment {
+    const now = new Date().toISOString();
+    return {
+      id: nextId++,
+      body,
+      user: { login, type },
+      performed_via_github_app: app,
+      created_at: now,
+      updated_at: now,
+    };
+  }
+
+  function nextIssueNumber(repo: RepoModel): number {
+    return Math.max(0, ...repo.issues.keys(), ...repo.pulls.keys()) + 1;
+  }
+
+  function branchSha(repo: RepoModel, branch: string): string | null {
+    try {
+      return git.git(
+        repo.owner,
+        repo.name,
+        "rev-parse",
+        "--verify",
+        `refs/heads/${branch}^{commit}`,
+      );
+    } catch {
+      return null;
+    }
+  }
+
+  function mergeOnGit(repo: RepoModel, pull: Pull, by: string): void {
+    const head = branchSha(repo, pull.head);
+    if (!head) throw new Error(`no branch ${pull.head}`);
+    // A merge commit on the base, as the "Create a merge commit" button makes.
+    const tree = git.git(repo.owner, repo.name, "rev-parse", `${head}^{tree}`);
+    const base = branchSha(repo, pull.base);
+    const commit = git.git(
+      repo.owner,
+      repo.name,
+      "commit-tree",
+      tree,
+      ...(base ? ["-p", base] : []),
+      "-p",
+      head,
+      "-m",
+      `Merge pull request #${pull.number}`,
+    );
+    git.git(repo.owner, repo.name, "update-ref", `refs/heads/${pull.base}`, commit);
+    pull.state = "closed";
+    pull.merged = true;
+    pull.mergeCommitSha = commit;
+    pull.mergedAt = new Date().toISOString();
+    pull.mergedBy = by;
+    pull.headSha = head;
+  }
+
+  function issueJson(repo: RepoModel, issue: Issue) {
+    return {
+      id: repo.id * 100_000 + issue.number,
+      number: issue.number,
+      title: issue.title,
+      body: issue.body,
+      state: issue.state,
+      labels: issue.labels.map((name) => ({ name })),
+      comments: issue.comments.length,
+      html_url: `${base}/${repo.fullName}/issues/${issue.number}`,
+      user: { login: "octocat", type: "User" },
+    };
+  }
+
+  function pullJson(repo: RepoModel, pull: Pull) {
+    return {
+      number: pull.number,
+      html_url: `${base}/${repo.fullName}/pull/${pull.number}`,
+      state: pull.state,
+      title: pull.title,
+      body: pull.body,
+      draft: false,
+      merged: pull.merged,
+      mergeable: pull.state === "open" ? true : null,
+      mergeable_state: pull.state === "open" ? "clean" : "unknown",
+      merge_commit_sha: pull.mergeCommitSha,
+      merged_at: pull.mergedAt,
+      merged_by: pull.mergedBy ? { login: pull.mergedBy } : null,
+      head: { ref: pull.head, sha: pull.headSha, repo: { id: repo.id, full_name: repo.fullName } },
+      base: { ref: pull.base, repo: { id: repo.id, full_name: repo.fullName } },
+      user: { login: botLogin, type: "Bot" },
+    };
+  }
+
+  const handleApi = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    const url = new URL(req.url ?? "/", "http://stand-in");
+    if (!url.pathname.startsWith("/api/v3/")) return false;
+    const pathname = url.pathname.slice("/api/v3".length);
+    const method = req.method ?? "GET";
+    const matched = routes
+      .filter((candidate) => candidate.method === method)
+      .map((candidate) => ({ candidate, match: candidate.pattern.exec(pathname) }))
+      .find((entry) => entry.match);
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      if (!matched?.match) {
+        unknownCalls.push(`${method} ${pathname}`);
+        send(res, { status: 404, body: { message: "Not Found" } }, null);
+        return;
+      }
+      const { candidate, match } = matched;
+      const params = Object.fromEntries(
+        candidate.names.map((name, i) => [name, match[i + 1] ?? ""]),
+      );
+      const fault = faults?.({ method, route: candidate.template }) ?? null;
+      if (fault) {
+        calls.push({ method, route: candidate.template, status: fault.status, counted: true });
+        send(
+          res,
+          {
+            status: fault.status,
+            body: fault.body ?? { message: "Server Error" },
+            headers: fault.headers,
+          },
+          null,
+        );
+        return;
+      }
+      let body: Record<string, unknown> = {};
+      try {
+        body =
+          chunks.length > 0
+            ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>)
+            : {};
+      } catch {
+        send(res, { status: 400, body: { message: "Problems parsing JSON" } }, null);
+        return;
+      }
+      let answer: Answer;
+      try {
+        answer = candidate.handle({ params, query: url.searchParams, body });
+      } catch (error) {
+        answer =
+          error instanceof NotFound
+            ? { status: 404, body: { message: "Not Found" } }
+            : { status: 500, body: { message: String(error) } };
+      }
+      const etag =
+        method === "GET" && answer.status === 200
+          ? `"${createHash("sha1")
+              .update(JSON.stringify(answer.body ?? answer.text))
+              .digest("hex")}"`
+          : null;
+      if (etag && req.headers["if-none-match"] === etag) {
+        calls.push({ method, route: candidate.template, status: 304, counted: false });
+        res.writeHead(304, { etag }).end();
+        return;
+      }
+      calls.push({ method, route: candidate.template, status: answer.status, counted: true });
+      send(res, answer, etag);
+    });
+    return true;
+  };
+
+  const rateLimitUsed = () => calls.filter((call) => call.counted).length;
+
+  function send(res: http.ServerResponse, answer: Answer, etag: string | null): void {
+    const headers: Record<string, string> = {
+      "x-ratelimit-limit": String(RATE_LIMIT),
+      "x-ratelimit-remaining": String(Math.max(0, RATE_LIMIT - rateLimitUsed())),
+      "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 3600),
+      ...(etag ? { etag } : {}),
+      ...answer.headers,
+    };
+    if (answer.text !== undefined) {
+      res
+        .writeHead(answer.status, { ...headers, "content-type": "text/plain; charset=utf-8" })
+        .end(answer.text);
+      return;
+    }
+    const text = answer.status === 204 ? "" : JSON.stringify(answer.body ?? {});
+    res
+      .writeHead(answer.status, { ...headers, "content-type": "application/json; charset=utf-8" })
+      .end(text);
+  }
+
+  git.handle = handleApi;
+  const base = git.url;
+
+  const standIn: StandIn = {
+    host: git.host,
+    url: git.url,
+    git,
+    installationId,
+    appId,
+    botLogin,
+    calls,
+    unknownCalls,
+    deliveries,
+    webhookUrl: undefined,
+    webhookSecret: options.webhookSecret ?? "stand-in-webhook-secret",
+    async createRepo(owner, name, repoOptions = {}) {
+      const { cloneUrl } = await git.createRepo(owner, name);
+      const repo: RepoModel = {
+        id: 500_000 + repos.size,
+        owner,
+        name,
+        fullName: `${owner}/${name}`,
+        cloneUrl,
+        defaultBranch: "main",
+        config: repoOptions.config ?? null,
+        issues: new Map(),
+        pulls: new Map(),
+        permissions: new Map(),
+      };
+      repos.set(repo.fullName.toLowerCase(), repo);
+      return repo;
+    },
+    openIssue(repo, title, issueOptions = {}) {
+      const issue: Issue = {
+        number: nextIssueNumber(repo),
+        title,
+        body: issueOptions.body ?? "",
+        state: "open",
+        labels: [...(issueOptions.labels ?? [])],
+        comments: [],
+        reactions: [],
+      };
+      repo.issues.set(issue.number, issue);
+      return issue;
+    },
+    async label(repo, number, label, sender = "octocat") {
+      const issue = repo.issues.get(number);
+      if (!issue) throw new Error(`no issue #${number}`);
+      if (!issue.labels.includes(label)) issue.labels.push(label);
+      return standIn.deliver("issues", {
+        ...webhookBase(repo, sender),
+        action: "labeled",
+        label: { name: label },
+        issue: issueJson(repo, issue),
+      });
+    },
+    async comment(repo, number, body, login = "octocat") {
+      const issue = repo.issues.get(number);
+      if (!issue) throw new Error(`no issue #${number}`);
+      const comment = newComment(body, login, "User");
+      issue.comments.push(comment);
+      return standIn.deliver("issue_comment", {
+        ...webhookBase(repo, login),
+        action: "created",
+        issue: issueJson(repo, issue),
+        comment,
+      });
+    },
+    async merge(repo, number, by = "octocat") {
+      const pull = repo.pulls.get(number);
+      if (!pull) throw new Error(`no pull #${number}`);
+      mergeOnGit(repo, pull, by);
+      return standIn.deliver("pull_request", {
+        ...webhookBase(repo, by),
+        action: "closed",
+        number,
+        pull_request: pullJson(repo, pull),
+      });
+    },
+    fail(fault, ms) {
+      faults = typeof fault === "function" ? fault : () => fault;
+      const clear = () => {
+        faults = null;
+      };
+      if (ms !== undefined) setTimeout(clear, ms).unref();
+      return clear;
+    },
+    rateLimitUsed,
+    async deliver(event, payload, id = randomUUID()) {
+      if (!standIn.webhookUrl) throw new Error("no webhook URL yet");
+      const body = JSON.stringify(payload);
+      const signature = createHmac("sha256", standIn.webhookSecret).update(body).digest("hex");
+      let status = 0;
+      try {
+        const response = await fetch(standIn.webhookUrl, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "x-github-event": event,
+            "x-github-delivery": id,
+            "x-hub-signature-256": `sha256=${signature}`,
+            "user-agent": "GitHub-Hookshot/stand-in",
+          },
+          body,
+        });
+        await response.text();
+        status = response.status;
+      } catch {
+        // A delivery that reached nobody; GitHub records it as failed and moves on.
+      }
+      deliveries.push({ id, event, status });
+      return { status, id };
+    },
+    stop: () => git.stop(),
+  };
+
+  function webhookBase(repo: RepoModel, sender: string) {
+    return {
+      repository: {
+        id: repo.id,
+        name: repo.name,
+        full_name: repo.fullName,
+        clone_url: repo.cloneUrl,
+        default_branch: repo.defaultBranch,
+        owner: { login: repo.owner },
+      },
+      installation: { id: installationId },
+      sender: { login: sender, type: "User" },
+    };
+  }
+
+  return standIn;
+}
+
+class NotFound extends Error {}
+
+function route(spec: string, handle: Route["handle"]): Route {
+  if (!DOCUMENTED.has(spec))
+    throw new Error(`the stand-in may only answer documented routes: ${spec}`);
+  const [method = "GET", template = "/"] = spec.split(" ");
+  const names: string[] = [];
+  const pattern = new RegExp(
+    `^${template.replace(/\{(\w+)\}/g, (_, name: string) => {
+      names.push(name);
+      // {path} of the contents API may hold slashes; every other parameter is one segment.
+      return name === "path" ? "(.+)" : "([^/]+)";
+    })}$`,
+  );
+  return { method, template, pattern, names, handle };
+}
+
+function page<T>(items: T[], query: URLSearchParams): T[] {
+  const perPage = Math.min(100, Number(query.get("per_page") ?? 30) || 30);
+  const pageNumber = Math.max(1, Number(query.get("page") ?? 1) || 1);
+  return items.slice((pageNumber - 1) * perPage, pageNumber * perPage);
+}
