@@ -68,12 +68,15 @@ ALTER TABLE runs
   ADD COLUMN turns integer,
   ADD COLUMN last_message text;
 
--- Worker profiles as every runner sees them: how many runs use each (kept by a trigger on
--- runs, like repos.running, so a profile's `concurrency` holds across runners), and a
--- pause after the agent hit a usage limit. Rows appear when a runner starts or a run of
--- the profile begins.
+-- Worker profiles as every runner sees them: how many runs use each, and a pause after
+-- the agent hit a usage limit. The running count is kept (by a trigger on runs, like
+-- repos.running, so a profile's `concurrency` holds across runners) only for profiles some
+-- runner gave a `concurrency`: `counted` is set, with the count taken under a lock that
+-- holds off new runs, when a runner first meets the limit. Profiles without one are never
+-- written by a claim, so their claims do not queue behind one row.
 CREATE TABLE worker_profiles (
   name          text PRIMARY KEY,
+  counted       boolean NOT NULL DEFAULT false,
   running       integer NOT NULL DEFAULT 0
                   CONSTRAINT worker_profiles_running_not_negative CHECK (running >= 0),
   paused_until  timestamptz,
@@ -95,11 +98,10 @@ BEGIN
     RETURN NULL;
   END IF;
   IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state = 'running' AND OLD.profile IS NOT NULL THEN
-    UPDATE worker_profiles SET running = running - 1 WHERE name = OLD.profile;
+    UPDATE worker_profiles SET running = running - 1 WHERE name = OLD.profile AND counted;
   END IF;
   IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state = 'running' AND NEW.profile IS NOT NULL THEN
-    INSERT INTO worker_profiles (name, running) VALUES (NEW.profile, 1)
-      ON CONFLICT (name) DO UPDATE SET running = worker_profiles.running + 1;
+    UPDATE worker_profiles SET running = running + 1 WHERE name = NEW.profile AND counted;
   END IF;
   RETURN NULL;
 END;

@@ -27,11 +27,36 @@ export interface ProfileRow {
   pause: ProfilePause | null;
 }
 
-/** Rows for a runner's profiles, so its limited profiles can be locked when claiming. */
+/** Rows for a runner's profiles (for pauses and for `overseer status`). */
 export async function ensureProfiles(db: Queryable, names: readonly string[]): Promise<void> {
   if (names.length === 0) return;
   await db.query(
     "INSERT INTO worker_profiles (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING",
+    [names],
+  );
+}
+
+/**
+ * Starts keeping the running count of profiles that have a `concurrency`, from the runs
+ * running now; profiles already counted cost one read. Call it in a transaction of its
+ * own, holding nothing else (never inside a claim): the table lock waits for every
+ * transaction that is adding or settling a run and holds off new ones until commit, so
+ * the count taken is exact and the trigger carries it on from there. The lock also
+ * excludes itself, so two runners starting at once count one after the other.
+ */
+export async function countProfiles(db: Queryable, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return;
+  const counted = await db.query(
+    "SELECT 1 FROM worker_profiles WHERE name = ANY($1::text[]) AND counted",
+    [names],
+  );
+  if (counted.rowCount === new Set(names).size) return;
+  await db.query("LOCK TABLE runs IN SHARE ROW EXCLUSIVE MODE");
+  await ensureProfiles(db, names);
+  await db.query(
+    `UPDATE worker_profiles wp SET counted = true, updated_at = now(),
+            running = (SELECT count(*) FROM runs WHERE runs.state = 'running' AND runs.profile = wp.name)
+      WHERE wp.name = ANY($1::text[]) AND NOT wp.counted`,
     [names],
   );
 }

@@ -1,7 +1,7 @@
 import { actor } from "../domain/actors.js";
 import type { TaskEvent } from "../domain/types.js";
 import type { PoolClient, Queryable } from "./pool.js";
-import { ensureProfiles, type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
+import { type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
 import { applyTransition, changeTaskIn } from "./task-changes.js";
 import { TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
@@ -73,10 +73,11 @@ const PROFILE_OF = (task: string, defaultParam: string) =>
  * the other's claim as not yet running. So the pick also locks the repository's row, on
  * the condition that its `running` count (kept by a trigger on tasks) is under the limit,
  * and for a profile with a `concurrency`, the profile's row in worker_profiles on the same
- * condition (its count kept by a trigger on runs). A claimer that waited for either lock
- * has the condition re-checked against the row the other claim committed. A repository or
- * profile found full is passed over for the next candidate. Profiles without a limit take
- * no lock, so they cost nothing.
+ * condition (its count kept by a trigger on runs; see countProfiles). A claimer that
+ * waited for either lock has the condition re-checked against the row the other claim
+ * committed. A repository or profile found full is passed over for the next candidate.
+ * Profiles without a limit are neither locked nor counted, so their claims cost nothing
+ * more and do not queue behind one another.
  *
  * The run row is inserted by the pick too, with the attempt (or revision) the claim
  * transition charges; the transition's result is checked against it. The caller holds a
@@ -92,16 +93,12 @@ export async function claimNextTask(
   for (;;) {
     const picked = await pickTask(client, runner, profiles, fullRepos, fullProfiles);
     if (!picked) return null;
-    const { repo, run, profileFull, profileKnown, ...task } = picked;
+    const { repo, run, profileFull, ...task } = picked;
     if (!run) {
-      if (profileFull && !profileKnown) {
-        // A limited profile no runner announced yet: its row makes it lockable; try again.
-        await ensureProfiles(client, [task.profile ?? ""]);
-      } else if (profileFull) {
-        fullProfiles.push(task.profile ?? "");
-      } else {
-        fullRepos.push(task.repoId);
-      }
+      // A limited profile whose runs are not counted yet counts as full: its runner counts
+      // them (Runner, countProfiles), outside any claim, before its tasks run.
+      if (profileFull) fullProfiles.push(task.profile ?? "");
+      else fullRepos.push(task.repoId);
       continue;
     }
     const claimed = await applyTransition(
@@ -130,8 +127,6 @@ interface Picked extends TaskRow {
   profile: string | null;
   /** The profile has a limit and no slot was free (the repository's may have been). */
   profileFull: boolean;
-  /** The profile has a worker_profiles row (a limited one needs it to be locked). */
-  profileKnown: boolean;
 }
 
 async function pickTask(
@@ -146,7 +141,7 @@ async function pickTask(
   const picked = await client.query<Picked>(
     `WITH candidate AS MATERIALIZED (
        SELECT ${TASK_COLUMNS}, ${PROFILE_OF("tasks", "$5")} AS profile,
-              limits.max_running AS "profileLimit", wp.name IS NOT NULL AS "profileKnown"
+              limits.max_running AS "profileLimit"
          FROM tasks JOIN repos ON repos.id = tasks.repo_id
          LEFT JOIN worker_profiles wp ON wp.name = ${PROFILE_OF("tasks", "$5")}
          LEFT JOIN unnest($6::text[], $7::int[]) AS limits (name, max_running)
@@ -169,7 +164,7 @@ async function pickTask(
      -- unlimited profile is only touched afterwards, by the trigger on the run's insert.
      profile_slot AS MATERIALIZED (
        SELECT wp.name FROM worker_profiles wp JOIN candidate ON candidate.profile = wp.name
-        WHERE candidate."profileLimit" IS NOT NULL
+        WHERE candidate."profileLimit" IS NOT NULL AND wp.counted
           AND wp.running < candidate."profileLimit"
           AND (wp.paused_until IS NULL OR wp.paused_until <= now())
         FOR NO KEY UPDATE OF wp),

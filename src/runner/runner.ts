@@ -5,7 +5,7 @@ import type { OverseerEnv } from "../config/env.js";
 import { profileConcurrency, type WorkerProfiles } from "../config/workers.js";
 import { CHANNELS, type Listener, listen } from "../db/notify.js";
 import { type Pool, withTransaction } from "../db/pool.js";
-import { ensureProfiles } from "../db/profiles.js";
+import { countProfiles, ensureProfiles } from "../db/profiles.js";
 import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runners.js";
 import {
   type ClaimProfiles,
@@ -105,6 +105,10 @@ export class Runner {
       capacity: env.runnerCapacity,
     });
     await ensureProfiles(pool, [...this.#deps.workers.profiles.keys()]);
+    await this.#countLimitedProfiles();
+    await withTransaction(pool, (client) =>
+      countProfiles(client, [...this.#profiles.limits.keys()]),
+    );
     await this.#settleLeftovers();
     this.#listener = await listen({
       databaseUrl: this.#deps.databaseUrl,
@@ -198,9 +202,16 @@ export class Runner {
     this.#backoffTimer = setTimeout(() => this.wake(), Math.max(10, dueIn));
   }
 
+  /** Profiles with a `concurrency` need their runs counted before their tasks can be claimed. */
+  #countLimitedProfiles(): Promise<void> {
+    const limited = [...this.#profiles.limits.keys()];
+    return withTransaction(this.#deps.pool, (client) => countProfiles(client, limited));
+  }
+
   #tick(): void {
     if (this.#sweeping) return;
-    this.#sweeping = this.#requeueExpired()
+    this.#sweeping = this.#countLimitedProfiles()
+      .then(() => this.#requeueExpired())
       .catch((error: unknown) => this.#log.warn({ err: error }, "lease sweep failed"))
       .then(() => this.wake())
       .then(() => this.#removeLeftoverWorktrees())

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { withTransaction } from "../../src/db/pool.js";
-import { pauseProfile } from "../../src/db/profiles.js";
+import { countProfiles, pauseProfile } from "../../src/db/profiles.js";
 import { type RepoRow, upsertRepo } from "../../src/db/repos.js";
 import { registerRunner } from "../../src/db/runners.js";
 import { type Claim, type ClaimProfiles, claimNextTask } from "../../src/db/runs.js";
@@ -42,8 +42,14 @@ beforeAll(async () => {
   }
 });
 
+/** What a runner with PROFILES does when it starts: its limited profiles get counted. */
+function startRunner(): Promise<void> {
+  return withTransaction(db.pool, (client) => countProfiles(client, [...PROFILES.limits.keys()]));
+}
+
 beforeEach(async () => {
   await db.pool.query("TRUNCATE tasks, runs, task_events, outbox, worker_profiles CASCADE");
+  await startRunner();
 });
 
 afterAll(async () => {
@@ -116,13 +122,14 @@ describe("per-profile concurrency", () => {
   it("8 concurrent claimers never exceed a profile's concurrency, across repositories, and still serve the rest", async () => {
     for (let round = 0; round < 5; round += 1) {
       await db.pool.query("TRUNCATE tasks, runs, task_events, outbox, worker_profiles CASCADE");
-      await db.pool.query("INSERT INTO worker_profiles (name) VALUES ('claude'), ('codex')");
+      await startRunner();
       for (let i = 0; i < 12; i += 1) await seed(repos[i % 3] as RepoRow, { profile: "claude" });
       for (let i = 0; i < 6; i += 1) await seed(repos[i % 3] as RepoRow, { profile: "codex" });
       for (let i = 0; i < 4; i += 1) await seed(repos[i % 3] as RepoRow);
       const claims = await drain(RUNNERS);
       expect(await runningByProfile()).toEqual({ claude: 2, codex: 1, aider: 4 });
-      expect(await countedByProfile()).toEqual({ claude: 2, codex: 1, aider: 4 });
+      // Only limited profiles are counted: the others' claims write no shared row.
+      expect(await countedByProfile()).toEqual({ claude: 2, codex: 1 });
       expect(claims).toHaveLength(7);
       expect(new Set(claims.map((claim) => claim.task.id)).size).toBe(7);
       expect(claims.map((claim) => claim.run.profile).sort()).toEqual([
@@ -145,7 +152,7 @@ describe("per-profile concurrency", () => {
     expect(claims.map((claim) => claim.run.profile).sort()).toEqual(["claude", "codex"]);
   });
 
-  it("the running count follows runs settling, being deleted and truncated", async () => {
+  it("the running count of a limited profile follows runs settling, being deleted and truncated", async () => {
     for (let i = 0; i < 2; i += 1) await seed(repos[0] as RepoRow, { profile: "claude" });
     await seed(repos[1] as RepoRow, { profile: "codex" });
     await drain(RUNNERS);
@@ -161,6 +168,53 @@ describe("per-profile concurrency", () => {
     // A freed slot is claimable again.
     await db.pool.query("UPDATE tasks SET state = 'queued' WHERE state = 'running'");
     expect((await claimOnce("profile-claimer-1"))?.run.profile).toBe("claude");
+  });
+});
+
+describe("counting a limited profile's runs", () => {
+  it("is needed before its tasks are claimed, and starts from the runs already running", async () => {
+    await db.pool.query("TRUNCATE worker_profiles");
+    await seed(repos[0] as RepoRow, { profile: "claude" });
+    await seed(repos[0] as RepoRow, { profile: "claude" });
+    await seed(repos[0] as RepoRow, { profile: "claude" });
+    // Uncounted, a limited profile is treated as full: nothing of it is claimed.
+    expect(await claimOnce("profile-claimer-0")).toBeNull();
+    // A run already going (say, claimed by a runner without the limit) is counted in.
+    expect(
+      await claimOnce("profile-claimer-0", { defaultProfile: "aider", limits: new Map() }),
+    ).not.toBeNull();
+    await startRunner();
+    expect(await countedByProfile()).toEqual({ claude: 1 });
+    expect(await claimOnce("profile-claimer-1")).not.toBeNull();
+    expect(await claimOnce("profile-claimer-2")).toBeNull();
+    expect(await countedByProfile()).toEqual({ claude: 2 });
+  });
+
+  it("runners starting while others claim count exactly, without deadlocks", async () => {
+    await db.pool.query("TRUNCATE worker_profiles");
+    for (let i = 0; i < 12; i += 1) await seed(repos[i % 3] as RepoRow, { profile: "claude" });
+    for (let i = 0; i < 12; i += 1) await seed(repos[i % 3] as RepoRow);
+    // Claimers that know no limit run while four runners start and count.
+    const unlimited = { defaultProfile: "aider", limits: new Map<string, number>() };
+    const claims: Claim[] = [];
+    const drainUnlimited = async (runnerId: string) => {
+      for (let i = 0; i < 4; i += 1) {
+        const claim = await claimOnce(runnerId, unlimited);
+        if (claim) claims.push(claim);
+      }
+    };
+    await Promise.all([
+      ...RUNNERS.slice(0, 4).map(drainUnlimited),
+      startRunner(),
+      startRunner(),
+      startRunner(),
+      startRunner(),
+    ]);
+    const { claude = 0 } = await runningByProfile();
+    expect(claude).toBeGreaterThan(0);
+    // However the counting and the claims interleaved, the count is the truth.
+    expect(await countedByProfile()).toEqual({ claude });
+    expect(claims).toHaveLength(16);
   });
 });
 
