@@ -258,7 +258,9 @@ async function judge(
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
     const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
     let reason = exit.reason ?? null;
-    if (commitOnStop !== false && !active.leaseLost) {
+    // A revision's half-done work never goes to the PR under review: it stays in the
+    // worktree, and the next revision sets it aside under a backup ref.
+    if (commitOnStop !== false && !active.leaseLost && !prepared.revision) {
       // A stop stays a stop: a work-in-progress push that fails is said, not retried.
       const saved = await commitWorkInProgress(prepared, `stopped: ${exit.reason ?? ""}`).then(
         () => null,

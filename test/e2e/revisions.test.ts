@@ -27,13 +27,14 @@ let releaseFile: string;
 
 /**
  * The worker: `mode` says what it does. `commit` adds a commit; `gated` does too, once the
- * test creates the release file (so the test can watch the revision in progress); `nochange`
+ * test creates the release file (so the test can watch the revision in progress), leaving a
+ * draft file uncommitted meanwhile; `nochange`
  * looks and leaves. It ends with a Claude Code style result line (cost, turns, message).
  */
 function workerScript(): string {
   return [
     `mode=$(cat ${modeFile} 2>/dev/null || echo commit)`,
-    `if [ "$mode" = gated ]; then i=0; while [ ! -e ${releaseFile} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; fi`,
+    `if [ "$mode" = gated ]; then echo "draft $$" >> notes.txt; i=0; while [ ! -e ${releaseFile} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; fi`,
     `if [ "$mode" = nochange ]; then echo "Looked around; nothing to change."; exit 0; fi`,
     'echo "change $$" >> widget.txt',
     "git add -A",
@@ -533,6 +534,33 @@ describe("a revision asked for on the PR", () => {
         (call) => call.method === "POST" && call.path.endsWith("/pulls/comments/55501/reactions"),
       ),
     ).toHaveLength(1);
+    expect(github.unexpected).toEqual([]);
+  }, 60_000);
+
+  it("/stop during a revision stops it and leaves the PR as it was: no work-in-progress commit reaches it", async () => {
+    const first = await label(36, 136);
+    const before = originSha(first.branch);
+    await writeFile(modeFile, "gated");
+    await commentOnPull(136, "/revise add notes", "maintainer", 13601);
+    await waitForTask(36, (r) => r.state === "running" && r.revisions === 1, "revision running");
+    await waitFor("the draft", async () => {
+      const [, run] = await runsOf(first.id);
+      return run?.worktree && existsSync(path.join(run.worktree, "notes.txt"));
+    });
+    await commentOnPull(136, "/stop", "maintainer", 13602);
+    const stopped = await waitForTask(
+      36,
+      (r) => r.state === "awaiting_merge" && !r.revision_pending,
+      "revision stopped",
+    );
+    await app.settleOutbox();
+    expect(stopped.last_error).toBe(
+      "revision 1 was stopped; the pull request is as it was before it",
+    );
+    expect(originSha(first.branch)).toBe(before);
+    expect((await runsOf(first.id)).at(-1)).toMatchObject({ state: "stopped", revision: 1 });
+    const latest = github.checkRuns.filter((run) => run.head_sha === before).at(-1);
+    expect(latest).toMatchObject({ status: "completed", conclusion: "neutral" });
     expect(github.unexpected).toEqual([]);
   }, 60_000);
 });
