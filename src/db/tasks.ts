@@ -317,3 +317,21 @@ export async function countTasksByState(db: Queryable): Promise<Record<TaskState
   for (const row of result.rows) counts[row.state] = row.count;
   return counts;
 }
+
+/**
+ * Records the PR's new head commit (someone pushed to it) while the task awaits merge;
+ * false when the task has moved on meanwhile (a revision started, the PR merged).
+ */
+export async function movePullHead(
+  db: Queryable,
+  id: number,
+  pull: { prNumber: number; sha: string },
+): Promise<boolean> {
+  const result = await db.query(
+    `UPDATE tasks SET pr_head_sha = $3
+      WHERE id = $1 AND pr_number = $2 AND state = 'awaiting_merge'
+        AND pr_head_sha IS DISTINCT FROM $3`,
+    [id, pull.prNumber, pull.sha],
+  );
+  return result.rowCount === 1;
+}

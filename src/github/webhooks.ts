@@ -6,6 +6,7 @@ import { registerCommands } from "./comments.js";
 import { registerIntake } from "./intake.js";
 import { registerMergeHandlers } from "./merges.js";
 import { PermissionCache } from "./permissions.js";
+import { registerPullSync } from "./pull-sync.js";
 import { registerReviewHandlers } from "./reviews.js";
 
 export interface WebhookDependencies {
@@ -25,6 +26,7 @@ export function overseerApp(deps: WebhookDependencies): ApplicationFunction {
     registerCommands(app, handlers);
     registerMergeHandlers(app, handlers);
     registerReviewHandlers(app, handlers);
+    registerPullSync(app, handlers);
     app.onError((error) => {
       // Probot wraps handler errors in an AggregateError with the event attached.
       const errors = "errors" in error ? [...(error as AggregateError).errors] : [error];

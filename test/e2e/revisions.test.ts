@@ -563,4 +563,25 @@ describe("a revision asked for on the PR", () => {
     expect(latest).toMatchObject({ status: "completed", conclusion: "neutral" });
     expect(github.unexpected).toEqual([]);
   }, 60_000);
+
+  it("someone pushing to the PR moves the check run to the new head, so a protected branch can still merge", async () => {
+    const first = await label(37, 137);
+    const theirs = "f".repeat(40);
+    const sync = examplePayload("pull_request", "synchronize");
+    sync.pull_request.number = 137;
+    sync.pull_request.head = { ...sync.pull_request.head, ref: first.branch, sha: theirs };
+    sync.repository = repository();
+    expect((await app.send("pull_request", sync)).status).toBe(200);
+    await waitForTask(37, (r) => r.pr_head_sha === theirs, "the new head recorded");
+    await app.settleOutbox();
+    expect(github.checkRuns.filter((run) => run.head_sha === theirs)).toMatchObject([
+      { name: "overseer", status: "completed", conclusion: "success" },
+    ]);
+    // The same delivery again, or a push the task already knows of, changes nothing.
+    const before = github.checkRuns.length;
+    expect((await app.send("pull_request", sync)).status).toBe(200);
+    await app.settleOutbox();
+    expect(github.checkRuns).toHaveLength(before);
+    expect(github.unexpected).toEqual([]);
+  }, 60_000);
 });
