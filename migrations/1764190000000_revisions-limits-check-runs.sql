@@ -55,18 +55,13 @@ CREATE INDEX resolved_review_threads_by_pr ON resolved_review_threads (repo_id, 
 -- uncharged, its profile paused.
 ALTER TYPE run_state ADD VALUE IF NOT EXISTS 'limited';
 
+-- runs.profile (from the operator-surface migration) is now written by the claim, so the
+-- profile's running count can follow the run from its start.
 ALTER TABLE runs
-  -- The worker profile the run used, as the runner resolved it.
-  ADD COLUMN profile text,
   -- Revision number when the run is a revision (attempt then repeats the task's count).
   ADD COLUMN revision integer,
   -- The PR branch's commit a revision started from: its new commits are those after it.
-  ADD COLUMN start_sha text,
-  -- What the agent reported about itself, when its log says (Claude Code's stream-json
-  -- result line, Codex's JSON events): cost, turns, its last message.
-  ADD COLUMN cost_usd numeric(12, 4),
-  ADD COLUMN turns integer,
-  ADD COLUMN last_message text;
+  ADD COLUMN start_sha text;
 
 -- Worker profiles as every runner sees them: how many runs use each, and a pause after
 -- the agent hit a usage limit. The running count is kept (by a trigger on runs, like
@@ -127,8 +122,7 @@ DROP FUNCTION runs_truncated();
 DROP TRIGGER runs_count_by_profile ON runs;
 DROP FUNCTION runs_count_by_profile();
 DROP TABLE worker_profiles;
-ALTER TABLE runs DROP COLUMN last_message, DROP COLUMN turns, DROP COLUMN cost_usd,
-  DROP COLUMN start_sha, DROP COLUMN revision, DROP COLUMN profile;
+ALTER TABLE runs DROP COLUMN start_sha, DROP COLUMN revision;
 DROP TABLE resolved_review_threads;
 DROP TABLE revision_requests;
 ALTER TABLE tasks DROP CONSTRAINT tasks_revision_only_while_active,

@@ -8,8 +8,13 @@ import { createGithubHandler } from "./github/probot.js";
 import { overseerApp } from "./github/webhooks.js";
 import { createRunnerGithub } from "./runner/github.js";
 import { Runner } from "./runner/runner.js";
+import { createDashboard } from "./web/dashboard.js";
+import { findingsSourceFor } from "./web/findings.js";
 import { healthHandler } from "./web/health.js";
 import { closeServer, createHttpServer, listen } from "./web/http.js";
+import { OverseerMetrics } from "./web/metrics.js";
+import { readinessHandler } from "./web/readiness.js";
+import { setupUrl } from "./web/setup-access.js";
 
 /** all: everything; serve: webhooks and HTTP only; runner: also claims and runs tasks. */
 export type ProcessMode = "all" | "serve" | "runner";
@@ -19,6 +24,7 @@ export interface Overseer {
   mode: "app" | "setup";
   db: Database;
   server: http.Server;
+  metrics: OverseerMetrics;
   /** Delivers GitHub side effects; absent in setup mode (no credentials yet). */
   dispatcher: OutboxDispatcher | undefined;
   /** Claims and runs tasks; absent in `serve` mode and in setup mode. */
@@ -42,13 +48,26 @@ export async function startOverseer(
     : DEFAULT_WORKER_PROFILES;
   const db = await openDatabase(env, log);
   try {
-    const github = await createGithubHandler(env, log, overseerApp({ pool: db.pool, log }));
+    const findings = findingsSourceFor({ pool: db.pool, env, log });
+    const metrics = new OverseerMetrics({
+      pool: db.pool,
+      findings,
+      runnerStaleAfterMs: env.runnerStaleAfterMs,
+      log: log.child({ component: "metrics" }),
+    });
+    const github = await createGithubHandler(
+      env,
+      log,
+      overseerApp({ pool: db.pool, log, metrics }),
+      metrics,
+    );
     const probot = github.probot;
     const dispatcher = probot
       ? new OutboxDispatcher({
           pool: db.pool,
           databaseUrl: db.url,
           log: log.child({ component: "outbox" }),
+          appId: env.appId ?? 0,
           octokitFor: (installationId) => probot.auth(installationId),
           pollIntervalMs: env.pollIntervalMs,
           backoffBaseMs: env.outboxRetryBaseMs,
@@ -66,34 +85,58 @@ export async function startOverseer(
             log: log.child({ component: "runner" }),
             workers,
             github: async (installationId) => createRunnerGithub(await probot.auth(installationId)),
+            metrics,
           })
         : undefined;
     if (processMode === "runner" && !runner) {
       throw new Error("overseer runner needs GitHub App credentials: set APP_ID and PRIVATE_KEY");
     }
     await runner?.start();
+    let stopping: Promise<void> | undefined;
+    const dashboard = createDashboard({
+      pool: db.pool,
+      databaseUrl: db.url,
+      env,
+      log: log.child({ component: "dashboard" }),
+      findings,
+      metrics,
+      mode: () => github.mode,
+    });
     const server = createHttpServer(
-      [healthHandler(db.pool, () => github.mode), github.handler],
+      [
+        healthHandler(db.pool, () => github.mode, log),
+        readinessHandler(db.pool, {
+          mode: () => github.mode,
+          stopping: () => stopping !== undefined,
+        }),
+        dashboard.handler,
+        github.handler,
+      ],
       log,
     );
     const port = await listen(server, env.port, env.host);
     log.info({ port, mode: github.mode }, `Overseer listening on http://localhost:${port}`);
-    if (github.mode === "setup") {
+    if (github.mode === "setup" && github.setupToken) {
       log.info(
-        `No GitHub App credentials (APP_ID, PRIVATE_KEY): open http://localhost:${port} to register the App`,
+        `No GitHub App credentials (APP_ID, PRIVATE_KEY): open http://localhost:${port} on this machine to register the App`,
+      );
+      // Printed once, for the operator: it opens the setup pages to one other machine.
+      log.info(
+        `From another machine, open ${setupUrl(`http://${reachableHost(env.host)}:${port}`, github.setupToken)}`,
       );
     }
-    let stopping: Promise<void> | undefined;
     return {
       port,
       mode: github.mode,
       db,
       server,
+      metrics,
       dispatcher,
       runner,
       stop() {
         stopping ??= (async () => {
           await runner?.stop();
+          await dashboard.close();
           await closeServer(server);
           await dispatcher?.stop();
           await db.close();
@@ -105,4 +148,9 @@ export async function startOverseer(
     await db.close();
     throw error;
   }
+}
+
+/** The host to name in a URL for other machines: a wildcard address is no address. */
+function reachableHost(host: string | undefined): string {
+  return host && host !== "0.0.0.0" && host !== "::" ? host : "<this host>";
 }

@@ -1,38 +1,103 @@
-import { schemaVersion } from "../db/migrate.js";
-import { listProfilePauses } from "../db/profiles.js";
-import { listRunners } from "../db/runners.js";
-import { countTasksByState } from "../db/tasks.js";
+import type { ProfilePause } from "../db/profiles.js";
+import type { RunnerHealth } from "../db/runners.js";
+import type { TaskState } from "../domain/types.js";
+import { findingsSourceFor, type WatchdogHealth } from "../web/findings.js";
+import { statusReport } from "../web/status-report.js";
 import { withDatabase } from "./context.js";
-import { printJson, printLines } from "./output.js";
+import {
+  ago,
+  type Colour,
+  formatTable,
+  paint,
+  printJson,
+  printLines,
+  stateColour,
+} from "./output.js";
 
+/**
+ * `overseer status [--json]`: is the database up and migrated, how much work waits and for
+ * how long, which runners are alive (heartbeat age by the database's clock), what the
+ * outbox holds, and whether the watchdog is ticking.
+ */
 export function statusCommand(options: { json?: boolean }): Promise<void> {
   return withDatabase(
-    async (db) => {
-      const version = await schemaVersion(db.pool);
-      const counts = version ? await countTasksByState(db.pool) : {};
-      const runners = version ? await listRunners(db.pool) : [];
-      const paused = version ? await listProfilePauses(db.pool) : [];
-      const status = { database: "up", schema: version, tasks: counts, runners, paused };
-      if (options.json) return printJson(status);
+    async (db, log, env) => {
+      const report = await statusReport(db.pool, {
+        runnerStaleAfterMs: env.runnerStaleAfterMs,
+        findings: findingsSourceFor({ pool: db.pool, env, log }),
+      });
+      if (options.json) return printJson(report);
+      const { queue, outbox, watchdog, runners } = report;
+      if (!report.schema || !queue || !outbox || !watchdog) {
+        return printLines(["database  up", "schema    not migrated (run: overseer migrate)"]);
+      }
       printLines([
-        "database: up",
-        `schema:   ${version ?? "not migrated (run: overseer migrate)"}`,
-        "tasks:",
-        ...Object.entries(counts).map(([state, count]) => `  ${state.padEnd(18)} ${count}`),
-        "runners:",
-        ...runners.map(
-          (runner) =>
-            `  ${runner.id}  ${runner.host} pid ${runner.pid}  capacity ${runner.capacity}  ${
-              runner.stoppedAt ? "stopped" : `heartbeat ${runner.heartbeatAt.toISOString()}`
-            }`,
-        ),
-        `paused profiles:${paused.length === 0 ? " none" : ""}`,
-        ...paused.map(
-          (pause) =>
-            `  ${pause.profile}  ${pause.kind.replaceAll("_", " ")} until ${pause.until.toISOString()}  (${pause.reason})`,
-        ),
+        "database  up",
+        `schema    ${report.schema}`,
+        `queue     ${queue.depth} queued (${queue.claimable} claimable${
+          queue.oldestClaimableAgeSeconds === null
+            ? ""
+            : `, oldest waiting ${ago(queue.oldestClaimableAgeSeconds)}`
+        }) · ${queue.awaitingApproval} awaiting approval · ${queue.running} running`,
+        `tasks     ${Object.entries(report.tasks)
+          .map(([state, count]) =>
+            count > 0 ? paint(stateColour(state as TaskState), `${state} ${count}`) : `${state} 0`,
+          )
+          .join(" · ")}`,
+        `outbox    ${outbox.pending} pending${
+          outbox.oldestPendingAgeSeconds === null
+            ? ""
+            : ` (oldest ${ago(outbox.oldestPendingAgeSeconds)})`
+        } · ${outbox.dead} given up`,
+        `watchdog  ${watchdogLine(watchdog)}`,
+        "runners",
+        ...runnerLines(runners),
+        ...pauseLines(report.paused ?? []),
       ]);
     },
     { migrate: false },
   );
+}
+
+/** Profiles waiting out their agent's usage limit: every task of theirs waits with them. */
+function pauseLines(paused: ProfilePause[]): string[] {
+  if (paused.length === 0) return ["paused profiles  none"];
+  return [
+    "paused profiles",
+    ...paused.map(
+      (pause) =>
+        `  ${pause.profile}  ${pause.kind.replaceAll("_", " ")} until ${pause.until.toISOString()}  (${pause.reason})`,
+    ),
+  ];
+}
+
+function runnerLines(runners: RunnerHealth[]): string[] {
+  if (runners.length === 0) return ["  none registered (start one: overseer runner)"];
+  return formatTable(
+    ["ID", "HOST", "PID", "CAPACITY", "ACTIVE", "HEARTBEAT", "STATUS"],
+    runners.map((runner) => [
+      runner.id,
+      runner.host,
+      String(runner.pid),
+      String(runner.capacity),
+      String(runner.activeRuns),
+      ago(runner.heartbeatAgeSeconds),
+      { text: runner.status, colour: RUNNER_COLOURS[runner.status] },
+    ]),
+  ).map((line) => `  ${line}`);
+}
+
+const RUNNER_COLOURS: Record<RunnerHealth["status"], Colour> = {
+  alive: "green",
+  stale: "red",
+  stopped: "dim",
+};
+
+function watchdogLine(health: WatchdogHealth): string {
+  if (!health.available) return paint("yellow", health.detail);
+  const tick = health.lastTickAt ? `last tick ${health.lastTickAt.toISOString()}` : "no tick yet";
+  const leader = health.leader ? ` on ${health.leader}` : "";
+  return `${paint(health.status === "ok" ? "green" : "red", health.status)} · ${tick}${leader}${
+    health.detail ? ` · ${health.detail}` : ""
+  }`;
 }

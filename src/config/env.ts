@@ -99,7 +99,8 @@ export interface OverseerEnv {
   appId: number | undefined;
   /** PEM text, from PRIVATE_KEY (possibly base64 or with escaped newlines) or PRIVATE_KEY_PATH. */
   privateKey: string | undefined;
-  webhookSecret: string;
+  /** Set whenever App credentials are (readEnv refuses them without it). */
+  webhookSecret: string | undefined;
   webhookPath: string;
   /** GitHub REST base URL, honouring GHE_HOST/GHE_PROTOCOL. */
   githubApiUrl: string;
@@ -133,8 +134,8 @@ export class EnvError extends ConfigError {
   override name = "EnvError";
 }
 
-/** Probot's own default, kept so that `npm start` works before an App is registered. */
-const DEVELOPMENT_WEBHOOK_SECRET = "development";
+/** Probot's default secret: public, so a webhook "signed" with it proves nothing. */
+const PROBOT_DEFAULT_WEBHOOK_SECRET = "development";
 
 export function readEnv(
   source: Record<string, string | undefined> = process.env,
@@ -164,6 +165,16 @@ export function readEnv(
       `Invalid environment: ${env.PRIVATE_KEY ? "PRIVATE_KEY" : "PRIVATE_KEY_PATH"}: expected a PEM private key (-----BEGIN ... PRIVATE KEY-----)`,
     );
   }
+  if (env.APP_ID !== undefined && !env.WEBHOOK_SECRET) {
+    throw new EnvError(
+      "Invalid environment: WEBHOOK_SECRET: APP_ID is set, so WEBHOOK_SECRET is required (the secret the App's webhook was registered with)",
+    );
+  }
+  if (env.WEBHOOK_SECRET === PROBOT_DEFAULT_WEBHOOK_SECRET) {
+    throw new EnvError(
+      `Invalid environment: WEBHOOK_SECRET: "${PROBOT_DEFAULT_WEBHOOK_SECRET}" is Probot's public default; use the secret the App's webhook was registered with`,
+    );
+  }
   const leaseMs = env.OVERSEER_LEASE ?? env.OVERSEER_HEARTBEAT_INTERVAL * 3;
   if (leaseMs <= env.OVERSEER_HEARTBEAT_INTERVAL) {
     throw new EnvError(
@@ -173,7 +184,7 @@ export function readEnv(
   return {
     appId: env.APP_ID,
     privateKey,
-    webhookSecret: env.WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET,
+    webhookSecret: env.WEBHOOK_SECRET,
     webhookPath: env.WEBHOOK_PATH,
     githubApiUrl: env.GHE_HOST
       ? `${env.GHE_PROTOCOL}://${env.GHE_HOST}/api/v3`

@@ -39,6 +39,8 @@ export interface RepoConfig {
   riskLabels: readonly string[];
   commanders: CommanderPermission;
   commitOnStop: boolean;
+  /** Bot logins (lower case, without `[bot]`) whose trigger label may start a task. */
+  trustedBots: readonly string[];
   /** `/revise` runs (and review-started ones) per task; 0 turns revisions off. */
   maxRevisions: number;
   /** A review submitted with "changes requested" starts a revision. */
@@ -52,7 +54,8 @@ export interface ConfigProblem {
 
 export type RepoConfigResult =
   | { ok: true; config: RepoConfig }
-  | { ok: false; problems: ConfigProblem[] };
+  /** At most PROBLEMS_REPORTED problems; `unreported` counts the rest. */
+  | { ok: false; problems: ConfigProblem[]; unreported: number };
 
 export const DEFAULT_REPO_CONFIG: Readonly<RepoConfig> = Object.freeze({
   label: "overseer",
@@ -67,6 +70,7 @@ export const DEFAULT_REPO_CONFIG: Readonly<RepoConfig> = Object.freeze({
   riskLabels: Object.freeze(["risk:high"]),
   commanders: "write",
   commitOnStop: true,
+  trustedBots: Object.freeze([]),
   maxRevisions: DEFAULT_MAX_REVISIONS,
   reviseOnReview: false,
 });
@@ -77,6 +81,24 @@ const LABEL_MAX = 50;
 const RESERVED_LABEL_PREFIX = "overseer:";
 const LIST_MAX = 50;
 const WORKER_MAX = 100;
+/** A GitHub login (at most 39 characters), as a bot's appears with or without `[bot]`. */
+const BOT_LOGIN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$/;
+
+/**
+ * Past this size `.github/overseer.yml` is refused before it is parsed: the settings fit in
+ * well under 1 KB, and parsing is done on the event loop every webhook shares.
+ */
+export const REPO_CONFIG_MAX_BYTES = 64 * 1024;
+/** Past this many, a list of problems stops helping (and finding them costs CPU). */
+export const PROBLEMS_REPORTED = 20;
+
+/** `dependabot[bot]` and `Dependabot` name the same bot. */
+export function botName(login: string): string {
+  return login
+    .trim()
+    .toLowerCase()
+    .replace(/\[bot\]$/, "");
+}
 
 const expected =
   (what: string) =>
@@ -156,6 +178,19 @@ const schema = z.strictObject(
       .optional(),
     commanders: oneOf(COMMANDER_PERMISSIONS).optional(),
     commit_on_stop: z.boolean({ error: expected("true or false") }).optional(),
+    trusted_bots: z
+      .array(
+        z
+          .string({ error: expected("a bot login like dependabot[bot]") })
+          .refine((login) => BOT_LOGIN.test(login.trim()), {
+            error: expected("a bot login like dependabot[bot]"),
+          })
+          .transform(botName),
+        { error: expected("a list of bot logins like [dependabot[bot]]") },
+      )
+      .max(LIST_MAX, { error: `expected at most ${LIST_MAX} bot logins` })
+      .transform((names) => [...new Set(names)])
+      .optional(),
     max_revisions: wholeNumber(0, 50).optional(),
     revise_on_review: z.boolean({ error: expected("true or false") }).optional(),
   },
@@ -188,6 +223,8 @@ const KEY_ALIASES: Record<string, string> = {
   approval_labels: "risk_labels",
   commanders_permission: "commanders",
   permission: "commanders",
+  bots: "trusted_bots",
+  allowed_bots: "trusted_bots",
   revisions: "max_revisions",
   max_revision: "max_revisions",
   revise_on_changes_requested: "revise_on_review",
@@ -200,7 +237,7 @@ const KEY_ALIASES: Record<string, string> = {
 export function parseRepoConfig(raw: unknown): RepoConfigResult {
   if (raw === null || raw === undefined) return { ok: true, config: defaultConfig() };
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) return { ok: false, problems: toProblems(parsed.error.issues, raw) };
+  if (!parsed.success) return { ok: false, ...toProblems(parsed.error.issues, raw) };
   const file = parsed.data;
   const defaults = DEFAULT_REPO_CONFIG;
   return {
@@ -216,6 +253,7 @@ export function parseRepoConfig(raw: unknown): RepoConfigResult {
       riskLabels: file.risk_labels ?? [...defaults.riskLabels],
       commanders: file.commanders ?? defaults.commanders,
       commitOnStop: file.commit_on_stop ?? defaults.commitOnStop,
+      trustedBots: file.trusted_bots ?? [],
       maxRevisions: file.max_revisions ?? defaults.maxRevisions,
       reviseOnReview: file.revise_on_review ?? defaults.reviseOnReview,
     },
@@ -224,29 +262,46 @@ export function parseRepoConfig(raw: unknown): RepoConfigResult {
 
 function defaultConfig(): RepoConfig {
   // A copy, so that a caller mutating its config cannot change everyone's defaults.
-  return { ...DEFAULT_REPO_CONFIG, riskLabels: [...DEFAULT_REPO_CONFIG.riskLabels] };
+  return {
+    ...DEFAULT_REPO_CONFIG,
+    riskLabels: [...DEFAULT_REPO_CONFIG.riskLabels],
+    trustedBots: [],
+  };
 }
 
-function toProblems(issues: readonly z.core.$ZodIssue[], raw: unknown): ConfigProblem[] {
+/**
+ * The first PROBLEMS_REPORTED problems, worded; the rest are only counted. A file of
+ * 20,000 unknown keys must not cost 20,000 spelling suggestions on the shared event loop.
+ */
+function toProblems(
+  issues: readonly z.core.$ZodIssue[],
+  raw: unknown,
+): { problems: ConfigProblem[]; unreported: number } {
   const problems: ConfigProblem[] = [];
+  let unreported = 0;
   const seen = new Set<string>();
+  const room = () => PROBLEMS_REPORTED - problems.length;
   for (const issue of issues) {
     if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) {
-        problems.push({ key, reason: unknownKeyReason(key) });
-      }
+      const reported = issue.keys.slice(0, Math.max(0, room()));
+      for (const key of reported) problems.push({ key, reason: unknownKeyReason(key) });
+      unreported += issue.keys.length - reported.length;
       continue;
     }
     const [key, ...rest] = issue.path;
+    const where = rest.find((part) => typeof part === "number");
+    const id = key === undefined ? FILE_PROBLEM_KEY : `${String(key)}/${String(where)}`;
+    // One problem per value: a second complaint about the same value only adds noise.
+    if (seen.has(id)) continue;
+    seen.add(id);
+    if (room() <= 0) {
+      unreported += 1;
+      continue;
+    }
     if (key === undefined) {
       problems.push({ key: FILE_PROBLEM_KEY, reason: issue.message });
       continue;
     }
-    const where = rest.find((part) => typeof part === "number");
-    const id = `${String(key)}/${String(where)}`;
-    // One problem per value: a second complaint about the same value only adds noise.
-    if (seen.has(id)) continue;
-    seen.add(id);
     const reason =
       typeof where === "number" ? `item ${where + 1} of the list: ${issue.message}` : issue.message;
     problems.push({ key: String(key), reason });
@@ -255,7 +310,7 @@ function toProblems(issues: readonly z.core.$ZodIssue[], raw: unknown): ConfigPr
     // Not expected from the schema above; never leave a maintainer with no reason at all.
     problems.push({ key: FILE_PROBLEM_KEY, reason: `invalid settings: ${describeValue(raw)}` });
   }
-  return problems;
+  return { problems, unreported };
 }
 
 function unknownKeyReason(key: string): string {
@@ -278,6 +333,8 @@ export function suggestKey(key: string): string | null {
   if (alias) return alias;
   let best: { key: string; distance: number } | null = null;
   for (const known of KNOWN_KEYS) {
+    // The distance is at least the difference in length, and more than 3 is never a typo.
+    if (Math.abs(normal.length - known.length) > 3) continue;
     const distance = editDistance(normal, known);
     if (distance < (best?.distance ?? Number.POSITIVE_INFINITY)) best = { key: known, distance };
   }
@@ -351,6 +408,28 @@ export class ConfigLoadError extends ConfigError {
   }
 }
 
+/**
+ * The file (or one it `_extends`) is larger than REPO_CONFIG_MAX_BYTES; thrown by the
+ * reader before the text reaches the YAML parser.
+ */
+export class ConfigTooLargeError extends ConfigError {
+  override name = "ConfigTooLargeError";
+  readonly problems: ConfigProblem[];
+
+  constructor(
+    readonly bytes: number,
+    readonly url: string,
+  ) {
+    const reason = `is ${formatKilobytes(bytes)}; Overseer reads at most ${formatKilobytes(REPO_CONFIG_MAX_BYTES)}`;
+    super(`${url} ${reason}`);
+    this.problems = [{ key: FILE_PROBLEM_KEY, reason }];
+  }
+}
+
+function formatKilobytes(bytes: number): string {
+  return `${Math.ceil(bytes / 1024)} KB`;
+}
+
 const PLUGIN_PREFIX = "[@probot/octokit-plugin-config]";
 
 /**
@@ -358,14 +437,16 @@ const PLUGIN_PREFIX = "[@probot/octokit-plugin-config]";
  * for transport failures (a 5xx, a timeout), which the caller should retry instead.
  */
 export function isConfigFileError(error: unknown): boolean {
-  if (error instanceof ConfigLoadError) return true;
+  if (error instanceof ConfigLoadError || error instanceof ConfigTooLargeError) return true;
   if (findYamlError(error)) return true;
   return error instanceof Error && error.message.startsWith(PLUGIN_PREFIX);
 }
 
 /** Turns what `context.config()` threw into problems worded like the schema's. */
 export function problemsFromYamlError(error: unknown): ConfigProblem[] {
-  if (error instanceof ConfigLoadError) return error.problems;
+  if (error instanceof ConfigLoadError || error instanceof ConfigTooLargeError) {
+    return error.problems;
+  }
   const yamlError = findYamlError(error);
   if (yamlError) {
     const firstLine = (yamlError.message.split("\n")[0] ?? "").replace(/:\s*$/, "");
@@ -429,7 +510,9 @@ export async function loadRepoConfig(read: () => Promise<unknown>): Promise<Repo
   try {
     raw = await read();
   } catch (error) {
-    if (isConfigFileError(error)) return { ok: false, problems: problemsFromYamlError(error) };
+    if (isConfigFileError(error)) {
+      return { ok: false, problems: problemsFromYamlError(error), unreported: 0 };
+    }
     throw error;
   }
   return parseRepoConfig(raw);
@@ -437,15 +520,16 @@ export async function loadRepoConfig(read: () => Promise<unknown>): Promise<Repo
 
 // -- The comment ------------------------------------------------------------------------
 
-/** Past this many, a list of problems stops helping. */
-const PROBLEMS_SHOWN = 20;
-
-/** The issue comment for an invalid config: what is wrong, that nothing ran, how to fix. */
+/**
+ * The issue comment for an invalid config: what is wrong, that nothing ran, how to fix.
+ * `unreported` counts problems found but not worded (see PROBLEMS_REPORTED).
+ */
 export function renderConfigProblem(
   problems: readonly ConfigProblem[],
   path: string = REPO_CONFIG_PATH,
+  unreported = 0,
 ): string {
-  const shown = problems.slice(0, PROBLEMS_SHOWN);
+  const shown = problems.slice(0, PROBLEMS_REPORTED);
   const lines = [
     CONFIG_ERROR_MARKER,
     `### ⚠️ Overseer could not use ${codeSpan(truncate(path, 200))}`,
@@ -456,9 +540,8 @@ export function renderConfigProblem(
         : `- ${codeSpan(truncate(problem.key, 60))}: ${inlineText(truncate(problem.reason, 500))}`,
     ),
   ];
-  if (problems.length > shown.length) {
-    lines.push(`- … and ${problems.length - shown.length} more`);
-  }
+  const more = problems.length - shown.length + unreported;
+  if (more > 0) lines.push(`- … and ${more} more`);
   lines.push(
     "",
     "Nothing was queued for this issue. Fix the file on the default branch, then remove and add the label again to retry.",

@@ -60,6 +60,13 @@ const PLACEHOLDER_ENV: Record<Placeholder, string> = {
   repo: "OVERSEER_REPO",
 };
 
+/**
+ * How a profile's worker writes its log, so that Overseer can show it as a conversation:
+ * plain text, Claude Code's `--output-format stream-json`, or Codex's `exec --json`.
+ */
+export const LOG_FORMATS = ["text", "claude-stream-json", "codex-json"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface WorkerProfile {
   name: string;
   /** argv, possibly with placeholders; expand with expandArgv. */
@@ -72,6 +79,7 @@ export interface WorkerProfile {
   idleTimeoutMs: number;
   logLimitBytes: number;
   graceMs: number;
+  logFormat: LogFormat;
   /** At most this many runs of the profile at once, across every runner; absent: no limit. */
   concurrency?: number;
   /**
@@ -142,6 +150,7 @@ export const DEFAULT_WORKER_PROFILES: WorkerProfiles = {
         idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
         logLimitBytes: DEFAULT_LOG_LIMIT_BYTES,
         graceMs: DEFAULT_GRACE_MS,
+        logFormat: "text",
       },
     ],
   ]),
@@ -207,6 +216,7 @@ const PROFILE_KEYS = [
   "idle_timeout",
   "log_limit",
   "grace",
+  "log_format",
   "concurrency",
   "repositories",
   "usage_limits",
@@ -287,6 +297,11 @@ const profileSchema = z.strictObject(
     idle_timeout: durationSchema().default(DEFAULT_IDLE_TIMEOUT_MS),
     log_limit: sizeSchema().default(DEFAULT_LOG_LIMIT_BYTES),
     grace: durationSchema().default(DEFAULT_GRACE_MS),
+    log_format: z
+      .enum(LOG_FORMATS, {
+        error: (issue) => `expected one of ${LOG_FORMATS.join(", ")}, got ${describe(issue.input)}`,
+      })
+      .default("text"),
     concurrency: z
       .int({
         error: (issue) => `expected a whole number from 1 to 1000, got ${describe(issue.input)}`,
@@ -453,6 +468,7 @@ export function parseWorkerProfiles(yamlText: string, source: string): WorkerPro
       idleTimeoutMs: raw.idle_timeout,
       logLimitBytes: raw.log_limit,
       graceMs: raw.grace,
+      logFormat: raw.log_format,
       ...(raw.concurrency === undefined ? {} : { concurrency: raw.concurrency }),
       ...(raw.repositories === undefined ? {} : { repositories: [...new Set(raw.repositories)] }),
       ...(raw.usage_limits === undefined ? {} : { usageLimits: usageLimitRules(raw.usage_limits) }),

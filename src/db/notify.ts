@@ -9,6 +9,8 @@ export const CHANNELS = {
   stop: "overseer_stop",
   /** An outbox entry is due. */
   outbox: "overseer_outbox",
+  /** A run's log grew, or the run ended; payload: the run id. */
+  log: "overseer_log",
 } as const;
 
 export type Channel = (typeof CHANNELS)[keyof typeof CHANNELS];

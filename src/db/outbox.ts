@@ -190,3 +190,22 @@ export async function nextOutboxDueInMs(db: Queryable, settleMs = 0): Promise<nu
   );
   return result.rows[0]?.ms ?? null;
 }
+
+export interface OutboxView {
+  pending: number;
+  /** Given up on after too many attempts. */
+  dead: number;
+  /** Seconds the oldest pending entry has waited (database clock); null when none is. */
+  oldestPendingAgeSeconds: number | null;
+}
+
+export async function outboxView(db: Queryable): Promise<OutboxView> {
+  const result = await db.query<OutboxView>(
+    `SELECT count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL)::int AS pending,
+            count(*) FILTER (WHERE dead_at IS NOT NULL)::int AS dead,
+            (EXTRACT(EPOCH FROM now() - min(created_at) FILTER (
+               WHERE delivered_at IS NULL AND dead_at IS NULL)))::float8 AS "oldestPendingAgeSeconds"
+       FROM outbox WHERE delivered_at IS NULL`,
+  );
+  return result.rows[0] ?? { pending: 0, dead: 0, oldestPendingAgeSeconds: null };
+}

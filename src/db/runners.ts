@@ -39,3 +39,32 @@ export async function listRunners(db: Queryable): Promise<RunnerRow[]> {
   );
   return result.rows;
 }
+
+/** A runner as the operator sees it: how long since it was last heard from, what it runs. */
+export interface RunnerHealth extends RunnerRow {
+  /** Seconds since its last heartbeat, by the database's clock (hosts' clocks may differ). */
+  heartbeatAgeSeconds: number;
+  status: "alive" | "stale" | "stopped";
+  activeRuns: number;
+}
+
+/** Registered runners, live ones first; stale after `staleAfterMs` without a heartbeat. */
+export async function listRunnerHealth(
+  db: Queryable,
+  staleAfterMs: number,
+): Promise<RunnerHealth[]> {
+  const result = await db.query<RunnerHealth>(
+    `SELECT ${COLUMNS},
+            (EXTRACT(EPOCH FROM now() - heartbeat_at))::float8 AS "heartbeatAgeSeconds",
+            CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
+                 WHEN heartbeat_at < now() - $1 * interval '1 millisecond' THEN 'stale'
+                 ELSE 'alive' END AS status,
+            (SELECT count(*)::int FROM runs WHERE runs.runner_id = runners.id
+                AND runs.state = 'running') AS "activeRuns"
+       FROM runners
+      ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC
+      LIMIT 100`,
+    [staleAfterMs],
+  );
+  return result.rows;
+}

@@ -1,5 +1,7 @@
+import type { LogFormat } from "../config/workers.js";
 import { actor } from "../domain/actors.js";
 import type { TaskEvent } from "../domain/types.js";
+import { CHANNELS } from "./notify.js";
 import type { PoolClient, Queryable } from "./pool.js";
 import { type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
@@ -242,27 +244,82 @@ export async function heartbeatRun(
   return { held: row !== undefined, stopRequested: row?.stopRequested ?? false };
 }
 
+/**
+ * The worker is running: its process, worktree and log, its profile and log format, and
+ * when it started. Also copies the task's queued_at, so label-to-start latency stays known
+ * after the task is queued again. Returns that latency in ms (database clock on both
+ * ends), or null when the lease was lost.
+ */
 export async function recordRunProcess(
   db: Queryable,
   lease: Lease,
-  process: { pid: number; pgid: number; worktree: string; logPath: string },
+  process: {
+    pid: number;
+    pgid: number;
+    worktree: string;
+    logPath: string;
+    profile: string;
+    logFormat: LogFormat;
+  },
+): Promise<{ labelToStartMs: number } | null> {
+  const result = await db.query<{ labelToStartMs: number }>(
+    `UPDATE runs SET pid = $3, pgid = $4, worktree = $5, log_path = $6, profile = $7,
+                     log_format = $8, worker_started_at = now(),
+                     queued_at = (SELECT tasks.queued_at FROM tasks WHERE tasks.id = runs.task_id)
+      WHERE id = $1 AND lease_token = $2 AND state = 'running'
+      RETURNING (EXTRACT(EPOCH FROM worker_started_at - queued_at) * 1000)::float8 AS "labelToStartMs"`,
+    [
+      lease.runId,
+      lease.token,
+      process.pid,
+      process.pgid,
+      process.worktree,
+      process.logPath,
+      process.profile,
+      process.logFormat,
+    ],
+  );
+  return result.rows[0] ?? null;
+}
+
+/** What an agent reported about its session; null where it did not say. */
+export interface AgentSummaryFields {
+  turns: number | null;
+  costUsd: number | null;
+  durationMs: number | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+  lastMessage: string | null;
+}
+
+/** What the agent reported about its session (turns, cost, tokens, last message). */
+export async function recordAgentSummary(
+  db: Queryable,
+  lease: Lease,
+  summary: AgentSummaryFields,
 ): Promise<boolean> {
   const result = await db.query(
-    `UPDATE runs SET pid = $3, pgid = $4, worktree = $5, log_path = $6
+    `UPDATE runs SET agent_turns = $3, agent_cost_usd = $4, agent_duration_ms = $5,
+                     agent_input_tokens = $6, agent_output_tokens = $7, agent_last_message = $8
       WHERE id = $1 AND lease_token = $2 AND state = 'running'`,
-    [lease.runId, lease.token, process.pid, process.pgid, process.worktree, process.logPath],
+    [
+      lease.runId,
+      lease.token,
+      summary.turns,
+      summary.costUsd,
+      summary.durationMs,
+      summary.inputTokens,
+      summary.outputTokens,
+      summary.lastMessage === null ? null : summary.lastMessage.slice(0, AGENT_MESSAGE_LIMIT),
+    ],
   );
   return result.rowCount === 1;
 }
 
-export type RunOutcome = "succeeded" | "failed" | "timed_out" | "stopped" | "lost" | "limited";
+/** The last message kept per run: enough for a status comment and a dashboard row. */
+const AGENT_MESSAGE_LIMIT = 8_000;
 
-/** What the agent said about its own run, when its log tells (see runner/agent-report.ts). */
-export interface AgentReport {
-  costUsd: number | null;
-  turns: number | null;
-  lastMessage: string | null;
-}
+export type RunOutcome = "succeeded" | "failed" | "timed_out" | "stopped" | "lost" | "limited";
 
 export interface Settlement {
   outcome: RunOutcome;
@@ -274,7 +331,6 @@ export interface Settlement {
   charged?: boolean;
   event: TaskEvent;
   changes?: TaskChanges;
-  report?: AgentReport;
   /** The agent hit its limit: pause the run's profile (written with the settlement). */
   pause?: Omit<PauseRequest, "runId" | "profile">;
 }
@@ -290,13 +346,14 @@ export async function settleRun(
   lease: Lease,
   settlement: Settlement,
 ): Promise<boolean> {
-  const report = settlement.report;
+  // The NOTIFY tells whoever follows the run's log (on any host) that it has ended.
   const run = await client.query<{ taskId: number; profile: string | null }>(
-    `UPDATE runs SET state = $3::run_state, finished_at = now(), exit_code = $4, signal = $5,
-                     failure_reason = $6, head_sha = $7, charged = $8,
-                     cost_usd = $9, turns = $10, last_message = $11
-      WHERE id = $1 AND lease_token = $2 AND state = 'running'
-      RETURNING task_id AS "taskId", profile`,
+    `WITH settled AS (
+       UPDATE runs SET state = $3::run_state, finished_at = now(), exit_code = $4, signal = $5,
+                       failure_reason = $6, head_sha = $7, charged = $8
+        WHERE id = $1 AND lease_token = $2 AND state = 'running'
+        RETURNING id, task_id, profile)
+     SELECT task_id AS "taskId", profile, pg_notify($9, id::text) FROM settled`,
     [
       lease.runId,
       lease.token,
@@ -306,9 +363,7 @@ export async function settleRun(
       settlement.failureReason ?? null,
       settlement.headSha ?? null,
       settlement.charged ?? true,
-      report?.costUsd ?? null,
-      report?.turns ?? null,
-      report?.lastMessage ?? null,
+      CHANNELS.log,
     ],
   );
   const settled = run.rows[0];
@@ -494,12 +549,12 @@ export async function runSummaryFor(db: Queryable, taskId: number): Promise<Task
        (SELECT json_build_object('id', r.id, 'attempt', r.attempt, 'revision', r.revision,
                                  'profile', r.profile, 'state', r.state,
                                  'startedAt', r.started_at, 'finishedAt', r.finished_at,
-                                 'costUsd', r.cost_usd, 'turns', r.turns,
-                                 'lastMessage', r.last_message)
+                                 'costUsd', r.agent_cost_usd, 'turns', r.agent_turns,
+                                 'lastMessage', r.agent_last_message)
           FROM runs r WHERE r.task_id = $1 ORDER BY r.id DESC LIMIT 1) AS latest,
        COALESCE(sum(EXTRACT(EPOCH FROM (COALESCE(finished_at, now()) - started_at)) * 1000), 0)::float8
          AS "totalMs",
-       sum(cost_usd)::text AS "totalCostUsd"
+       sum(agent_cost_usd)::text AS "totalCostUsd"
        FROM runs WHERE task_id = $1`,
     [taskId],
   );

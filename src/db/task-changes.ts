@@ -27,7 +27,8 @@ import {
  */
 
 export type ChangeResult =
-  | { ok: true; task: TaskRow; effects: Effect[] }
+  /** `previous`: the state the task was in when the lock was taken (null: just created). */
+  | { ok: true; task: TaskRow; effects: Effect[]; previous: TaskState | null }
   | { ok: false; reason: string; task: TaskRow };
 
 /** Applies `event` to the task in a transaction of its own; null when there is no such task. */
@@ -105,7 +106,7 @@ export async function applyTransition(
   if (!updated) {
     throw new Error(`task ${task.id} changed state under a held lock (expected ${locked.state})`);
   }
-  return { ok: true, task: updated, effects: result.effects };
+  return { ok: true, task: updated, effects: result.effects, previous: locked.state };
 }
 
 /**
@@ -170,7 +171,7 @@ export async function queueTaskFor(
       actor: cause.actor,
       fromState: null,
     });
-    return { ok: true, task: inserted, effects: fresh.effects };
+    return { ok: true, task: inserted, effects: fresh.effects, previous: null };
   }
   const result = await changeTaskIn(
     client,

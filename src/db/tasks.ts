@@ -15,6 +15,7 @@ export interface TaskRow {
   maxAttempts: number;
   riskLabelled: boolean;
   approvedBy: string | null;
+  approvedSha: string | null;
   workerProfile: string | null;
   baseBranch: string | null;
   branch: string | null;
@@ -53,7 +54,7 @@ export interface TaskRow {
 
 export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_number AS "issueNumber",
   tasks.title, tasks.state, tasks.priority, tasks.attempts, tasks.max_attempts AS "maxAttempts",
-  tasks.risk_labelled AS "riskLabelled", tasks.approved_by AS "approvedBy",
+  tasks.risk_labelled AS "riskLabelled", tasks.approved_by AS "approvedBy", tasks.approved_sha AS "approvedSha",
   tasks.worker_profile AS "workerProfile", tasks.base_branch AS "baseBranch", tasks.branch,
   tasks.config, tasks.status_comment_id AS "statusCommentId", tasks.state_label AS "stateLabel",
   tasks.labels, tasks.last_error AS "lastError", tasks.summary, tasks.pr_number AS "prNumber",
@@ -73,6 +74,7 @@ export function snapshotOf(task: TaskRow): TaskSnapshot {
     maxAttempts: task.maxAttempts,
     riskLabelled: task.riskLabelled,
     approvedBy: task.approvedBy,
+    approvedSha: task.approvedSha,
     lastError: task.lastError,
     prNumber: task.prNumber,
     revisions: task.revisions,
@@ -248,6 +250,8 @@ export function updateTaskSql(
     `attempts = ${params.add(next.attempts)}`,
     `last_error = ${params.add(next.lastError)}`,
     `approved_by = ${params.add(next.approvedBy)}`,
+    `approved_sha = ${params.add(next.approvedSha)}`,
+    `risk_labelled = ${params.add(next.riskLabelled)}`,
     `pr_number = ${params.add(next.prNumber)}`,
     `revisions = ${params.add(next.revisions)}`,
     `revision_pending = ${params.add(next.revisionPending)}`,
@@ -260,7 +264,8 @@ export function updateTaskSql(
        CASE WHEN ${before} = ${state} THEN finished_at ELSE now() END ELSE NULL END`,
   ];
   for (const [key, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
-    if (value === undefined) continue;
+    // The risk flag is part of the snapshot, written above as the transition left it.
+    if (value === undefined || key === "riskLabelled") continue;
     sets.push(
       `${CHANGE_COLUMNS[key]} = ${params.add(key === "config" ? JSON.stringify(value) : value)}`,
     );

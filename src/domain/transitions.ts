@@ -22,13 +22,26 @@
  *   retry sends such a task to awaiting_approval instead of queued.
  * - A successful run and a completion clear `lastError`: the status comment must not show
  *   a stale failure next to a PR awaiting merge or merged.
+ * - An approval covers one attempt: `/retry` (and re-adding the label to a failed or stopped
+ *   task) withdraws it, so a risk-labelled task waits for a new `/approve`; the status
+ *   comment says so. A lost lease or an infrastructure requeue keeps it (same attempt).
+ * - `/approve` while the task has a PR is tied to the PR's head commit (`approvedSha`);
+ *   in awaiting_merge it changes no state, only what auto-merge may merge.
+ * - The risk flag follows the issue's labels (`labels_changed`): a risk label added later
+ *   withdraws any approval and parks a queued task; the last one removed lets an
+ *   awaiting-approval task queue. A running task keeps running; its claim happened, and
+ *   auto-merge checks the flag itself.
+ * - Only the task's own PR is evidence. Another merged PR that closed the issue cancels
+ *   the task with the reason "resolved by #M" (from any state but done; on a task already
+ *   cancelled, say by the issue closing first, it records the reason).
  * - A revision (`/revise`, or a review asking for changes) queues the task again with
  *   `revisionPending`; its claim charges a revision, not an attempt. However it ends, a
  *   revision that ran returns the task to awaiting_merge: the PR it started from is still
  *   there and still the evidence. Only an infrastructure failure or a usage limit puts it
  *   back in the queue (uncharged), and `/stop` before it starts withdraws it. Asking again
  *   while a revision is queued adds to it; while one runs, is refused. Outside queued,
- *   awaiting_approval and running no task carries the flag.
+ *   awaiting_approval and running no task carries the flag. Being new work of the agent's,
+ *   a revision withdraws an approval as `/retry` does.
  * - While a revision is asked for or runs, and whenever a run opens or finds the PR, the
  *   `overseer` check run on the PR follows the task (`check_run`).
  */
@@ -46,6 +59,19 @@ import {
 export const PR_CLOSED_UNMERGED_ERROR = "PR closed without merge";
 
 export const STATE_LABEL_PREFIX = "overseer:";
+
+const RESOLVED_BY = /^resolved by #(\d+)$/;
+
+/** `lastError` of a task cancelled because another merged PR closed its issue. */
+export function resolvedElsewhereReason(prNumber: number): string {
+  return `resolved by #${prNumber}`;
+}
+
+/** The PR that resolved a cancelled task's issue, read back from its `lastError`. */
+export function resolvedByPr(lastError: string | null): number | null {
+  const match = lastError ? RESOLVED_BY.exec(lastError) : null;
+  return match ? Number(match[1]) : null;
+}
 
 /** `overseer:<state>`, `_` written `-` (GitHub label names read better with dashes). */
 export function stateLabel(state: TaskState): string {
@@ -89,6 +115,7 @@ export function initialTask(opts: NewTaskOptions): TaskSnapshot {
     maxAttempts: opts.maxAttempts,
     riskLabelled: opts.riskLabelled,
     approvedBy: null,
+    approvedSha: null,
     lastError: null,
     prNumber: null,
     revisions: 0,
@@ -244,7 +271,8 @@ function reviseRules<K extends TransitionKey>(action: string): EventRules<K> {
       awaiting_merge: (task) => {
         if (task.prNumber === null) return refuse(action, "the task has no pull request to revise");
         if (!revisionsLeft(task)) return refuse(action, maxRevisionsReached(task));
-        return enqueue(task, { revisionPending: true, lastError: null });
+        // New work of the agent's: like /retry, it needs a new approval where one is needed.
+        return enqueue(task, { revisionPending: true, lastError: null, ...NO_APPROVAL });
       },
       queued: waiting,
       awaiting_approval: waiting,
@@ -259,11 +287,16 @@ function reviseRules<K extends TransitionKey>(action: string): EventRules<K> {
   };
 }
 
-/** A new attempt for a failed or stopped task: its count goes on, its last error goes. */
+const NO_APPROVAL = { approvedBy: null, approvedSha: null } as const;
+
+/**
+ * A new attempt for a failed or stopped task: its count goes on, its last error goes, and
+ * so does its approval (it covered the attempt before).
+ */
 function retry(action: string) {
   return (task: TaskSnapshot) =>
     attemptsLeft(task)
-      ? enqueue(task, { lastError: null })
+      ? enqueue(task, { lastError: null, ...NO_APPROVAL })
       : refuse(action, maxAttemptsReached(task));
 }
 
@@ -271,12 +304,41 @@ function retry(action: string) {
 function freshStart(task: TaskSnapshot) {
   return enqueue(task, {
     attempts: 0,
-    approvedBy: null,
+    ...NO_APPROVAL,
     lastError: null,
     prNumber: null,
     revisions: 0,
     revisionPending: false,
   });
+}
+
+/** Fields change, the state does not: only the status comment is re-rendered. */
+function update(task: TaskSnapshot, changes: Partial<Omit<TaskSnapshot, "state">>) {
+  const next = { ...task, ...changes };
+  const same = (Object.keys(changes) as (keyof typeof changes)[]).every(
+    (key) => next[key] === task[key],
+  );
+  return same ? unchanged(task) : { ok: true as const, task: next, effects: [statusComment] };
+}
+
+const statusComment: Effect = { type: "status_comment" };
+
+/** The risk flag as the labels now say; a risk label just added withdraws the approval. */
+function relabel(task: TaskSnapshot, event: EventFor<"labels_changed">): TransitionResult {
+  const changes = {
+    riskLabelled: event.riskLabelled,
+    ...(event.riskLabelAdded ? NO_APPROVAL : {}),
+  };
+  if (task.state !== "queued" && task.state !== "awaiting_approval") return update(task, changes);
+  const target = queueStateFor({ ...task, ...changes });
+  return target === task.state ? update(task, changes) : moveTo(task, target, changes);
+}
+
+/** Another PR closed the issue: the task is not needed, and its status says why. */
+function resolvedElsewhere(task: TaskSnapshot, event: EventFor<"resolved_elsewhere">) {
+  const lastError = resolvedElsewhereReason(event.prNumber);
+  if (task.state === "cancelled") return update(task, { lastError });
+  return moveTo(task, "cancelled", { lastError }, stopRunIfRunning(task));
 }
 
 function already(action: string) {
@@ -372,9 +434,15 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
 
   "/approve": {
     action: "/approve",
-    expected: "awaiting approval",
+    expected: "awaiting approval or awaiting merge",
     from: {
-      awaiting_approval: (task, event) => enqueue(task, { approvedBy: event.actor }),
+      awaiting_approval: (task, event) =>
+        enqueue(task, { approvedBy: event.actor, approvedSha: event.headSha ?? null }),
+      // The PR exists: the approval names the commit it saw, and auto-merge holds it to that.
+      awaiting_merge: (task, event) =>
+        event.headSha
+          ? update(task, { approvedBy: event.actor, approvedSha: event.headSha })
+          : refuse("/approve", "the PR's head commit is not known"),
     },
   },
 
@@ -528,6 +596,24 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
         return moveTo(task, "awaiting_merge", { lastError: null });
       },
     },
+  },
+
+  labels_changed: {
+    action: "recompute the risk flag",
+    expected: "anything but done",
+    from: inStates(
+      TASK_STATES.filter((state) => state !== "done"),
+      relabel,
+    ),
+  },
+
+  resolved_elsewhere: {
+    action: "cancel as resolved elsewhere",
+    expected: "anything but done",
+    from: inStates(
+      TASK_STATES.filter((state) => state !== "done"),
+      resolvedElsewhere,
+    ),
   },
 };
 

@@ -49,6 +49,11 @@ export interface TaskSnapshot {
   /** True when the issue carries one of the repository's risk labels. */
   riskLabelled: boolean;
   approvedBy: string | null;
+  /**
+   * The PR head commit the approval covers, when it was given while the task had a PR;
+   * null for an approval given before there was one (it covers what Overseer pushes).
+   */
+  approvedSha: string | null;
   lastError: string | null;
   prNumber: number | null;
   /** Revision runs charged so far (`/revise`, reviews); capped by maxRevisions, apart from attempts. */
@@ -66,7 +71,18 @@ export type TaskEvent =
   | { type: "labeled"; actor: string }
   | { type: "unlabeled"; actor: string }
   | { type: "issue_closed"; actor: string }
-  | { type: "command"; command: CommandName; actor: string }
+  | {
+      type: "command";
+      command: CommandName;
+      actor: string;
+      /** For /approve: the head commit of the task's PR, read from the API, when it has one. */
+      headSha?: string | null;
+    }
+  /**
+   * The issue's labels changed (other than the trigger): the risk flag as it is now, and
+   * whether a risk label was just added (which withdraws any approval).
+   */
+  | { type: "labels_changed"; actor: string; riskLabelled: boolean; riskLabelAdded: boolean }
   /** A review asked for changes on the task's PR (with `revise_on_review: true`). */
   | { type: "revision_requested"; actor: string }
   /** A runner took the task. */
@@ -91,7 +107,9 @@ export type TaskEvent =
   | { type: "lease_lost"; actor: string }
   | { type: "pr_merged"; actor: string; evidence: MergeEvidence }
   | { type: "pr_closed_unmerged"; actor: string; prNumber: number }
-  | { type: "pr_reopened"; actor: string; prNumber: number };
+  | { type: "pr_reopened"; actor: string; prNumber: number }
+  /** Another merged PR (not the task's own) closed the issue: the task is not needed. */
+  | { type: "resolved_elsewhere"; actor: string; prNumber: number };
 
 /** GitHub side effects and runner signals a transition asks for; I/O happens at the edges. */
 export type Effect =
@@ -140,5 +158,7 @@ export const TASK_EVENT_TYPES = [
   "pr_merged",
   "pr_closed_unmerged",
   "pr_reopened",
+  "labels_changed",
+  "resolved_elsewhere",
 ] as const satisfies readonly TaskEvent["type"][];
 export type TaskEventType = TaskEvent["type"];

@@ -2,9 +2,10 @@ import type { Probot } from "probot";
 import { DEFAULT_REPO_CONFIG, type RepoConfig } from "../config/repo-config.js";
 import { enqueueOutbox } from "../db/outbox.js";
 import type { PoolClient } from "../db/pool.js";
+import { claimRefusalReply } from "../db/refusals.js";
 import { findRepoByGithubId, type RepoRow } from "../db/repos.js";
 import { addRevisionRequest, type RevisionSource } from "../db/revisions.js";
-import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
+import { changeTaskIn, enqueueAutoMerge, queueTaskFor } from "../db/task-changes.js";
 import type { Cause } from "../db/task-events.js";
 import { findTaskByPullRequest, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
@@ -22,9 +23,6 @@ import {
 } from "./deliveries.js";
 import { type IssueCommentEvent, issueCommentSchema, parsePayload } from "./payloads.js";
 import { hasCommandPermission, refusalText } from "./permissions.js";
-
-/** Marks every comment Overseer writes, so its own comments never count as commands. */
-export const OVERSEER_COMMENT_MARKER = "<!-- overseer:";
 
 /**
  * Commands in new comments (`/retry`, `/stop`, …). Steps: ignore bots and Overseer's own
@@ -85,13 +83,23 @@ export async function onComment(
     required: config.config.commanders,
     cache: deps.permissions,
     installationId: event.installation?.id ?? null,
+    userId: event.comment.user.id,
+    repoOwner: event.repository.owner,
   });
   if (!permission.allowed) {
     delivery.log.info({ user: username, permission: permission.permission }, "command refused");
-    replies.add(refusalText(username, permission.permission, config.config.commanders));
-    await record((client, repo) => replies.send(client, repo));
+    await record(async (client, repo) => {
+      const target = { repoId: repo.id, issueNumber: event.issue.number, login: username };
+      if (await claimRefusalReply(client, target)) {
+        replies.add(refusalText(username, permission.permission, config.config.commanders));
+      }
+      await replies.send(client, repo);
+    });
     return;
   }
+  const headSha = parsed.commands.includes("approve")
+    ? await approvedHeadSha(delivery, event, existing)
+    : null;
   await record(async (client, repo) => {
     if (parsed.unknown.length > 0) {
       replies.add(
@@ -102,6 +110,7 @@ export async function onComment(
     for (const command of parsed.commands) {
       const outcome = await runCommand(client, repo, event, existing?.id ?? null, config.config, {
         command,
+        headSha,
         cause: {
           actor: actor.github(username),
           cause: `delivery:${delivery.id}`,
@@ -133,15 +142,39 @@ function revisionRequestOf(
   };
 }
 
-/** Bots, Apps (Overseer included) and comments carrying our marker are never commands. */
+/**
+ * Bots and Apps (Overseer included) are never commands. A marker in a person's comment
+ * means nothing: markers count only on comments the App itself wrote.
+ */
 function isFromBotOrOverseer(event: IssueCommentEvent): boolean {
   const { comment } = event;
   return (
     comment.user.type === "Bot" ||
     event.sender.type === "Bot" ||
-    Boolean(comment.performed_via_github_app) ||
-    comment.body.includes(OVERSEER_COMMENT_MARKER)
+    Boolean(comment.performed_via_github_app)
   );
+}
+
+/**
+ * An approval given while the task has a PR covers that PR's head commit, as the API
+ * reports it now; auto-merge merges nothing else (see auto-merge.ts).
+ */
+async function approvedHeadSha(
+  delivery: Delivery,
+  event: IssueCommentEvent,
+  task: TaskRow | null,
+): Promise<string | null> {
+  const approvable = task?.state === "awaiting_approval" || task?.state === "awaiting_merge";
+  if (!approvable || task.prNumber === null) return null;
+  const pull = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/pulls/{pull_number}",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      pull_number: task.prNumber,
+    },
+  );
+  return (pull.data as { head: { sha: string } }).head.sha;
 }
 
 /** A known task keeps the config it was queued with; otherwise the repository's is read. */
@@ -213,6 +246,7 @@ async function runCommand(
   config: RepoConfig,
   request: {
     command: CommandName;
+    headSha: string | null;
     cause: Cause;
     revision?: Omit<Parameters<typeof addRevisionRequest>[1], "taskId">;
   },
@@ -227,14 +261,17 @@ async function runCommand(
       : event.issue.pull_request
         ? null
         : { repoId: repo.id, issueNumber: event.issue.number };
+  const headSha = command === "approve" ? request.headSha : undefined;
   const result = ref
-    ? await changeTaskIn(client, ref, { type: "command", command, actor: login }, cause)
+    ? await changeTaskIn(client, ref, { type: "command", command, actor: login, headSha }, cause)
     : null;
   if (result) {
     if (command === "status") return { accepted: true, reply: statusReply(result.task) };
     if (result.ok && request.revision) {
       await addRevisionRequest(client, { ...request.revision, taskId: result.task.id });
     }
+    // Approving a PR Overseer declined to merge (a later push, a risk label) lets it try again.
+    if (command === "approve" && result.ok) await enqueueAutoMerge(client, repo, result.task);
     return result.ok ? { accepted: true } : { accepted: false, reply: result.reason };
   }
   if (command === "run" && !event.issue.pull_request) {

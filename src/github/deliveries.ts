@@ -2,8 +2,10 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Context } from "probot";
 import {
+  ConfigTooLargeError,
   loadRepoConfig,
   REPO_CONFIG_FILE,
+  REPO_CONFIG_MAX_BYTES,
   type RepoConfig,
   renderConfigProblem,
 } from "../config/repo-config.js";
@@ -20,10 +22,18 @@ import type { PermissionCache } from "./permissions.js";
  * one transaction with its id, and its log lines carry its id.
  */
 
+export type DeliveryOutcome = "processed" | "duplicate" | "rejected" | "failed";
+
+/** Counts deliveries by outcome (src/web/metrics.ts implements it). */
+export interface DeliveryMetrics {
+  delivery(outcome: DeliveryOutcome): void;
+}
+
 export interface HandlerDependencies {
   pool: Pool;
   log: Logger;
   permissions: PermissionCache;
+  metrics?: DeliveryMetrics;
 }
 
 /** One delivery being handled: Probot's context, and a logger that names the delivery. */
@@ -55,11 +65,14 @@ export async function oncePerDelivery(
   });
   if (await isDeliverySeen(deps.pool, context.id)) {
     log.info("redelivery ignored");
+    deps.metrics?.delivery("duplicate");
     return;
   }
   try {
     await handle({ context, id: context.id, log });
+    deps.metrics?.delivery("processed");
   } catch (error) {
+    deps.metrics?.delivery(error instanceof PayloadError ? "rejected" : "failed");
     if (error instanceof PayloadError) {
       await recordRejectedDelivery(
         deps.pool,
@@ -121,8 +134,39 @@ export type RepoConfigRead =
  * unreachable is thrown, failing the delivery.
  */
 export async function readRepoConfig(context: Context): Promise<RepoConfigRead> {
-  const result = await loadRepoConfig(() => context.config(REPO_CONFIG_FILE));
+  const result = await loadRepoConfig(() =>
+    withConfigSizeLimit(context.octokit, () => context.config(REPO_CONFIG_FILE)),
+  );
   if (result.ok) return result;
-  const body = renderConfigProblem(result.problems);
+  const body = renderConfigProblem(result.problems, undefined, result.unreported);
   return { ok: false, body, key: createHash("sha256").update(body).digest("hex").slice(0, 16) };
+}
+
+interface HookableOctokit {
+  hook: {
+    after(
+      name: "request",
+      hook: (response: { data: unknown; url: string }, options: { url?: unknown }) => void,
+    ): void;
+  };
+}
+
+/**
+ * Refuses a config file over REPO_CONFIG_MAX_BYTES as GitHub's answer arrives, before the
+ * config plugin hands its text to the YAML parser. The event's Octokit is its own (Probot
+ * makes one per event), and the hook stops looking once the config is read.
+ */
+async function withConfigSizeLimit<T>(octokit: HookableOctokit, read: () => Promise<T>) {
+  let reading = true;
+  octokit.hook.after("request", (response, options) => {
+    if (!reading || typeof response.data !== "string") return;
+    if (!String(options.url ?? "").includes("/contents/")) return;
+    const bytes = Buffer.byteLength(response.data);
+    if (bytes > REPO_CONFIG_MAX_BYTES) throw new ConfigTooLargeError(bytes, response.url);
+  });
+  try {
+    return await read();
+  } finally {
+    reading = false;
+  }
 }

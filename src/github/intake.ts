@@ -1,5 +1,5 @@
 import type { Probot } from "probot";
-import type { RepoConfig } from "../config/repo-config.js";
+import { DEFAULT_REPO_CONFIG, type RepoConfig } from "../config/repo-config.js";
 import { enqueueOutbox } from "../db/outbox.js";
 import type { PoolClient } from "../db/pool.js";
 import type { RepoRow } from "../db/repos.js";
@@ -7,7 +7,12 @@ import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
 import { appendTaskEvent } from "../db/task-events.js";
 import { setWorkerProfile, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
-import { AGENT_LABEL_PREFIX, agentProfileFromLabels } from "../domain/labels.js";
+import {
+  AGENT_LABEL_PREFIX,
+  agentProfileFromLabels,
+  hasRiskLabel,
+  priorityFromLabels,
+} from "../domain/labels.js";
 import { STATE_LABEL_PREFIX } from "../domain/transitions.js";
 import {
   type Delivery,
@@ -17,26 +22,35 @@ import {
   readRepoConfig,
   recordDeliveryIn,
 } from "./deliveries.js";
-import { issueEventSchema, parsePayload } from "./payloads.js";
+import { type IssueEvent, issueEventSchema, parsePayload } from "./payloads.js";
+import { judgeSender, replyRefusalOnce, type SenderVerdict, senderRefusalText } from "./senders.js";
 
 /** The trigger label Overseer answers when a repository's config cannot be read. */
 const DEFAULT_TRIGGER_LABEL = "overseer";
 
 /**
  * Issue intake: the trigger label creates (or re-queues) a task; removing it, or closing
- * the issue, cancels. Each handler reads what it needs from GitHub first (the config),
- * then records the delivery and every change in one transaction and answers; GitHub
- * writes go to the outbox.
+ * the issue, cancels; an `agent:` label picks the worker profile; any other label change
+ * recomputes the risk flag. Each handler reads
+ * what it needs from GitHub first (the config, the sender's permission), then records the
+ * delivery and every change in one transaction and answers; GitHub writes go to the outbox.
+ *
+ * Starting, cancelling and picking the agent are commands by other means, so the sender
+ * needs `commanders` permission (bots: `trusted_bots`), as for a comment.
  */
 export function registerIntake(app: Probot, deps: HandlerDependencies): void {
   app.on("issues.labeled", (context) =>
     oncePerDelivery(deps, context, (delivery) => onLabeled(deps, delivery)),
   );
   app.on("issues.unlabeled", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onCancelled(deps, delivery, "unlabeled")),
+    oncePerDelivery(deps, context, (delivery) => onUnlabeled(deps, delivery)),
   );
   app.on("issues.closed", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onCancelled(deps, delivery, "issue_closed")),
+    oncePerDelivery(deps, context, async (delivery) => {
+      const event = parsePayload(issueEventSchema, delivery.context.payload, "issues.closed");
+      const existing = await findTaskForIssue(deps, event);
+      if (existing) await cancelOnRequest(deps, delivery, event, existing, "issue_closed");
+    }),
   );
 }
 
@@ -46,14 +60,29 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   // Overseer's own state labels arrive as labeled events too; they never trigger anything.
   if (labelName === "" || labelName.startsWith(STATE_LABEL_PREFIX)) return;
   const existing = await findTaskForIssue(deps, event);
-  if (existing && isAgentLabel(labelName)) return onAgentLabel(deps, delivery, existing);
-  const triggerLabel = (existing?.config as Partial<RepoConfig> | undefined)?.label;
+  if (existing && isAgentLabel(labelName)) {
+    await onAgentLabel(deps, delivery, event, existing);
+    return;
+  }
+  const triggerLabel = existing ? taskConfig(existing).label : undefined;
   // A label that cannot be the trigger (per the task's config) costs no config read.
-  if (existing && triggerLabel && triggerLabel !== labelName) return;
+  if (existing && triggerLabel !== labelName) {
+    await recomputeRisk(deps, delivery, event, existing, "labeled");
+    return;
+  }
   const config = await readRepoConfig(delivery.context);
   const installationId = event.installation?.id ?? null;
   if (!config.ok) {
     if (labelName !== DEFAULT_TRIGGER_LABEL && !existing) return;
+    // Whoever could not start a task does not get Overseer to comment either.
+    const verdict = await judgeSender(deps, delivery, event, DEFAULT_REPO_CONFIG);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config: DEFAULT_REPO_CONFIG,
+        what: "start Overseer by labelling",
+      });
+      return;
+    }
     await recordDeliveryIn(deps, delivery, event.repository, installationId, (client, repo) =>
       enqueueOutbox(client, {
         taskId: existing?.id ?? null,
@@ -68,11 +97,19 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
     return;
   }
   if (labelName !== config.config.label) return;
+  const verdict = await judgeSender(deps, delivery, event, config.config);
+  if (!verdict.allowed) {
+    await refuseSender(deps, delivery, event, existing, verdict, {
+      config: config.config,
+      what: "start Overseer by labelling",
+    });
+    return;
+  }
   await recordDeliveryIn(deps, delivery, event.repository, installationId, async (client, repo) => {
     const queued = await queueTaskFor(
       client,
       repo,
-      { ...event.issue, labels: event.issue.labels.map((label) => label.name) },
+      { ...event.issue, labels: labelNames(event) },
       config.config,
       {
         actor: actor.github(event.sender.login),
@@ -80,8 +117,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
         cause: `delivery:${delivery.id}`,
       },
     );
-    const labels = event.issue.labels.map((label) => label.name);
-    await replyIfAgentLabelsConflict(client, repo, queued.task, labels, delivery);
+    await replyIfAgentLabelsConflict(client, repo, queued.task, labelNames(event), delivery);
     delivery.log.info(
       {
         task: queued.task.id,
@@ -93,19 +129,43 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   });
 }
 
-async function onCancelled(
-  deps: HandlerDependencies,
-  delivery: Delivery,
-  type: "unlabeled" | "issue_closed",
-): Promise<void> {
-  const event = parsePayload(issueEventSchema, delivery.context.payload, `issues.${type}`);
+async function onUnlabeled(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const event = parsePayload(issueEventSchema, delivery.context.payload, "issues.unlabeled");
   const existing = await findTaskForIssue(deps, event);
   if (!existing) return;
-  if (type === "unlabeled" && isAgentLabel(event.label?.name ?? "")) {
-    return onAgentLabel(deps, delivery, existing);
+  if (event.label?.name === taskConfig(existing).label) {
+    await cancelOnRequest(deps, delivery, event, existing, "unlabeled");
+  } else if (isAgentLabel(event.label?.name ?? "")) {
+    await onAgentLabel(deps, delivery, event, existing);
+  } else if (!event.label?.name.startsWith(STATE_LABEL_PREFIX)) {
+    await recomputeRisk(deps, delivery, event, existing, "unlabeled");
   }
-  const trigger = (existing.config as Partial<RepoConfig>).label ?? DEFAULT_TRIGGER_LABEL;
-  if (type === "unlabeled" && event.label?.name !== trigger) return;
+}
+
+/** Removing the trigger label or closing the issue: a cancel, if the sender may command. */
+async function cancelOnRequest(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  existing: TaskRow,
+  type: "unlabeled" | "issue_closed",
+): Promise<void> {
+  const final = existing.state === "done" || existing.state === "cancelled";
+  // Nothing to cancel costs no permission lookup; the transition records the refusal.
+  if (!final) {
+    const config = taskConfig(existing);
+    const verdict = await judgeSender(deps, delivery, event, config);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config,
+        what:
+          type === "issue_closed"
+            ? "cancel the Overseer task by closing the issue"
+            : "cancel the Overseer task by removing its label",
+      });
+      return;
+    }
+  }
   const cause = { actor: actor.github(event.sender.login), cause: `delivery:${delivery.id}` };
   await recordDeliveryIn(
     deps,
@@ -127,6 +187,104 @@ async function onCancelled(
   );
 }
 
+/**
+ * Any other label change: the risk flag is recomputed from the labels now on the issue. A
+ * risk label added (by anyone: it only makes Overseer more careful) parks the task and
+ * withdraws its approval. Lifting the gate is the other direction: the API's list of
+ * labels decides (a stale or reordered delivery must not), and only a commander may.
+ */
+async function recomputeRisk(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  existing: TaskRow,
+  action: "labeled" | "unlabeled",
+): Promise<void> {
+  const config = taskConfig(existing);
+  const labelName = event.label?.name ?? "";
+  let labels = labelNames(event);
+  let riskLabelled = hasRiskLabel(labels, config.riskLabels);
+  const riskLabelAdded = action === "labeled" && config.riskLabels.includes(labelName);
+  if (existing.state === "done") return;
+  if (riskLabelled === existing.riskLabelled && !riskLabelAdded) return;
+  if (existing.riskLabelled && !riskLabelled) {
+    labels = await currentLabels(delivery, event);
+    riskLabelled = hasRiskLabel(labels, config.riskLabels);
+    if (riskLabelled) return;
+    const verdict = await judgeSender(deps, delivery, event, config);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, existing, verdict, {
+        config,
+        what: "lift the risk gate by removing a risk label",
+      });
+      return;
+    }
+  }
+  const changes = { labels, priority: priorityFromLabels(labels) };
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client) => {
+      const result = await changeTaskIn(
+        client,
+        { id: existing.id },
+        { type: "labels_changed", actor: event.sender.login, riskLabelled, riskLabelAdded },
+        { actor: actor.github(event.sender.login), cause: `delivery:${delivery.id}` },
+        changes,
+      );
+      delivery.log.info(
+        { task: existing.id, riskLabelled, riskLabelAdded, state: result?.task.state },
+        "risk flag recomputed",
+      );
+    },
+  );
+}
+
+/** The issue's labels as the API has them now (GitHub allows at most 100 per issue). */
+async function currentLabels(delivery: Delivery, event: IssueEvent): Promise<string[]> {
+  const response = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/labels",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      issue_number: event.issue.number,
+      per_page: 100,
+    },
+  );
+  return (response.data as { name: string }[]).map((label) => label.name);
+}
+
+/** Nothing happens for a sender who may not act; a person is told why (rate-limited). */
+async function refuseSender(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  existing: TaskRow | null,
+  verdict: Exclude<SenderVerdict, { allowed: true }>,
+  refusal: { config: Pick<RepoConfig, "commanders">; what: string },
+): Promise<void> {
+  const login = event.sender.login;
+  delivery.log.info({ user: login, refused: verdict.reason }, "sender may not act; ignored");
+  if (verdict.reason !== "permission") return;
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client, repo) => {
+      await replyRefusalOnce(client, repo, {
+        issueNumber: event.issue.number,
+        taskId: existing?.id ?? null,
+        login,
+        body: senderRefusalText(login, verdict, refusal.config, refusal.what),
+        deliveryId: delivery.id,
+      });
+    },
+  );
+}
+
 function isAgentLabel(name: string): boolean {
   return name.toLowerCase().startsWith(AGENT_LABEL_PREFIX);
 }
@@ -140,13 +298,23 @@ function isAgentLabel(name: string): boolean {
 async function onAgentLabel(
   deps: HandlerDependencies,
   delivery: Delivery,
+  event: IssueEvent,
   task: TaskRow,
 ): Promise<void> {
   const action = (delivery.context.payload as { action?: string }).action ?? "labeled";
-  const event = parsePayload(issueEventSchema, delivery.context.payload, `issues.${action}`);
-  const labels = event.issue.labels.map((label) => label.name);
-  const configured = (task.config as Partial<RepoConfig>).worker ?? null;
-  const profile = agentProfileFromLabels(labels).profile ?? configured;
+  const config = taskConfig(task);
+  if (task.state !== "done") {
+    const verdict = await judgeSender(deps, delivery, event, config);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, task, verdict, {
+        config,
+        what: "pick the agent with an agent: label",
+      });
+      return;
+    }
+  }
+  const labels = labelNames(event);
+  const profile = agentProfileFromLabels(labels).profile ?? config.worker ?? null;
   await recordDeliveryIn(
     deps,
     delivery,
@@ -199,4 +367,13 @@ async function replyIfAgentLabelsConflict(
     },
     key: { dedupe: `reply:${delivery.id}` },
   });
+}
+
+/** A task keeps the config it was queued with. */
+function taskConfig(task: TaskRow): RepoConfig {
+  return { ...DEFAULT_REPO_CONFIG, ...task.config } as RepoConfig;
+}
+
+function labelNames(event: IssueEvent): string[] {
+  return event.issue.labels.map((label) => label.name);
 }

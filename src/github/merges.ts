@@ -23,7 +23,27 @@ export interface VerifiedPull {
   merge_commit_sha: string | null;
   merged_at: string | null;
   merged_by: { login: string } | null;
-  head: { ref: string; sha: string };
+  body?: string | null;
+  /** `repo` is null when the head repository (a fork) was deleted. */
+  head: { ref: string; sha: string; repo?: { id: number; full_name?: string } | null };
+}
+
+/**
+ * Only the task's own PR is evidence: its head is the task's branch in the task's own
+ * repository (a fork can name a branch like ours), and, once Overseer recorded the PR's
+ * number, it is that PR.
+ */
+export function isTasksOwnPull(
+  pull: Pick<VerifiedPull, "number" | "head">,
+  task: Pick<TaskRow, "branch" | "prNumber">,
+  repoGithubId: number,
+): boolean {
+  return (
+    pull.head.repo?.id === repoGithubId &&
+    task.branch !== null &&
+    pull.head.ref === task.branch &&
+    (task.prNumber === null || task.prNumber === pull.number)
+  );
 }
 
 /** Evidence only from the API's answer, and only when it is complete. */
@@ -46,9 +66,11 @@ export function closingIssueNumbers(body: string | null | undefined): number[] {
 }
 
 /**
- * Merge evidence. A `pull_request.closed` payload saying `merged: true` proves nothing:
- * the PR is fetched from the API and only its answer, complete with merge commit and
- * time, moves the task to done (the schema refuses done without it).
+ * Merge evidence. A `pull_request.closed` payload proves nothing, not even that the PR is
+ * closed (deliveries can be stale, reordered or replayed): the PR is fetched from the API,
+ * and only its answer moves the task. Done needs the task's own PR merged, complete with
+ * merge commit and time (the schema refuses done without it); another merged PR that
+ * closed the issue cancels the task as resolved elsewhere.
  */
 export function registerMergeHandlers(app: Probot, deps: HandlerDependencies): void {
   app.on("pull_request.closed", (context) =>
@@ -56,6 +78,9 @@ export function registerMergeHandlers(app: Probot, deps: HandlerDependencies): v
   );
   app.on("pull_request.reopened", (context) =>
     oncePerDelivery(deps, context, (delivery) => onPullReopened(deps, delivery)),
+  );
+  app.on("pull_request.synchronize", (context) =>
+    oncePerDelivery(deps, context, (delivery) => onPullPushed(deps, delivery)),
   );
   app.on("check_suite.completed", (context) =>
     oncePerDelivery(deps, context, (delivery) => onChecksCompleted(deps, delivery)),
@@ -85,6 +110,18 @@ async function taskForPull(
   return null;
 }
 
+async function fetchPull(delivery: Delivery, event: PullRequestEvent): Promise<VerifiedPull> {
+  const response = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/pulls/{pull_number}",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      pull_number: event.pull_request.number,
+    },
+  );
+  return response.data as VerifiedPull;
+}
+
 async function onPullClosed(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
   const event = parsePayload(
     pullRequestEventSchema,
@@ -94,27 +131,53 @@ async function onPullClosed(deps: HandlerDependencies, delivery: Delivery): Prom
   const found = await taskForPull(deps, event);
   if (!found || found.state === "done") return;
   const log = delivery.log.child({ task: found.id, pr: event.pull_request.number });
-  const response = await delivery.context.octokit.request(
-    "GET /repos/{owner}/{repo}/pulls/{pull_number}",
-    {
-      owner: event.repository.owner.login,
-      repo: event.repository.name,
-      pull_number: event.pull_request.number,
-    },
-  );
-  const pull = response.data as unknown as VerifiedPull;
+  const pull = await fetchPull(delivery, event);
+  if (pull.state === "open") {
+    log.warn("delivery says the PR closed; the API says it is open: nothing changes");
+    return;
+  }
   const evidence = evidenceFrom(pull);
+  if (event.pull_request.merged && !evidence) {
+    log.warn("payload claims a merge the API does not confirm; ignored");
+  }
   const login = event.sender.login;
+  if (!isTasksOwnPull(pull, found, event.repository.id)) {
+    if (evidence && (await closedTheIssue(delivery, event, pull, found))) {
+      const resolved = { type: "resolved_elsewhere" as const, actor: login, prNumber: pull.number };
+      await applyInDelivery(deps, delivery, event, found.id, resolved);
+      log.info("another PR resolved the issue; task cancelled");
+    } else {
+      log.info({ head: pull.head.repo?.full_name ?? null }, "not the task's own PR; ignored");
+    }
+    return;
+  }
   if (evidence) {
     const merged = mergedEvent(evidence, pull.head.sha, login);
     await applyInDelivery(deps, delivery, event, found.id, merged.event, merged.changes);
     log.info({ mergeCommit: evidence.mergeCommitSha }, "merge verified");
     return;
   }
-  if (event.pull_request.merged)
-    log.warn("payload claims a merge the API does not confirm; ignored");
   const closed = { type: "pr_closed_unmerged" as const, actor: login, prNumber: pull.number };
   await applyInDelivery(deps, delivery, event, found.id, closed);
+}
+
+/** The merged PR says it closes the task's issue, and the API says the issue is closed. */
+async function closedTheIssue(
+  delivery: Delivery,
+  event: PullRequestEvent,
+  pull: VerifiedPull,
+  task: TaskRow,
+): Promise<boolean> {
+  if (!closingIssueNumbers(pull.body).includes(task.issueNumber)) return false;
+  const issue = await delivery.context.octokit.request(
+    "GET /repos/{owner}/{repo}/issues/{issue_number}",
+    {
+      owner: event.repository.owner.login,
+      repo: event.repository.name,
+      issue_number: task.issueNumber,
+    },
+  );
+  return (issue.data as { state: string }).state === "closed";
 }
 
 async function onPullReopened(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
@@ -125,12 +188,41 @@ async function onPullReopened(deps: HandlerDependencies, delivery: Delivery): Pr
   );
   const found = await taskForPull(deps, event);
   if (!found) return;
+  const pull = await fetchPull(delivery, event);
+  if (pull.state !== "open" || !isTasksOwnPull(pull, found, event.repository.id)) {
+    delivery.log.info(
+      { task: found.id, pr: pull.number, state: pull.state },
+      "reopened delivery for a PR that is not the task's open PR; ignored",
+    );
+    return;
+  }
   const reopened = {
     type: "pr_reopened" as const,
     actor: event.sender.login,
-    prNumber: event.pull_request.number,
+    prNumber: pull.number,
   };
   await applyInDelivery(deps, delivery, event, found.id, reopened);
+}
+
+/**
+ * Someone pushed to a PR. For a task under `merge: auto` a merge attempt is queued at once:
+ * it reads the PR from the API, and a head that is not the commit Overseer pushed (or one
+ * approved since) stops auto-merge with a comment on the issue (see auto-merge.ts).
+ */
+async function onPullPushed(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
+  const event = parsePayload(
+    pullRequestEventSchema,
+    delivery.context.payload,
+    "pull_request.synchronize",
+  );
+  const repo = await findRepoByGithubId(deps.pool, event.repository.id);
+  if (!repo) return;
+  const task = await findTaskByPullRequest(deps.pool, repo.id, {
+    number: event.pull_request.number,
+    headRef: null,
+  });
+  if (!task || task.prNumber !== event.pull_request.number) return;
+  await enqueueAutoMerge(deps.pool, repo, task);
 }
 
 /** Applies one event to the PR's task in the delivery's transaction. */

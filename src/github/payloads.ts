@@ -6,7 +6,11 @@ import { InputError } from "../errors.js";
  * malformed payload is refused with a message naming the field, not a TypeError deep in
  * a handler.
  */
-const user = z.object({ login: z.string(), type: z.string().optional() });
+const user = z.object({
+  login: z.string(),
+  id: z.number().optional(),
+  type: z.string().optional(),
+});
 const label = z.object({ name: z.string() });
 
 export const repositorySchema = z.object({
@@ -15,7 +19,7 @@ export const repositorySchema = z.object({
   full_name: z.string(),
   clone_url: z.string(),
   default_branch: z.string().default("main"),
-  owner: z.object({ login: z.string() }),
+  owner: z.object({ login: z.string(), id: z.number().optional(), type: z.string().optional() }),
 });
 
 const issue = z.object({

@@ -112,6 +112,25 @@ export interface CommandPermissionQuery {
   cache?: PermissionCache;
   /** Part of the cache key; one process may serve several installations (and hosts). */
   installationId?: number | null;
+  /** The person's and the repository owner's accounts, as the payload gives them. */
+  userId?: number;
+  repoOwner?: { login: string; id?: number; type?: string };
+}
+
+/**
+ * The account that owns a personal repository administers it, so GitHub need not be asked.
+ * Both id and login must match: a renamed account keeps its id, a reused login does not.
+ */
+export function isPersonalRepoOwner(
+  user: { login: string; id?: number },
+  owner: { login: string; id?: number; type?: string } | undefined,
+): boolean {
+  return (
+    owner?.type === "User" &&
+    owner.id !== undefined &&
+    user.id === owner.id &&
+    user.login.toLowerCase() === owner.login.toLowerCase()
+  );
 }
 
 export async function hasCommandPermission(
@@ -119,6 +138,9 @@ export async function hasCommandPermission(
   query: CommandPermissionQuery,
 ): Promise<{ allowed: boolean; permission: Permission }> {
   const { owner, repo, username, required, cache } = query;
+  if (isPersonalRepoOwner({ login: username, id: query.userId }, query.repoOwner)) {
+    return { allowed: true, permission: "admin" };
+  }
   const load = () => fetchPermission(octokit, owner, repo, username);
   const permission = cache
     ? await cache.getOrLoad(PermissionCache.key({ ...query }), load)
@@ -176,10 +198,11 @@ export function refusalText(
   username: string,
   permission: Permission | string,
   required: RequiredPermission,
+  what = "command Overseer here",
 ): string {
   const who = required === "admin" ? "admin access" : `${required} access or higher`;
   const have = permission === "none" ? "no access" : permission;
-  return `@${username}, only people with ${who} can command Overseer here (you have ${have}).`;
+  return `@${username}, only people with ${who} can ${what} (you have ${have}).`;
 }
 
 function isPermission(value: string): value is Permission {

@@ -37,7 +37,7 @@ async function onSynchronize(deps: HandlerDependencies, delivery: Delivery): Pro
     number: pull.number,
     headRef: pull.head.ref,
   });
-  if (!task || task.state !== "awaiting_merge" || task.prNumber !== pull.number) return;
+  if (task?.state !== "awaiting_merge" || task.prNumber !== pull.number) return;
   if (task.prHeadSha === pull.head.sha) return;
   await recordDeliveryIn(
     deps,

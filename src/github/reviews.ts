@@ -11,7 +11,7 @@ import { changeTaskIn } from "../db/task-changes.js";
 import { findTaskByPullRequest, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
 import { codeSpan } from "../domain/markdown.js";
-import { OVERSEER_COMMENT_MARKER, onComment } from "./comments.js";
+import { onComment } from "./comments.js";
 import {
   type Delivery,
   type HandlerDependencies,
@@ -84,6 +84,8 @@ async function onReviewSubmitted(deps: HandlerDependencies, delivery: Delivery):
     required: config.commanders,
     cache: deps.permissions,
     installationId: event.installation?.id ?? null,
+    ...(event.review.user?.id === undefined ? {} : { userId: event.review.user.id }),
+    repoOwner: event.repository.owner,
   });
   const installationId = event.installation?.id ?? null;
   if (!permission.allowed) {
@@ -146,7 +148,7 @@ async function onReviewComment(deps: HandlerDependencies, delivery: Delivery): P
   );
   const { comment, pull_request: pull } = event;
   // Cheap first: most review comments hold no command, and need no lookup at all.
-  if (!comment.body.includes("/") || comment.body.includes(OVERSEER_COMMENT_MARKER)) return;
+  if (!comment.body.includes("/")) return;
   const asComment: IssueCommentEvent = {
     repository: event.repository,
     installation: event.installation,

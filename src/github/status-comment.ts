@@ -1,4 +1,5 @@
 import { codeSpan } from "../domain/markdown.js";
+import { resolvedByPr } from "../domain/transitions.js";
 import type { TaskState } from "../domain/types.js";
 
 /**
@@ -46,6 +47,8 @@ export interface StatusView {
   mergeCommitSha: string | null;
   /** The trigger label, named in the hint for a cancelled task when known. */
   label?: string | null;
+  /** Shown when the task is risk-labelled or approved: who approved, for which commit. */
+  approval?: { riskLabelled: boolean; approvedBy: string | null; approvedSha: string | null };
   /** Revisions charged, the cap, and whether one is asked for (queued) or running. */
   revisions?: number;
   maxRevisions?: number;
@@ -77,7 +80,15 @@ export function renderStatusComment(view: StatusView): string {
     lines.push(`| ${name} | ${value.replace(/\|/g, "\\|")} |`);
   }
 
-  if (view.lastError?.trim()) {
+  const resolvedBy = view.state === "cancelled" ? resolvedByPr(view.lastError) : null;
+  if (resolvedBy !== null) {
+    lines.push(
+      "",
+      ...quote(
+        `**Resolved by #${resolvedBy}:** another pull request closed this issue, so this task is cancelled rather than done.`,
+      ),
+    );
+  } else if (view.lastError?.trim()) {
     lines.push("", ...quote(`**Last error:** ${plainText(capHead(view.lastError, ERROR_LIMIT))}`));
   }
   const tail = view.logTail ? cleanLog(view.logTail) : "";
@@ -114,6 +125,8 @@ function statusRows(view: StatusView): [string, string][] {
   if (view.branch) rows.push(["Branch", codeSpan(capHead(view.branch, FIELD_LIMIT))]);
   if (view.prNumber !== null) rows.push(["Pull request", prLink(view.prNumber, view.prUrl)]);
   if (view.mergeCommitSha) rows.push(["Merge commit", commitText(view.mergeCommitSha)]);
+  const approval = approvalText(view);
+  if (approval) rows.push(["Approval", approval]);
 
   if (WAITING.has(view.state)) {
     // Whatever a previous attempt's timestamps say, this wait started when it was queued.
@@ -128,6 +141,24 @@ function statusRows(view: StatusView): [string, string][] {
     rows.push(["Ran", open ? `${ran} so far` : ran]);
   }
   return rows;
+}
+
+/**
+ * Whether the task may run and be merged as far as approval goes, and whether an approval
+ * carries over: it covers one attempt, and, when given while there was a PR, one commit.
+ */
+function approvalText(view: StatusView): string | null {
+  const approval = view.approval;
+  if (!approval || (!approval.riskLabelled && !approval.approvedBy)) return null;
+  if (approval.approvedBy) {
+    const by = `by ${codeSpan(capHead(approval.approvedBy, FIELD_LIMIT))}`;
+    return approval.approvedSha
+      ? `${by} for commit ${commitText(approval.approvedSha)} only; a later push or \`/retry\` needs a new \`/approve\``
+      : `${by} for this attempt; it does not carry over to a \`/retry\``;
+  }
+  return view.attempts > 0 && view.state === "awaiting_approval"
+    ? `needed for attempt ${view.attempts + 1}: an approval covers one attempt and does not carry over`
+    : "needed (risk label)";
 }
 
 /** States in which the task waits for its next attempt to start. */

@@ -3,6 +3,7 @@ import type { ApplicationFunction } from "probot";
 import type { Pool } from "../db/pool.js";
 import { classify } from "../errors.js";
 import { registerCommands } from "./comments.js";
+import type { DeliveryMetrics } from "./deliveries.js";
 import { registerIntake } from "./intake.js";
 import { registerMergeHandlers } from "./merges.js";
 import { PermissionCache } from "./permissions.js";
@@ -12,6 +13,7 @@ import { registerReviewHandlers } from "./reviews.js";
 export interface WebhookDependencies {
   pool: Pool;
   log: Logger;
+  metrics?: DeliveryMetrics;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   type Claim,
   heartbeatRun,
   type Lease,
+  recordAgentSummary,
   recordRunProcess,
   type Settlement,
   settleRun,
@@ -31,8 +32,10 @@ import {
   type WorkspaceOptions,
   type WorkspaceTask,
 } from "../workspace/index.js";
-import { agentReportFrom, REPORT_LOG_TAIL_BYTES } from "./agent-report.js";
+import { logTailForReason } from "./failure-tail.js";
 import type { RunnerGithub } from "./github.js";
+import { LiveLogPublisher } from "./live-log.js";
+import type { RunnerMetrics } from "./metrics.js";
 import { buildPrompt, writePromptFile } from "./prompt.js";
 import { prepareRevision, publishRevision, type RevisionRun } from "./revision.js";
 import {
@@ -43,6 +46,7 @@ import {
   workerTimedOut,
 } from "./settlements.js";
 import { readLogTail, startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
+import { TranscriptReader } from "./transcripts/index.js";
 import { detectUsageLimit, LIMIT_LOG_TAIL_BYTES } from "./usage-limits.js";
 
 export const OVERSEER_AUTHOR = { name: "Overseer", email: "overseer@users.noreply.github.com" };
@@ -63,6 +67,7 @@ export interface RunContext {
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
   runnerId: string;
+  metrics?: RunnerMetrics;
 }
 
 /** A claimed run in progress; the runner keeps these to deliver stops and shutdowns. */
@@ -89,6 +94,7 @@ export class ActiveRun {
  */
 export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<void> {
   const { claim } = active;
+  const claimedAt = performance.now();
   const log = ctx.log.child({ task: claim.task.id, run: claim.run.id });
   const heartbeat = setInterval(() => beat(ctx, active, log), ctx.env.heartbeatIntervalMs);
   try {
@@ -105,8 +111,16 @@ export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<vo
     const settled = await withTransaction(ctx.pool, (client) =>
       settleRun(client, active.lease, settlement),
     );
-    if (!settled) log.warn("lease lost before settling; the run's outcome was not written");
-    else log.info({ outcome: settlement.outcome, reason: settlement.failureReason }, "run settled");
+    if (!settled) {
+      log.warn("lease lost before settling; the run's outcome was not written");
+      return;
+    }
+    log.info({ outcome: settlement.outcome, reason: settlement.failureReason }, "run settled");
+    ctx.metrics?.runSettled(
+      settlement.outcome,
+      profileNameOf(ctx, claim),
+      performance.now() - claimedAt,
+    );
   } finally {
     clearInterval(heartbeat);
   }
@@ -125,6 +139,12 @@ function beat(ctx: RunContext, active: ActiveRun, log: Logger): void {
     },
     (error: unknown) => log.warn({ err: error }, "heartbeat failed; retrying next beat"),
   );
+}
+
+/** The profile the task asks for, by name (also when it names none that exists). */
+function profileNameOf(ctx: RunContext, claim: Claim): string {
+  const config = claim.task.config as { worker?: string | null };
+  return config.worker ?? claim.task.workerProfile ?? ctx.workers.default;
 }
 
 /** Everything a worker needs, made before it starts. */
@@ -148,14 +168,7 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     return stopped(ctx.runnerId, active.stopReason, null, "stopped before the worker started");
   }
   const exit = await superviseWorker(ctx, active, prepared, log);
-  const settlement = await judge(ctx, active, prepared, exit);
-  return { ...settlement, report: await reportOf(prepared) };
-}
-
-/** Cost, turns and last message as the agent's log tells them (the summary file otherwise). */
-async function reportOf(prepared: Prepared) {
-  const tail = await readLogTail(prepared.logPath, REPORT_LOG_TAIL_BYTES).catch(() => "");
-  return agentReportFrom(tail, await readSummary(prepared.values.summaryFile));
+  return judge(ctx, active, prepared, exit);
 }
 
 /** Token, worktree, prompt and profile: failures here are never the worker's. */
@@ -222,6 +235,9 @@ async function superviseWorker(
 ): Promise<WorkerExit> {
   const { profile, values, logPath, token, worktree } = prepared;
   const { env, secrets } = workerEnv(profile, values);
+  const live = new LiveLogPublisher(ctx.pool, active.lease, log);
+  // Read as it is written, so turns, cost and the last message need no second pass.
+  const transcript = profile.logFormat === "text" ? null : new TranscriptReader(profile.logFormat);
   const worker = startWorker({
     argv: expandArgv(profile, values),
     cwd: worktree.path,
@@ -233,17 +249,30 @@ async function superviseWorker(
     idleTimeoutMs: profile.idleTimeoutMs,
     graceMs: profile.graceMs,
     secrets: token ? [...secrets, token] : secrets,
+    onLog: (bytes) => {
+      live.write(bytes);
+      transcript?.push(bytes);
+    },
   });
   active.worker = worker;
   if (active.stopReason) void worker.stop(active.stopReason);
-  await recordRunProcess(ctx.pool, active.lease, {
+  const started = await recordRunProcess(ctx.pool, active.lease, {
     pid: worker.pid,
     pgid: worker.pgid,
     worktree: worktree.path,
     logPath,
+    profile: profile.name,
+    logFormat: profile.logFormat,
   });
+  if (started && worker.pid !== 0) ctx.metrics?.workerStarted(started.labelToStartMs);
   log.info({ pid: worker.pid, profile: profile.name }, "worker started");
-  return worker.done;
+  const exit = await worker.done;
+  await live.close();
+  if (transcript) {
+    transcript.end();
+    await recordAgentSummary(ctx.pool, active.lease, transcript.summary());
+  }
+  return exit;
 }
 
 /** The worker's outcome, from its exit and then from the remote. */
@@ -254,7 +283,8 @@ async function judge(
   exit: WorkerExit,
 ): Promise<Settlement> {
   const runner = ctx.runnerId;
-  const tail = () => readLogTail(prepared.logPath, LOG_TAIL_BYTES).catch(() => "");
+  const tail = () =>
+    logTailForReason(prepared.logPath, prepared.profile.logFormat, LOG_TAIL_BYTES).catch(() => "");
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
     const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
     let reason = exit.reason ?? null;

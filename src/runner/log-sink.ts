@@ -15,6 +15,8 @@ export class LogSink {
     logPath: string,
     private readonly limit: number,
     private readonly secrets: readonly string[],
+    /** Sees every byte appended to the file, redacted, in order (the live copy). */
+    private readonly onWrite?: (bytes: Buffer) => void,
   ) {
     mkdirSync(path.dirname(logPath), { recursive: true });
     this.fd = openSync(logPath, "a", 0o600);
@@ -76,6 +78,12 @@ export class LogSink {
       this.endsWithNewline = chunk[chunk.length - 1] === 0x0a;
     } catch {
       this.broken = true;
+      return;
+    }
+    try {
+      this.onWrite?.(chunk);
+    } catch {
+      // The copy is the observer's concern; the file already has the bytes.
     }
   }
 }

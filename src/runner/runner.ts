@@ -26,6 +26,7 @@ import { errorMessage } from "../errors.js";
 import { removeWorktree } from "../workspace/index.js";
 import { ActiveRun, runAttempt } from "./attempt.js";
 import type { RunnerGithub } from "./github.js";
+import type { RunnerMetrics } from "./metrics.js";
 import { isProcessAlive, killProcessGroup, listProcessGroup } from "./process-group.js";
 
 export interface RunnerDependencies {
@@ -48,6 +49,7 @@ export interface RunnerDependencies {
   github(installationId: number): Promise<RunnerGithub>;
   runnerId?: string;
   version?: string;
+  metrics?: RunnerMetrics;
 }
 
 /** Grace for killing a worker left behind by a dead runner. */
@@ -167,6 +169,7 @@ export class Runner {
   async #fill(): Promise<void> {
     const { pool, env } = this.#deps;
     while (!this.#stopping && this.#active.size < env.runnerCapacity) {
+      const asked = performance.now();
       const claim = await withTransaction(pool, (client) =>
         claimNextTask(client, {
           runnerId: this.id,
@@ -179,6 +182,7 @@ export class Runner {
         await this.#wakeWhenBackoffEnds();
         return;
       }
+      this.#deps.metrics?.claimed(performance.now() - asked);
       const active = new ActiveRun(claim);
       this.#active.set(claim.run.id, active);
       const finished = runAttempt({ ...this.#deps, runnerId: this.id }, active)

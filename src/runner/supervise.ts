@@ -38,6 +38,8 @@ export interface WorkerSpec {
   graceMs: number;
   /** Values replaced by [REDACTED] in the log. */
   secrets: string[];
+  /** Sees every byte appended to the log, redacted and in order (say, to copy it elsewhere). */
+  onLog?: (bytes: Buffer) => void;
 }
 
 export type WorkerOutcome =
@@ -127,7 +129,7 @@ export function startWorker(spec: WorkerSpec): WorkerHandle {
 
   let log: LogSink;
   try {
-    log = new LogSink(spec.logPath, spec.logLimitBytes, spec.secrets);
+    log = new LogSink(spec.logPath, spec.logLimitBytes, spec.secrets, spec.onLog);
   } catch (error) {
     return failedHandle(
       `cannot open log file ${spec.logPath}: ${(error as Error).message}`,

@@ -1,11 +1,20 @@
+import type { Logger } from "pino";
 import { schemaVersion } from "../db/migrate.js";
 import type { Pool } from "../db/pool.js";
 import { pathOf, type RequestHandler, sendJson } from "./http.js";
 
 const HEALTH_QUERY_TIMEOUT_MS = 2_000;
 
-/** GET /healthz: 200 while the database answers, 503 (with the reason) when it does not. */
-export function healthHandler(pool: Pool, mode: () => "setup" | "app"): RequestHandler {
+/**
+ * GET /healthz: 200 while the database answers, 503 `database: down` when it does not.
+ * Anyone who can reach the port may ask, so the driver's message (which names internal
+ * hosts and ports) goes to the log, not into the answer.
+ */
+export function healthHandler(
+  pool: Pool,
+  mode: () => "setup" | "app",
+  log: Logger,
+): RequestHandler {
   return async (req, res) => {
     if (pathOf(req) !== "/healthz" || (req.method !== "GET" && req.method !== "HEAD")) {
       return false;
@@ -14,12 +23,8 @@ export function healthHandler(pool: Pool, mode: () => "setup" | "app"): RequestH
       const schema = await withTimeout(schemaVersion(pool), HEALTH_QUERY_TIMEOUT_MS);
       sendJson(res, 200, { status: "ok", database: "up", schema, mode: mode() });
     } catch (error) {
-      sendJson(res, 503, {
-        status: "unavailable",
-        database: "down",
-        error: error instanceof Error ? error.message : String(error),
-        mode: mode(),
-      });
+      log.error({ err: error }, "health check: the database did not answer");
+      sendJson(res, 503, { status: "unavailable", database: "down", mode: mode() });
     }
     return true;
   };

@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { Logger } from "pino";
+import { declaresTooLarge, REQUEST_BODY_LIMIT_BYTES, refuseTooLarge } from "./body-limit.js";
 
 /** Answers the request and returns true, or returns false to let the next handler try. */
 export type RequestHandler = (
@@ -10,10 +11,15 @@ export type RequestHandler = (
 /**
  * Overseer's own HTTP server. Probot's webhook middleware (or its setup pages) is one
  * handler among ours, so /healthz and the dashboard answer whether or not the App has
- * credentials yet.
+ * credentials yet. A body declared larger than REQUEST_BODY_LIMIT_BYTES is refused before
+ * any handler sees the request.
  */
 export function createHttpServer(handlers: RequestHandler[], log: Logger): http.Server {
   return http.createServer(async (req, res) => {
+    if (declaresTooLarge(req, REQUEST_BODY_LIMIT_BYTES)) {
+      refuseTooLarge(req, res, REQUEST_BODY_LIMIT_BYTES);
+      return;
+    }
     try {
       for (const handler of handlers) {
         if (await handler(req, res)) return;

@@ -96,7 +96,8 @@ describe("a database error while a merge is delivered", () => {
         merge_commit_sha: MERGE_SHA,
         merged_at: "2026-12-02T10:00:00Z",
         merged_by: { login: "octocat" },
-        head: { ref: "overseer/300-make-it-so", sha: HEAD_SHA },
+        // The task's own PR: its head is the task's branch in the task's repository.
+        head: { ref: "overseer/300-make-it-so", sha: HEAD_SHA, repo: { id: 186853002 } },
       })
       .patch(`${REPO_PATH}/issues/comments/42`)
       .reply(200, {})

@@ -39,6 +39,8 @@ import {
  */
 
 const MERGE_SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+/** The PR's head lives in the task's own repository (the examples' id). */
+const HEAD_REPO = { id: 186853002 };
 const HEAD_SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
 const WORKER = [
   "echo faster >> widget.txt",
@@ -91,9 +93,9 @@ const branchOf = (n: number) => `overseer/${n}-make-it-so`;
 async function seedAwaitingMerge(n: number): Promise<number> {
   const result = await db.pool.query<{ id: number }>(
     `INSERT INTO tasks (repo_id, issue_number, title, state, attempts, branch, pr_number, pr_url,
-                        config, status_comment_id, state_label, started_at)
+                        config, status_comment_id, state_label, started_at, pr_head_sha)
      SELECT id, $1, 'Make it so', 'awaiting_merge', 1, $2, $3, $4, $5, 42,
-            'overseer:awaiting-merge', now() - interval '5 minutes'
+            'overseer:awaiting-merge', now() - interval '5 minutes', $6
        FROM repos WHERE github_id = 186853002
      RETURNING id`,
     [
@@ -102,6 +104,8 @@ async function seedAwaitingMerge(n: number): Promise<number> {
       prOf(n),
       `https://github.com/${OWNER}/${NAME}/pull/${prOf(n)}`,
       JSON.stringify({ label: "overseer", merge: "auto", mergeMethod: "squash" }),
+      // The commit the run pushed: auto-merge merges only that one (or one approved later).
+      HEAD_SHA,
     ],
   );
   return result.rows[0]?.id ?? 0;
@@ -128,7 +132,7 @@ function openPull(n: number, extra: Record<string, unknown>) {
     merged_by: null,
     mergeable: true,
     mergeable_state: "clean",
-    head: { ref: branchOf(n), sha: HEAD_SHA },
+    head: { ref: branchOf(n), sha: HEAD_SHA, repo: HEAD_REPO },
     ...extra,
   };
 }
@@ -159,6 +163,7 @@ describe("auto-merge refuses", () => {
         check_runs: [{ name: "ci", status: "completed", conclusion: "success" }],
       })
       .get(`${REPO_PATH}/commits/${HEAD_SHA}/status`)
+      .query(true)
       .reply(200, {
         state,
         sha: HEAD_SHA,
@@ -225,6 +230,7 @@ describe("auto-merge accepts", () => {
         check_runs: [{ name: "ci", status: "completed", conclusion: "success" }],
       })
       .get(`${REPO_PATH}/commits/${HEAD_SHA}/status`)
+      .query(true)
       .reply(200, { state: "pending", sha: HEAD_SHA, total_count: 0, statuses: [] })
       .put(`${REPO_PATH}/pulls/${prOf(issue)}/merge`, (body) => {
         merges.push(body);
@@ -294,14 +300,16 @@ describe("auto-merge of a risk-labelled task", () => {
         head: { sha: pushedSha(), ref: waiting.branch },
       }))
       .get(`${REPO_PATH}/pulls/${pr}`)
-      .reply(200, () => openPull(n, { head: { ref: waiting.branch, sha: pushedSha() } }))
+      .reply(200, () =>
+        openPull(n, { head: { ref: waiting.branch, sha: pushedSha(), repo: HEAD_REPO } }),
+      )
       // The pushed commit is known only once the run has pushed it.
       .get((uri) => uri.startsWith(`${REPO_PATH}/commits/${pushedSha()}/check-runs?`))
       .reply(200, {
         total_count: 1,
         check_runs: [{ name: "ci", status: "completed", conclusion: "success" }],
       })
-      .get((uri) => uri === `${REPO_PATH}/commits/${pushedSha()}/status`)
+      .get((uri) => uri.startsWith(`${REPO_PATH}/commits/${pushedSha()}/status?`))
       .reply(200, { state: "success", total_count: 1, statuses: [{ state: "success" }] })
       .put(`${REPO_PATH}/pulls/${pr}/merge`, (body) => {
         merges.push(body);
@@ -310,7 +318,7 @@ describe("auto-merge of a risk-labelled task", () => {
       .reply(200, { merged: true, sha: MERGE_SHA, message: "Pull Request successfully merged" })
       .get(`${REPO_PATH}/pulls/${pr}`)
       .reply(200, () => ({
-        ...openPull(n, { head: { ref: waiting.branch, sha: pushedSha() } }),
+        ...openPull(n, { head: { ref: waiting.branch, sha: pushedSha(), repo: HEAD_REPO } }),
         state: "closed",
         merged: true,
         merge_commit_sha: MERGE_SHA,

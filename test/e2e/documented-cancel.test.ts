@@ -114,15 +114,20 @@ const TRIGGERS = [
     name: "removing the trigger label",
     event: "unlabeled",
     login: "label-remover",
-    send: (login: string) =>
-      app.send("issues", unlabeledPayload(issue, { sender: login, repository })),
+    // A label event is a command by other means: its sender needs commanders permission.
+    send: (login: string) => {
+      mockPermission(login);
+      return app.send("issues", unlabeledPayload(issue, { sender: login, repository }));
+    },
   },
   {
     name: "closing the issue",
     event: "issue_closed",
     login: "issue-closer",
-    send: (login: string) =>
-      app.send("issues", closedIssuePayload(issue, { sender: login, repository })),
+    send: (login: string) => {
+      mockPermission(login);
+      return app.send("issues", closedIssuePayload(issue, { sender: login, repository }));
+    },
   },
   {
     name: "/cancel",

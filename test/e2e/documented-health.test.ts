@@ -58,7 +58,8 @@ describe("/healthz", () => {
         return answer.status === 503 ? answer : undefined;
       });
       expect(down.body).toMatchObject({ status: "unavailable", database: "down", mode: "app" });
-      expect(String(down.body.error)).toMatch(/not currently accepting connections|terminat/);
+      // The driver's message names internal hosts: it goes to the log, not to the caller.
+      expect(down.body).not.toHaveProperty("error");
       // Still down a moment later: the answer follows the database, not one lost connection.
       expect((await health()).status).toBe(503);
     } finally {

@@ -20,10 +20,10 @@ import {
 } from "../support/scenario.js";
 
 /**
- * "Comments by Overseer itself are ignored": one carrying Overseer's marker, and one made
- * through a GitHub App, even from a person's account and with a command in it, cost no
- * API call and leave nothing in the database. The control shows the same command counts
- * from a person.
+ * "Comments by Overseer itself are ignored": one made through a GitHub App, even from a
+ * person's account and with a command in it, costs no API call and leaves nothing in the
+ * database. The control shows the same command counts from a person. (A marker typed by a
+ * person makes no comment Overseer's: see hardening-senders.test.ts.)
  */
 
 const ISSUE = 801;
@@ -64,12 +64,6 @@ async function recorded() {
 
 describe("Overseer's own comments", () => {
   it.each([
-    [
-      "carrying Overseer's marker",
-      (payload: ReturnType<typeof commentPayload>) => {
-        payload.comment.body = `<!-- overseer:reply id=41 -->\n/stop\n`;
-      },
-    ],
     [
       "made through a GitHub App (performed_via_github_app)",
       (payload: ReturnType<typeof commentPayload>) => {

@@ -341,7 +341,14 @@ describe("the outbox", () => {
     const scope = nock(API)
       .get(`${REPO_PATH}/issues/${issueNumber}/comments`)
       .query(true)
-      .reply(200, [{ id: 4321, body: effects.posted[0] }])
+      .reply(200, [
+        {
+          id: 4321,
+          body: effects.posted[0],
+          user: { login: "overseer[bot]", type: "Bot" },
+          performed_via_github_app: { id: 123 },
+        },
+      ])
       .patch(`${REPO_PATH}/issues/comments/4321`)
       .reply(200, {});
     app.overseer.dispatcher?.wake();

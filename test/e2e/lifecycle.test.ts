@@ -133,9 +133,14 @@ describe("the whole lifecycle", () => {
     labeled.issue.labels = [labeled.label];
     labeled.repository.clone_url = origin.origin;
     labeled.repository.default_branch = "main";
+    // The outbox waits until the run is over, as a busy GitHub would make it: queued →
+    // running → awaiting merge then coalesces into one comment and one label however long
+    // the run takes on a loaded machine.
+    await app.overseer.dispatcher?.stop();
     expect((await app.send("issues", labeled)).status).toBe(200);
 
     const awaiting = await waitForState("awaiting_merge");
+    await app.overseer.dispatcher?.start();
     expect(awaiting).toMatchObject({ pr_number: PR, summary: "Made the widget faster." });
     const pushed = git(
       origin.root,
@@ -163,7 +168,7 @@ describe("the whole lifecycle", () => {
           merge_commit_sha: MERGE_SHA,
           merged_at: new Date().toISOString(),
           merged_by: { login: "octocat" },
-          head: { ref: awaiting.branch, sha: pushed },
+          head: { ref: awaiting.branch, sha: pushed, repo: { id: labeled.repository.id } },
         };
       })
       .patch(`${REPO_PATH}/issues/comments/5001`)
@@ -195,8 +200,10 @@ describe("the whole lifecycle", () => {
     closed.pull_request.merged = true;
     closed.pull_request.head.ref = awaiting.branch;
     closed.repository.clone_url = origin.origin;
+    await app.overseer.dispatcher?.stop();
     expect((await app.send("pull_request", closed)).status).toBe(200);
     const finished = await waitForState("done");
+    await app.overseer.dispatcher?.start();
     expect(finished).toMatchObject({
       merge_commit_sha: MERGE_SHA,
       merged_by: "octocat",

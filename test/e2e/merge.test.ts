@@ -49,8 +49,10 @@ async function seedTask(
 ) {
   const result = await db.pool.query<{ id: number }>(
     `INSERT INTO tasks (repo_id, issue_number, title, state, attempts, branch, pr_number, pr_url,
-                        config, risk_labelled, status_comment_id, state_label, started_at)
-     VALUES (1, $1, 'Make it so', $2, 1, $3, $4, $5, $6, $7, 42, $8, now() - interval '5 minutes')
+                        config, risk_labelled, status_comment_id, state_label, started_at,
+                        pr_head_sha)
+     VALUES (1, $1, 'Make it so', $2, 1, $3, $4, $5, $6, $7, 42, $8, now() - interval '5 minutes',
+             $9)
      RETURNING id`,
     [
       issue,
@@ -66,6 +68,7 @@ async function seedTask(
       }),
       options.riskLabelled ?? false,
       `overseer:${state.replace(/_/g, "-")}`,
+      HEAD_SHA,
     ],
   );
   return result.rows[0]?.id ?? 0;
@@ -95,7 +98,7 @@ function apiPull(merged: boolean, extra: object = {}) {
     merge_commit_sha: merged ? MERGE_SHA : null,
     merged_at: merged ? "2026-11-23T15:00:00Z" : null,
     merged_by: merged ? { login: "octocat" } : null,
-    head: { ref: branch(), sha: HEAD_SHA },
+    head: { ref: branch(), sha: HEAD_SHA, repo: { id: 186853002, full_name: `${OWNER}/${REPO}` } },
     ...extra,
   };
 }
@@ -193,18 +196,27 @@ describe("pull_request.closed", () => {
     expect(done.completions).toHaveLength(1);
   });
 
-  it("counts a merged PR that closes the issue by keyword", async () => {
+  it("a merged PR of someone else's that closes the issue by keyword cancels it as resolved", async () => {
     const id = await seedTask("awaiting_merge", { prNumber: null });
+    const body = `This fixes #${issue}.`;
     nock(API)
       .get(`${REPO_PATH}/pulls/${pr}`)
-      .reply(200, apiPull(true, { head: { ref: "human/fix", sha: HEAD_SHA } }));
-    mockDoneEffects();
-    const payload = closedPayload(true, `This fixes #${issue}.`);
+      .reply(200, apiPull(true, { body, head: { ref: "human/fix", sha: HEAD_SHA } }))
+      .get(`${REPO_PATH}/issues/${issue}`)
+      .reply(200, { number: issue, state: "closed" })
+      .patch(`${REPO_PATH}/issues/comments/42`)
+      .reply(200, {})
+      .post(`${REPO_PATH}/issues/${issue}/labels`, { labels: ["overseer:cancelled"] })
+      .reply(200, [])
+      .delete(/\/labels\/overseer%3A/)
+      .reply(200, []);
+    const payload = closedPayload(true, body);
     payload.pull_request.head.ref = "human/fix";
     await app.send("pull_request", payload);
     expect(await task(id)).toMatchObject({
-      state: "done",
-      pr_url: `https://github.com/${OWNER}/${REPO}/pull/${pr}`,
+      state: "cancelled",
+      last_error: `resolved by #${pr}`,
+      merge_commit_sha: null,
     });
     await app.settleOutbox();
   });
@@ -236,6 +248,8 @@ describe("pull_request.closed", () => {
     await app.settleOutbox();
     expect(bodies.at(-1)).toContain("PR closed without merge");
 
+    // The API decides: the PR is open again.
+    nock(API).get(`${REPO_PATH}/pulls/${pr}`).reply(200, apiPull(false));
     const reopened = examplePayload("pull_request", "reopened");
     reopened.pull_request.number = pr;
     reopened.pull_request.head.ref = branch();
@@ -314,6 +328,7 @@ describe("auto-merge", () => {
     if (conclusion === "success") {
       scope
         .get(`${REPO_PATH}/commits/${HEAD_SHA}/status`)
+        .query(true)
         .reply(200, { state: "success", total_count: 1, statuses: [] });
     }
     return scope;

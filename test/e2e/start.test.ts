@@ -99,8 +99,10 @@ describe("overseer start with embedded PostgreSQL", () => {
     const html = await page.text();
     expect(html).toContain("manifest");
     expect(html).toContain("Register GitHub App");
+    // `/` is the dashboard in both modes; in setup mode it points to the setup page.
     const root = await fetch(`http://127.0.0.1:${overseer.port}/`, { redirect: "manual" });
-    expect(root.status).toBe(302);
+    expect(root.status).toBe(200);
+    expect(await root.text()).toContain('href="/probot"');
     overseer.child.kill("SIGTERM");
     expect(await overseer.exited).toBe(0);
   }, 60_000);

@@ -158,7 +158,7 @@ describe("an agent at its usage limit", () => {
 
     const status = await runOverseer(["status"], { DATABASE_URL: db.url, LOG_LEVEL: "silent" });
     expect(status.code).toBe(0);
-    expect(status.stdout).toContain("paused profiles:");
+    expect(status.stdout).toContain("paused profiles\n");
     expect(status.stdout).toContain(`claude  usage limit until ${resetAt.toISOString()}`);
     const json = await runOverseer(["status", "--json"], {
       DATABASE_URL: db.url,

@@ -158,15 +158,22 @@ describe("a runner that comes back with a stale lease token", () => {
       held: false,
       stopRequested: false,
     });
-    const process = { pid: 4242, pgid: 4242, worktree: "/stale/worktree", logPath: "/stale.log" };
-    expect(await recordRunProcess(db.pool, stale, process)).toBe(false);
+    const process = {
+      pid: 4242,
+      pgid: 4242,
+      worktree: "/stale/worktree",
+      logPath: "/stale.log",
+      profile: "stale",
+      logFormat: "text" as const,
+    };
+    expect(await recordRunProcess(db.pool, stale, process)).toBeNull();
     expect(
       await withTransaction(db.pool, (client) => settleRun(client, stale, success("runner-a"))),
     ).toBe(false);
     // Its token is refused on the run that replaced its own too: the fence is the token.
     const borrowed: Lease = { runId: second.run.id, token: first.run.leaseToken };
     expect((await heartbeatRun(db.pool, borrowed, LEASE_MS)).held).toBe(false);
-    expect(await recordRunProcess(db.pool, borrowed, process)).toBe(false);
+    expect(await recordRunProcess(db.pool, borrowed, process)).toBeNull();
     expect(
       await withTransaction(db.pool, (client) => settleRun(client, borrowed, success("runner-a"))),
     ).toBe(false);

@@ -307,6 +307,7 @@ describe("outcome is judged by evidence", () => {
       pool: db.pool,
       databaseUrl: db.url,
       log,
+      appId: 123,
       octokitFor: async () => new OverseerOctokit({ auth: "ghs_faketoken" }),
     });
     await dispatcher.drain();

@@ -9,7 +9,7 @@ describe("readEnv", () => {
     expect(env).toMatchObject({
       port: 3000,
       appId: undefined,
-      webhookSecret: "development",
+      webhookSecret: undefined,
       githubApiUrl: "https://api.github.com",
       runnerCapacity: 2,
       heartbeatIntervalMs: 10_000,
@@ -32,9 +32,14 @@ describe("readEnv", () => {
   });
 
   it("decodes a private key given with escaped newlines or base64", () => {
-    const escaped = readEnv({ APP_ID: "1", PRIVATE_KEY: PEM.replace(/\n/g, "\\n") });
+    const secret = { WEBHOOK_SECRET: "s3cret" };
+    const escaped = readEnv({ APP_ID: "1", PRIVATE_KEY: PEM.replace(/\n/g, "\\n"), ...secret });
     expect(escaped.privateKey).toBe(PEM);
-    const base64 = readEnv({ APP_ID: "1", PRIVATE_KEY: Buffer.from(PEM).toString("base64") });
+    const base64 = readEnv({
+      APP_ID: "1",
+      PRIVATE_KEY: Buffer.from(PEM).toString("base64"),
+      ...secret,
+    });
     expect(base64.privateKey).toBe(PEM);
   });
 

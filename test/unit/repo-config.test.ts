@@ -53,6 +53,7 @@ describe("parseRepoConfig", () => {
       riskLabels: ["risk:high"],
       commanders: "write",
       commitOnStop: true,
+      trustedBots: [],
       maxRevisions: 5,
       reviseOnReview: false,
     };
@@ -97,6 +98,7 @@ revise_on_review: true
       riskLabels: ["risk:high", "security"],
       commanders: "maintain",
       commitOnStop: false,
+      trustedBots: [],
       maxRevisions: 2,
       reviseOnReview: true,
     });
@@ -357,7 +359,9 @@ describe("renderConfigProblem", () => {
 
   it("stays short however many problems there are", () => {
     const raw = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`key${i}`, i]));
-    const body = renderConfigProblem(problems(raw));
+    const result = parseRepoConfig(raw);
+    if (result.ok) throw new Error("expected problems");
+    const body = renderConfigProblem(result.problems, undefined, result.unreported);
     expect(body).toContain("… and 480 more");
     expect(body.length).toBeLessThan(10_000);
   });

@@ -29,6 +29,7 @@ const base: TaskSnapshot = {
   maxAttempts: 3,
   riskLabelled: false,
   approvedBy: null,
+  approvedSha: null,
   lastError: null,
   prNumber: 7,
   revisions: 1,
@@ -75,6 +76,11 @@ function eventFor(key: TransitionKey): TaskEvent {
     case "pr_closed_unmerged":
     case "pr_reopened":
       return { type: key, actor: "github", prNumber: 7 };
+    case "resolved_elsewhere":
+      return { type: key, actor: "github", prNumber: 8 };
+    case "labels_changed":
+      // The risk label is gone: a task parked for approval may queue.
+      return { type: key, actor: "someone", riskLabelled: false, riskLabelAdded: false };
     default:
       return { type: key, actor: "someone" } as TaskEvent;
   }
@@ -126,7 +132,7 @@ const waiting: Record<TransitionKey, Outcome> = {
   issue_closed: ends("cancelled"),
   "/cancel": ends("cancelled"),
   "/stop": ends("awaiting_merge", [], { lastError: null, revisions: 1 }),
-  "/approve": refused(/not awaiting approval$/),
+  "/approve": refused(/not awaiting approval or awaiting merge$/),
   "/revise": stays(),
   revision_requested: stays(),
   "/status": stays(),
@@ -142,6 +148,8 @@ const waiting: Record<TransitionKey, Outcome> = {
   pr_merged: ends("done"),
   pr_closed_unmerged: ends("failed", [], { lastError: "PR closed without merge" }),
   pr_reopened: refused(/not failed$/),
+  labels_changed: stays(),
+  resolved_elsewhere: ends("cancelled", [], { lastError: "resolved by #8" }),
 };
 
 const EXPECTED: Record<keyof typeof REVISING, Record<TransitionKey, Outcome>> = {
@@ -152,6 +160,7 @@ const EXPECTED: Record<keyof typeof REVISING, Record<TransitionKey, Outcome>> = 
     "/run": refused(/task is already awaiting approval$/),
     "/approve": stillRevising("queued", { approvedBy: "maintainer", revisions: 1 }),
     claimed: refused(/not queued$/),
+    labels_changed: stillRevising("queued", { riskLabelled: false, revisions: 1 }),
   },
   running: {
     labeled: refused(/task is already running$/),
@@ -161,7 +170,7 @@ const EXPECTED: Record<keyof typeof REVISING, Record<TransitionKey, Outcome>> = 
     issue_closed: ends("cancelled", ["stop_run"]),
     "/cancel": ends("cancelled", ["stop_run"]),
     "/stop": stays("stop_run"),
-    "/approve": refused(/not awaiting approval$/),
+    "/approve": refused(/not awaiting approval or awaiting merge$/),
     "/revise": refused(/a revision is running; ask again once it is done$/),
     revision_requested: refused(/a revision is running; ask again once it is done$/),
     "/status": stays(),
@@ -183,6 +192,8 @@ const EXPECTED: Record<keyof typeof REVISING, Record<TransitionKey, Outcome>> = 
     pr_merged: ends("done", ["stop_run"]),
     pr_closed_unmerged: ends("failed", ["stop_run"], { lastError: "PR closed without merge" }),
     pr_reopened: refused(/not failed$/),
+    labels_changed: stays(),
+    resolved_elsewhere: ends("cancelled", ["stop_run"], { lastError: "resolved by #8" }),
   },
 };
 
@@ -268,6 +279,24 @@ describe("revisions and attempts", () => {
     expect(result).toMatchObject({
       ok: true,
       task: { state: "awaiting_approval", revisionPending: true },
+    });
+  });
+
+  it("a revision is new work: like /retry it withdraws an approval, so a risk-labelled task waits for a new one", () => {
+    const approved = {
+      ...awaiting,
+      riskLabelled: true,
+      approvedBy: "boss",
+      approvedSha: "a".repeat(40),
+    };
+    expect(transition(approved, eventFor("/revise"))).toMatchObject({
+      ok: true,
+      task: {
+        state: "awaiting_approval",
+        revisionPending: true,
+        approvedBy: null,
+        approvedSha: null,
+      },
     });
   });
 

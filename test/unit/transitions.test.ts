@@ -53,6 +53,7 @@ function task(overrides: Partial<TaskSnapshot> & Pick<TaskSnapshot, "state">): T
     maxAttempts: 3,
     riskLabelled: false,
     approvedBy: null,
+    approvedSha: null,
     lastError: null,
     prNumber: null,
     revisions: 0,
@@ -67,7 +68,9 @@ function eventFor(key: TransitionKey): TaskEvent {
   if (key.startsWith("/")) {
     const command = COMMAND_NAMES.find((name) => `/${name}` === key);
     if (command === undefined) throw new Error(`no command for ${key}`);
-    return { type: "command", command, actor: "maintainer" };
+    return command === "approve"
+      ? { type: "command", command, actor: "maintainer", headSha: "abc1234" }
+      : { type: "command", command, actor: "maintainer" };
   }
   switch (key) {
     case "labeled":
@@ -94,6 +97,10 @@ function eventFor(key: TransitionKey): TaskEvent {
     case "pr_closed_unmerged":
     case "pr_reopened":
       return { type: key, actor: "github", prNumber: 7 };
+    case "labels_changed":
+      return { type: key, actor: "someone", riskLabelled: true, riskLabelAdded: true };
+    case "resolved_elsewhere":
+      return { type: key, actor: "github", prNumber: 8 };
     default:
       throw new Error(`no sample event for ${key}`);
   }
@@ -106,6 +113,8 @@ function eventFor(key: TransitionKey): TaskEvent {
 type Outcome =
   | { kind: "moves"; to: TaskState; first: Effect["type"][] }
   | { kind: "stays"; effects: Effect["type"][] }
+  /** Same state, changed fields, and the status comment re-rendered to show them. */
+  | { kind: "updates" }
   | { kind: "refused"; reason: RegExp };
 
 const to = (state: TaskState, ...first: Effect["type"][]): Outcome => ({
@@ -114,6 +123,7 @@ const to = (state: TaskState, ...first: Effect["type"][]): Outcome => ({
   first,
 });
 const stays = (...effects: Effect["type"][]): Outcome => ({ kind: "stays", effects });
+const updates: Outcome = { kind: "updates" };
 const refused = (reason: RegExp): Outcome => ({ kind: "refused", reason });
 const DONE = refused(/^cannot .+: task is done$/);
 
@@ -212,11 +222,14 @@ const EXPECTED: { [K in TransitionKey]: Record<TaskState, Outcome> } = {
     stopped: refused(/task is already stopped$/),
     cancelled: refused(/task is cancelled, not queued/),
   },
-  "/approve": onlyFrom(
-    "awaiting_approval",
-    to("queued"),
-    /^cannot \/approve: task is [a-z ]+, not awaiting approval$/,
-  ),
+  "/approve": {
+    ...onlyFrom(
+      "awaiting_approval",
+      to("queued"),
+      /^cannot \/approve: task is [a-z ]+, not awaiting approval or awaiting merge$/,
+    ),
+    awaiting_merge: updates,
+  },
   "/revise": revise,
   revision_requested: revise,
   "/status": readOnly,
@@ -253,6 +266,26 @@ const EXPECTED: { [K in TransitionKey]: Record<TaskState, Outcome> } = {
     to("awaiting_merge"),
     /^cannot resume on PR reopen: task is [a-z ]+, not failed$/,
   ),
+  labels_changed: {
+    queued: to("awaiting_approval"),
+    awaiting_approval: stays(),
+    running: updates,
+    awaiting_merge: updates,
+    done: DONE,
+    failed: updates,
+    stopped: updates,
+    cancelled: updates,
+  },
+  resolved_elsewhere: {
+    queued: to("cancelled"),
+    awaiting_approval: to("cancelled"),
+    running: to("cancelled", "stop_run"),
+    awaiting_merge: to("cancelled"),
+    done: DONE,
+    failed: to("cancelled"),
+    stopped: to("cancelled"),
+    cancelled: updates,
+  },
 };
 
 /** Built from the run-time lists, not from EXPECTED, so a new state or event shows up here. */
@@ -278,7 +311,7 @@ describe("transition table", () => {
   it("has an expected outcome for every (state, event) pair", () => {
     const missing = CROSS_PRODUCT.filter(([state, key]) => EXPECTED[key]?.[state] === undefined);
     expect(missing).toEqual([]);
-    expect(CROSS_PRODUCT).toHaveLength(TASK_STATES.length * 23);
+    expect(CROSS_PRODUCT).toHaveLength(TASK_STATES.length * 25);
   });
 
   it.each(CROSS_PRODUCT)("%s + %s", (state, key) => {
@@ -299,6 +332,13 @@ describe("transition table", () => {
       case "stays":
         expect(result).toEqual({ ok: true, task: before, effects: expect.any(Array) });
         expect(effectTypes(result)).toEqual(expected.effects);
+        break;
+      case "updates":
+        expect(result.ok).toBe(true);
+        if (!result.ok) return;
+        expect(result.task.state).toBe(before.state);
+        expect(result.task).not.toEqual(before);
+        expect(effectTypes(result)).toEqual(["status_comment"]);
         break;
       case "moves":
         expect(result.ok).toBe(true);
@@ -548,15 +588,20 @@ describe("approval", () => {
 
   it("refuses /approve elsewhere with a sentence", () => {
     expect(refusal(transition(TASK_IN.running, command("approve")))).toBe(
-      "cannot /approve: task is running, not awaiting approval",
+      "cannot /approve: task is running, not awaiting approval or awaiting merge",
     );
   });
 
-  it("/retry of a risk-labelled task waits for approval unless it was approved", () => {
+  it("/retry of a risk-labelled task waits for approval, approved before or not", () => {
     const unapproved = task({ state: "failed", attempts: 1, riskLabelled: true });
     expect(accepted(transition(unapproved, command("retry"))).task.state).toBe("awaiting_approval");
+    // An approval covers one attempt: it does not carry over to the next.
     const approved = { ...unapproved, approvedBy: "boss" };
-    expect(accepted(transition(approved, command("retry"))).task.state).toBe("queued");
+    expect(accepted(transition(approved, command("retry"))).task).toMatchObject({
+      state: "awaiting_approval",
+      approvedBy: null,
+      approvedSha: null,
+    });
   });
 
   it("a fresh start forgets the approval", () => {
@@ -642,6 +687,7 @@ describe("createTask and initialTask", () => {
       maxAttempts: 3,
       riskLabelled: false,
       approvedBy: null,
+      approvedSha: null,
       lastError: null,
       prNumber: null,
       revisions: 0,
@@ -723,10 +769,14 @@ describe("random walks", () => {
       for (let step = 0; step < 60; step += 1) {
         const key = pick(ALL_KEYS);
         const base = eventFor(key);
-        const event: TaskEvent =
+        let event: TaskEvent =
           (base.type === "pr_closed_unmerged" || base.type === "pr_reopened") && random() < 0.5
             ? { ...base, prNumber: current.prNumber ?? 1 }
             : base;
+        if (event.type === "labels_changed") {
+          const riskLabelled = random() < 0.5;
+          event = { ...event, riskLabelled, riskLabelAdded: riskLabelled && random() < 0.5 };
+        }
         const result = transition(current, event);
         if (!result.ok) {
           expect(result.reason).toMatch(/^cannot \S.*\S$/);
@@ -737,6 +787,8 @@ describe("random walks", () => {
         if (next.state !== current.state) {
           expect(types).toContain("status_comment");
           expect(result.effects).toContainEqual({ type: "state_label", state: next.state });
+        } else if (FIELD_UPDATES.has(key)) {
+          expect(types).not.toContain("state_label");
         } else {
           expect(types).not.toContain("status_comment");
           expect(next).toEqual(current);
@@ -766,6 +818,13 @@ describe("random walks", () => {
     }
   });
 });
+
+/** Events that may change a task's fields (and its status comment) but not its state. */
+const FIELD_UPDATES: ReadonlySet<TransitionKey> = new Set([
+  "/approve",
+  "labels_changed",
+  "resolved_elsewhere",
+]);
 
 /** Events through which the runner itself says its run is over (nothing left to stop). */
 function runnerReported(event: TaskEvent): boolean {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { parseWorkerProfiles, type WorkerProfile } from "../../src/config/workers.js";
-import { agentReportFrom } from "../../src/runner/agent-report.js";
 import { builtinAgentOf, detectUsageLimit, resetTimeIn } from "../../src/runner/usage-limits.js";
 
 const NOW = new Date("2025-06-02T10:20:00Z");
@@ -211,45 +210,5 @@ describe("reset times", () => {
       return;
     }
     expect(at?.toISOString() ?? null).toBe(expected);
-  });
-});
-
-describe("the agent's report", () => {
-  it("reads Claude Code's result line: cost, turns, last message", () => {
-    const log = [
-      "partial line that was cut",
-      '{"type":"assistant","message":{"content":[{"type":"text","text":"working"}]}}',
-      '{"type":"result","subtype":"success","total_cost_usd":0.1234,"num_turns":12,"result":"Renamed it."}',
-      "[overseer] worker exited with code 0",
-    ].join("\n");
-    expect(agentReportFrom(log, "the summary")).toEqual({
-      costUsd: 0.1234,
-      turns: 12,
-      lastMessage: "Renamed it.",
-    });
-  });
-
-  it("reads Codex's last agent message, and falls back to the summary file", () => {
-    const codexLog = [
-      '{"type":"item.completed","item":{"type":"agent_message","text":"First."}}',
-      '{"type":"item.completed","item":{"type":"agent_message","text":"Done: tests pass."}}',
-      '{"type":"turn.completed","usage":{"input_tokens":10}}',
-    ].join("\n");
-    expect(agentReportFrom(codexLog, null)).toEqual({
-      costUsd: null,
-      turns: null,
-      lastMessage: "Done: tests pass.",
-    });
-    expect(agentReportFrom("plain output\n", "  Fixed the bug.  ")).toEqual({
-      costUsd: null,
-      turns: null,
-      lastMessage: "Fixed the bug.",
-    });
-    expect(agentReportFrom("", null)).toEqual({ costUsd: null, turns: null, lastMessage: null });
-  });
-
-  it("ignores garbage and implausible numbers", () => {
-    const log = '{"type":"result","total_cost_usd":-3,"num_turns":1.5,"result":""}\n{not json}\n';
-    expect(agentReportFrom(log, null)).toEqual({ costUsd: null, turns: null, lastMessage: null });
   });
 });

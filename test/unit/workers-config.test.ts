@@ -76,6 +76,7 @@ describe("parseWorkerProfiles", () => {
       idleTimeoutMs: 900_000,
       logLimitBytes: 50 * 1024 * 1024,
       graceMs: 10_000,
+      logFormat: "text",
     });
     expect(profiles.profiles.get("aider")).toMatchObject({
       stdin: "none",
@@ -107,7 +108,7 @@ describe("parseWorkerProfiles", () => {
     [
       "an unknown profile key",
       "profiles: {claude: {command: [x], timout: 5m}}\n",
-      "profiles.claude.timout: unknown key (expected one of: command, stdin, env, timeout, idle_timeout, log_limit, grace, concurrency, repositories, usage_limits)",
+      "profiles.claude.timout: unknown key (expected one of: command, stdin, env, timeout, idle_timeout, log_limit, grace, log_format, concurrency, repositories, usage_limits)",
     ],
     [
       "a command written as a shell string",

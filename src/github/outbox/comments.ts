@@ -4,7 +4,10 @@ import type { GithubRequester } from "../octokit.js";
 /**
  * Comments Overseer writes carry a hidden marker on their first line. A delivery that may
  * have been attempted before (its process crashed after the API call, before recording
- * it) looks for the marker first, so a retry edits instead of posting twice.
+ * it) looks for the marker first, so a retry edits instead of posting twice. Only the
+ * App's own comments count: anyone can type a marker, and the App may edit anyone's
+ * comment, so a marker in someone else's comment must neither suppress ours nor be
+ * overwritten.
  */
 
 export interface CommentTarget {
@@ -13,7 +16,20 @@ export interface CommentTarget {
   issueNumber: number;
 }
 
+/** Who wrote a comment, as GitHub's comment objects say it. */
+export interface CommentAuthor {
+  user?: { login?: string; type?: string } | null;
+  performed_via_github_app?: { id?: number } | null;
+}
+
+/** True for a comment this App wrote (through an installation token). */
+export function isOwnComment(comment: CommentAuthor, appId: number): boolean {
+  return comment.performed_via_github_app?.id === appId && comment.user?.type === "Bot";
+}
+
 export interface MarkedComment {
+  /** The App whose comments may carry the marker. */
+  appId: number;
   /** The comment id Overseer recorded, if any. */
   knownId: number | null;
   marker: string;
@@ -32,7 +48,7 @@ export async function upsertMarkedComment(
 ): Promise<number> {
   let commentId = options.knownId;
   if (commentId === null && options.mayExist) {
-    commentId = await findMarkedComment(octokit, target, options.marker);
+    commentId = await findMarkedComment(octokit, target, options.marker, options.appId);
     if (commentId !== null && options.createOnly) return commentId;
   }
   if (commentId !== null) {
@@ -60,6 +76,7 @@ async function findMarkedComment(
   octokit: GithubRequester,
   target: CommentTarget,
   marker: string,
+  appId: number,
 ): Promise<number | null> {
   for (let page = 1; page <= COMMENT_PAGES_SEARCHED; page += 1) {
     const response = await octokit.request(
@@ -72,8 +89,10 @@ async function findMarkedComment(
         page,
       },
     );
-    const comments = response.data as { id: number; body?: string }[];
-    const found = comments.find((comment) => comment.body?.startsWith(marker));
+    const comments = response.data as ({ id: number; body?: string } & CommentAuthor)[];
+    const found = comments.find(
+      (comment) => isOwnComment(comment, appId) && comment.body?.startsWith(marker),
+    );
     if (found) return found.id;
     if (comments.length < 100) return null;
   }

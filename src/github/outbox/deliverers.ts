@@ -1,6 +1,7 @@
-import type { OutboxEntry, OutboxKind } from "../../db/outbox.js";
+import { enqueueOutbox, type OutboxEntry, type OutboxKind } from "../../db/outbox.js";
 import type { Pool } from "../../db/pool.js";
 import { pauseForTask } from "../../db/profiles.js";
+import { getRepo } from "../../db/repos.js";
 import { latestRunProfile, totalRunTimeMs } from "../../db/runs.js";
 import { appendTaskEventOnChange } from "../../db/task-events.js";
 import { getTask, setStateLabel, setStatusCommentId, type TaskRow } from "../../db/tasks.js";
@@ -32,6 +33,8 @@ export interface DeliveryContext {
   octokit: GithubRequester;
   entry: OutboxEntry;
   target: CommentTarget;
+  /** The App's id: only its own comments' markers count. */
+  appId: number;
   /** Where the dashboard is reachable from outside (OVERSEER_PUBLIC_URL), for links. */
   publicUrl?: string;
 }
@@ -52,13 +55,14 @@ export function deliveryContext(
   pool: Pool,
   octokit: GithubRequester,
   entry: OutboxEntry,
+  appId: number,
   publicUrl?: string,
 ): DeliveryContext {
   const target = {
     ...splitRepo(entry.repoFullName),
     issueNumber: Number(entry.payload.issueNumber),
   };
-  return { pool, octokit, entry, target, ...(publicUrl ? { publicUrl } : {}) };
+  return { pool, octokit, entry, target, appId, ...(publicUrl ? { publicUrl } : {}) };
 }
 
 async function deliverCheckRun({ pool, octokit, entry, target, publicUrl }: DeliveryContext) {
@@ -72,7 +76,7 @@ async function deliverCheckRun({ pool, octokit, entry, target, publicUrl }: Deli
   });
 }
 
-async function deliverStatusComment({ pool, octokit, entry, target }: DeliveryContext) {
+async function deliverStatusComment({ pool, octokit, entry, target, appId }: DeliveryContext) {
   const task = await requireTask(pool, entry);
   const waiting = task.state === "queued" || task.state === "awaiting_approval";
   const pause = waiting ? await pauseForTask(pool, task.id) : null;
@@ -83,6 +87,7 @@ async function deliverStatusComment({ pool, octokit, entry, target }: DeliveryCo
     target,
     renderStatusComment({ ...statusViewOf(task), pause, worker }),
     {
+      appId,
       knownId: task.statusCommentId,
       marker: STATUS_MARKER(task.id),
       mayExist: entry.attempts > 1,
@@ -112,10 +117,11 @@ async function deliverStateLabel({ pool, octokit, entry, target }: DeliveryConte
   await setStateLabel(pool, task.id, wanted);
 }
 
-async function deliverCompletionComment({ pool, octokit, entry, target }: DeliveryContext) {
+async function deliverCompletionComment({ pool, octokit, entry, target, appId }: DeliveryContext) {
   const task = await requireTask(pool, entry);
   const body = renderCompletionComment(await completionViewOf(pool, task));
   await upsertMarkedComment(octokit, target, body, {
+    appId,
     knownId: null,
     marker: COMPLETION_MARKER(task.id),
     mayExist: entry.attempts > 1,
@@ -123,9 +129,10 @@ async function deliverCompletionComment({ pool, octokit, entry, target }: Delive
   });
 }
 
-async function deliverReply({ octokit, entry, target }: DeliveryContext) {
+async function deliverReply({ octokit, entry, target, appId }: DeliveryContext) {
   const marker = `<!-- overseer:reply id=${entry.id} -->`;
   await upsertMarkedComment(octokit, target, `${marker}\n${String(entry.payload.body)}`, {
+    appId,
     knownId: null,
     marker,
     mayExist: entry.attempts > 1,
@@ -146,14 +153,29 @@ async function deliverReaction({ octokit, entry, target }: DeliveryContext) {
   });
 }
 
-/** A declined merge is not a failure: the reason is recorded on the task (once per reason). */
+/**
+ * A declined merge is not a failure: the reason is recorded on the task (once per reason),
+ * and said on the issue when people must act (once per head commit).
+ */
 async function deliverMerge({ pool, octokit, entry, target }: DeliveryContext) {
   const task = await requireTask(pool, entry);
+  const repo = await getRepo(pool, task.repoId);
   const decision = await mergeWhenReady(pool, octokit, task, {
     owner: target.owner,
     repo: target.repo,
+    githubId: repo.githubId,
   });
   if (decision.merge) return;
+  if (decision.announce) {
+    await enqueueOutbox(pool, {
+      taskId: task.id,
+      installationId: entry.installationId,
+      repoFullName: entry.repoFullName,
+      kind: "reply",
+      payload: { issueNumber: task.issueNumber, body: decision.announce.body },
+      key: { dedupe: decision.announce.key },
+    });
+  }
   await appendTaskEventOnChange(pool, {
     taskId: task.id,
     event: "auto_merge_declined",
@@ -189,6 +211,11 @@ function statusViewOf(task: TaskRow): StatusView {
     worker: task.workerProfile,
     mergeCommitSha: task.mergeCommitSha,
     label: (task.config as { label?: string }).label ?? null,
+    approval: {
+      riskLabelled: task.riskLabelled,
+      approvedBy: task.approvedBy,
+      approvedSha: task.approvedSha,
+    },
     revisions: task.revisions,
     maxRevisions: task.maxRevisions,
     revisionPending: task.revisionPending,

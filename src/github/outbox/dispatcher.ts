@@ -20,6 +20,8 @@ export interface DispatcherOptions {
   /** Connection string for the dedicated LISTEN connection. */
   databaseUrl: string;
   log: Logger;
+  /** The App's id: the outbox recognises its own comments by it. */
+  appId: number;
   octokitFor(installationId: number): Promise<GithubRequester>;
   /** First retry delay; doubles per attempt up to MAX_BACKOFF_MS. */
   backoffBaseMs?: number;
@@ -137,7 +139,9 @@ export class OutboxDispatcher {
     const log = this.#options.log.child({ outbox: entry.id, kind: entry.kind, task: entry.taskId });
     try {
       const octokit = await this.#options.octokitFor(entry.installationId);
-      await DELIVERERS[entry.kind](deliveryContext(pool, octokit, entry, this.#options.publicUrl));
+      await DELIVERERS[entry.kind](
+        deliveryContext(pool, octokit, entry, this.#options.appId, this.#options.publicUrl),
+      );
       await markOutboxDelivered(pool, entry);
       log.debug("outbox entry delivered");
     } catch (error) {
