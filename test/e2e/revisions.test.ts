@@ -40,6 +40,7 @@ function workerScript(): string {
     "git add -A",
     `git -c user.name=agent -c user.email=agent@example.com commit -qm "Agent run ($mode)"`,
     'echo "Changed the widget." > "$OVERSEER_SUMMARY_FILE"',
+    `echo '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"I renamed the widget as asked."}]}}'`,
     `echo '{"type":"result","subtype":"success","total_cost_usd":0.42,"num_turns":7,"result":"I renamed the widget as asked."}'`,
   ].join("\n");
 }
@@ -53,7 +54,7 @@ beforeAll(async () => {
   const workers = path.join(home, "workers.yml");
   await writeFile(
     workers,
-    `default: script\nprofiles:\n  script:\n    command: [sh, -c, ${JSON.stringify(workerScript())}]\n    timeout: 1m\n    grace: 1s\n`,
+    `default: script\nprofiles:\n  script:\n    command: [sh, -c, ${JSON.stringify(workerScript())}]\n    timeout: 1m\n    grace: 1s\n    log_format: claude-stream-json\n`,
   );
   github = new GithubFake(OWNER, REPO);
   github.install();
@@ -213,7 +214,7 @@ describe("a revision asked for on the PR", () => {
     expect(runs.filter((run) => run.head_sha === task.pr_head_sha)).toMatchObject([
       { name: "overseer", status: "completed", conclusion: "success" },
     ]);
-  });
+  }, 90_000);
 
   it("adds a commit to the same PR; the prompt holds the request, the unresolved review comments and the conversation; the check run goes in progress, then completed with the summary", async () => {
     const start = github.calls.length;
@@ -328,10 +329,10 @@ describe("a revision asked for on the PR", () => {
       attempt: 1,
       start_sha: firstSha,
       head_sha: secondSha,
-      turns: 7,
-      last_message: "I renamed the widget as asked.",
+      agent_turns: 7,
+      agent_last_message: "I renamed the widget as asked.",
     });
-    expect(Number(revision.cost_usd)).toBe(0.42);
+    expect(Number(revision.agent_cost_usd)).toBe(0.42);
 
     const prompt = await readFile(
       path.join(home, "runs", String(revision.id), "prompt.md"),

@@ -130,6 +130,8 @@ export class GithubFake {
   constructor(
     readonly owner: string,
     readonly repo: string,
+    /** GitHub's id of the repository (the example payloads' is 186853002). */
+    readonly repoId = 186_853_002,
   ) {
     this.#defineRoutes();
   }
@@ -323,7 +325,11 @@ export class GithubFake {
       merge_commit_sha: pull.merge_commit_sha,
       merged_at: pull.merged_at,
       merged_by: pull.merged ? { login: "octocat" } : null,
-      head: { ref: pull.head.ref, sha: pull.head.sha },
+      head: {
+        ref: pull.head.ref,
+        sha: pull.head.sha,
+        repo: { id: this.repoId, full_name: `${this.owner}/${this.repo}` },
+      },
     };
   }
 }

@@ -153,7 +153,11 @@ function viewOf(
     maxRevisions: task.maxRevisions,
     lastError: task.lastError,
     profile: summary.latest?.profile ?? task.workerProfile,
-    latestRun: summary.latest,
+    // The agent's own last words when its transcript has them, else its summary file.
+    latestRun: summary.latest && {
+      ...summary.latest,
+      lastMessage: summary.latest.lastMessage ?? task.summary,
+    },
     totalMs: summary.totalMs,
     totalCostUsd: summary.totalCostUsd,
     detailsUrl: taskPageUrl(publicUrl, task.id),
