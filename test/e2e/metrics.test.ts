@@ -196,7 +196,10 @@ describe("/metrics", () => {
         rateLimited(),
       )
       .post(`${REPO_PATH}/issues/${ISSUE}/comments`)
-      .reply(201, { id: 6001 }, rateLimited());
+      .reply(201, { id: 6001 }, rateLimited())
+      // The `overseer` check run on the PR's commit.
+      .post(`${REPO_PATH}/check-runs`, (body) => body.name === "overseer")
+      .reply(201, { id: 6101 }, rateLimited());
     stateWrites();
 
     const labeled = examplePayload("issues", "labeled");
@@ -231,7 +234,12 @@ describe("/metrics", () => {
           merge_commit_sha: MERGE_SHA,
           merged_at: new Date().toISOString(),
           merged_by: { login: "octocat" },
-          head: { ref: awaiting.branch, sha: awaiting.pr_head_sha },
+          // Only the task's own PR is evidence: its head in the task's repository.
+          head: {
+            ref: awaiting.branch,
+            sha: awaiting.pr_head_sha,
+            repo: { id: labeled.repository.id, full_name: `${OWNER}/${REPO}` },
+          },
         },
         rateLimited(),
       )
@@ -265,8 +273,8 @@ describe("/metrics", () => {
         total(before, "overseer_github_requests_total"),
     ).toBe(calls);
     expect(moved("overseer_github_requests_total", { status: "404" })).toBe(2);
-    // The token, the PR, the status comment and the completion comment were created.
-    expect(moved("overseer_github_requests_total", { status: "201" })).toBe(4);
+    // The token, the PR, the check run, the status comment and the completion comment were created.
+    expect(moved("overseer_github_requests_total", { status: "201" })).toBe(5);
     expect(value(after, "overseer_github_rate_limit_remaining", { resource: "core" })).toBe(
       remaining,
     );
