@@ -234,18 +234,10 @@ describe("/metrics", () => {
           merge_commit_sha: MERGE_SHA,
           merged_at: new Date().toISOString(),
           merged_by: { login: "octocat" },
-<<<<<<< HEAD
-          // Only the task's own PR is evidence: its head in the task's repository.
-          head: {
-            ref: awaiting.branch,
-            sha: awaiting.pr_head_sha,
-            repo: { id: labeled.repository.id, full_name: `${OWNER}/${REPO}` },
-=======
           head: {
             ref: awaiting.branch,
             sha: awaiting.pr_head_sha,
             repo: { id: labeled.repository.id },
->>>>>>> main
           },
         },
         rateLimited(),
