@@ -218,9 +218,12 @@ interface Round {
 
 type ClaimOnce = (pool: Pool, runnerId: string) => Promise<number | null>;
 
+/** As a runner claims: with its default worker profile, whose running count a trigger keeps. */
+const PROFILES = { defaultProfile: "bench", limits: new Map<string, number>() };
+
 const ours: ClaimOnce = async (pool, runnerId) => {
   const claim = await withTransaction(pool, (client) =>
-    claimNextTask(client, { runnerId, host: "bench-host", leaseMs: LEASE_MS }),
+    claimNextTask(client, { runnerId, host: "bench-host", leaseMs: LEASE_MS, profiles: PROFILES }),
   );
   return claim?.task.id ?? null;
 };

@@ -89,6 +89,7 @@ export async function startOverseer(
           pollIntervalMs: env.pollIntervalMs,
           backoffBaseMs: env.outboxRetryBaseMs,
           settleMs: env.outboxSettleMs,
+          ...(env.publicUrl ? { publicUrl: env.publicUrl } : {}),
         })
       : undefined;
     await dispatcher?.start();

@@ -1,4 +1,5 @@
 import { DEFAULT_WORKER_PROFILES, loadWorkerProfiles } from "../config/workers.js";
+import type { ProfilePause } from "../db/profiles.js";
 import type { RunnerHealth } from "../db/runners.js";
 import type { TaskState } from "../domain/types.js";
 import { findingsSourceFor, type WatchdogHealth } from "../web/findings.js";
@@ -70,10 +71,23 @@ export function statusCommand(options: { json?: boolean }): Promise<void> {
                 : paint("red", "NOT SANDBOXED (sandbox: false)");
           return `  ${worker.name.padEnd(18)} ${how}`;
         }),
+        ...pauseLines(report.paused ?? []),
       ]);
     },
     { migrate: false },
   );
+}
+
+/** Profiles waiting out their agent's usage limit: every task of theirs waits with them. */
+function pauseLines(paused: ProfilePause[]): string[] {
+  if (paused.length === 0) return ["paused profiles  none"];
+  return [
+    "paused profiles",
+    ...paused.map(
+      (pause) =>
+        `  ${pause.profile}  ${pause.kind.replaceAll("_", " ")} until ${pause.until.toISOString()}  (${pause.reason})`,
+    ),
+  ];
 }
 
 function runnerLines(runners: RunnerHealth[]): string[] {

@@ -31,6 +31,20 @@ const postgresUrl = z.string().refine(
   { error: "expected a URL like postgres://user:password@host:5432/database" },
 );
 
+const publicUrl = z.string().refine(
+  (raw) => {
+    try {
+      const url = new URL(raw);
+      return (url.protocol === "https:" || url.protocol === "http:") && url.search === "";
+    } catch {
+      return false;
+    }
+  },
+  {
+    error: "expected the dashboard's address as people reach it, like https://overseer.example.com",
+  },
+);
+
 const positiveInt = z
   .string()
   .regex(/^\d+$/, { error: (issue) => `expected a positive whole number, got "${issue.input}"` })
@@ -77,6 +91,8 @@ const envSchema = z.object({
   OVERSEER_OUTBOX_RETRY_BASE: duration("1s").default(1_000),
   OVERSEER_REQUEUE_BACKOFF: duration("30s").default(30_000),
   OVERSEER_OUTBOX_SETTLE: duration("2s", { allowZero: true }).default(2_000),
+  OVERSEER_PUBLIC_URL: publicUrl.optional(),
+  OVERSEER_USAGE_LIMIT_BACKOFF: duration("5m").default(5 * 60_000),
 });
 
 export interface OverseerEnv {
@@ -116,6 +132,10 @@ export interface OverseerEnv {
   outboxSettleMs: number;
   /** First wait before a task requeued after an infrastructure failure runs again. */
   requeueBackoffMs: number;
+  /** The dashboard's public base URL, for links from GitHub (check runs). */
+  publicUrl: string | undefined;
+  /** Pause of a profile whose agent hit a limit without saying when it resets (doubles). */
+  usageLimitBackoffMs: number;
 }
 
 export class EnvError extends ConfigError {
@@ -196,6 +216,8 @@ export function readEnv(
     outboxRetryBaseMs: env.OVERSEER_OUTBOX_RETRY_BASE,
     outboxSettleMs: env.OVERSEER_OUTBOX_SETTLE,
     requeueBackoffMs: env.OVERSEER_REQUEUE_BACKOFF,
+    publicUrl: env.OVERSEER_PUBLIC_URL,
+    usageLimitBackoffMs: env.OVERSEER_USAGE_LIMIT_BACKOFF,
   };
 }
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { isValidBranchName } from "../domain/branch.js";
 import { codeSpan } from "../domain/markdown.js";
+import { DEFAULT_MAX_REVISIONS } from "../domain/transitions.js";
 import { ConfigError } from "../errors.js";
 
 /**
@@ -40,6 +41,10 @@ export interface RepoConfig {
   commitOnStop: boolean;
   /** Bot logins (lower case, without `[bot]`) whose trigger label may start a task. */
   trustedBots: readonly string[];
+  /** `/revise` runs (and review-started ones) per task; 0 turns revisions off. */
+  maxRevisions: number;
+  /** A review submitted with "changes requested" starts a revision. */
+  reviseOnReview: boolean;
 }
 
 export interface ConfigProblem {
@@ -66,6 +71,8 @@ export const DEFAULT_REPO_CONFIG: Readonly<RepoConfig> = Object.freeze({
   commanders: "write",
   commitOnStop: true,
   trustedBots: Object.freeze([]),
+  maxRevisions: DEFAULT_MAX_REVISIONS,
+  reviseOnReview: false,
 });
 
 /** GitHub refuses label names longer than this. */
@@ -184,6 +191,8 @@ const schema = z.strictObject(
       .max(LIST_MAX, { error: `expected at most ${LIST_MAX} bot logins` })
       .transform((names) => [...new Set(names)])
       .optional(),
+    max_revisions: wholeNumber(0, 50).optional(),
+    revise_on_review: z.boolean({ error: expected("true or false") }).optional(),
   },
   {
     error: (issue) =>
@@ -216,6 +225,9 @@ const KEY_ALIASES: Record<string, string> = {
   permission: "commanders",
   bots: "trusted_bots",
   allowed_bots: "trusted_bots",
+  revisions: "max_revisions",
+  max_revision: "max_revisions",
+  revise_on_changes_requested: "revise_on_review",
 };
 
 /**
@@ -242,6 +254,8 @@ export function parseRepoConfig(raw: unknown): RepoConfigResult {
       commanders: file.commanders ?? defaults.commanders,
       commitOnStop: file.commit_on_stop ?? defaults.commitOnStop,
       trustedBots: file.trusted_bots ?? [],
+      maxRevisions: file.max_revisions ?? defaults.maxRevisions,
+      reviseOnReview: file.revise_on_review ?? defaults.reviseOnReview,
     },
   };
 }

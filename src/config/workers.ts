@@ -80,6 +80,18 @@ export interface WorkerProfile {
   logLimitBytes: number;
   graceMs: number;
   logFormat: LogFormat;
+  /** At most this many runs of the profile at once, across every runner; absent: no limit. */
+  concurrency?: number;
+  /**
+   * Repositories that may run this profile (by `worker:` or an `agent:` label), as
+   * `owner/name` or `owner/*`; absent: every repository.
+   */
+  repositories?: readonly string[];
+  /**
+   * How the agent says it is at its usage or rate limit, or cannot authenticate; absent:
+   * the built-in rules for the program (see runner/usage-limits.ts); false: never.
+   */
+  usageLimits?: UsageLimitRules | false;
   /** How the worker is confined; null when the operator wrote `sandbox: false`. */
   sandbox: SandboxPolicy | null;
 }
@@ -98,6 +110,23 @@ export interface SandboxPolicy {
 }
 
 export const DEFAULT_SANDBOX: SandboxPolicy = { writable: [], readable: [], network: true };
+
+/** A profile's own rules for recognising a limited agent, beside or instead of the built-in ones. */
+export interface UsageLimitRules {
+  /** Built-in patterns to use: by default those of the program the command runs. */
+  builtin?: BuiltinAgent | "none";
+  /** Output (the end of the run's log) that means a usage or rate limit. */
+  patterns: readonly RegExp[];
+  /** Output that means the agent could not authenticate. */
+  authPatterns: readonly RegExp[];
+  /** Exit statuses that mean a limit on their own. */
+  exitCodes: readonly number[];
+  /** First pause when the agent gives no reset time (default OVERSEER_USAGE_LIMIT_BACKOFF). */
+  backoffMs?: number;
+}
+
+export const BUILTIN_AGENTS = ["claude", "codex", "aider"] as const;
+export type BuiltinAgent = (typeof BUILTIN_AGENTS)[number];
 
 export interface WorkerProfiles {
   /** Where the profiles came from, for messages ("built-in" for the fallback). */
@@ -256,7 +285,66 @@ const PROFILE_KEYS = [
   "grace",
   "log_format",
   "sandbox",
+  "concurrency",
+  "repositories",
+  "usage_limits",
 ] as const;
+const USAGE_LIMIT_KEYS = ["builtin", "patterns", "auth_patterns", "exit_codes", "backoff"] as const;
+
+const pattern = z
+  .string({ error: (issue) => `expected a regular expression, got ${describe(issue.input)}` })
+  .min(1, { error: "expected a regular expression, got an empty string" })
+  .transform((source, ctx) => {
+    try {
+      return new RegExp(source, "i");
+    } catch (error) {
+      ctx.addIssue({
+        code: "custom",
+        message: `not a regular expression: ${(error as Error).message}`,
+      });
+      return z.NEVER;
+    }
+  });
+
+const usageLimitsSchema = z.union(
+  [
+    z.literal(false),
+    z.strictObject(
+      {
+        builtin: z
+          .enum([...BUILTIN_AGENTS, "none"], {
+            error: (issue) =>
+              `expected ${[...BUILTIN_AGENTS, "none"].join(", ")}, got ${describe(issue.input)}`,
+          })
+          .optional(),
+        patterns: z.array(pattern).default([]),
+        auth_patterns: z.array(pattern).default([]),
+        exit_codes: z
+          .array(
+            z
+              .int({ error: (issue) => `expected an exit status, got ${describe(issue.input)}` })
+              .min(1)
+              .max(255),
+          )
+          .default([]),
+        backoff: durationSchema().optional(),
+      } satisfies Record<(typeof USAGE_LIMIT_KEYS)[number], z.ZodType>,
+      {
+        error: (issue) =>
+          issue.code === "invalid_type"
+            ? `expected false or a mapping with ${USAGE_LIMIT_KEYS.join(", ")}, got ${describe(issue.input)}`
+            : undefined,
+      },
+    ),
+  ],
+  {
+    error: (issue) =>
+      `expected false or a mapping with ${USAGE_LIMIT_KEYS.join(", ")}, got ${describe(issue.input)}`,
+  },
+);
+
+/** `owner/name`, `owner/*` or `*`: GitHub names are letters, digits, `.`, `_` and `-`. */
+const REPOSITORY_PATTERN = /^(\*|[A-Za-z0-9._-]+\/(\*|[A-Za-z0-9._-]+))$/;
 const ROOT_KEYS = ["default", "profiles"] as const;
 
 const profileSchema = z.strictObject(
@@ -283,6 +371,31 @@ const profileSchema = z.strictObject(
       })
       .default("text"),
     sandbox: sandboxSchema,
+    concurrency: z
+      .int({
+        error: (issue) => `expected a whole number from 1 to 1000, got ${describe(issue.input)}`,
+      })
+      .min(1, { error: "expected a whole number from 1 to 1000" })
+      .max(1000, { error: "expected a whole number from 1 to 1000" })
+      .optional(),
+    repositories: z
+      .array(
+        z
+          .string({
+            error: (issue) =>
+              `expected a repository like acme/widgets or acme/*, got ${describe(issue.input)}`,
+          })
+          .regex(REPOSITORY_PATTERN, {
+            error: (issue) =>
+              `expected a repository like acme/widgets or acme/*, got ${describe(issue.input)}`,
+          }),
+        {
+          error: (issue) =>
+            `expected a list of repositories like [acme/widgets, acme/*], got ${describe(issue.input)}`,
+        },
+      )
+      .optional(),
+    usage_limits: usageLimitsSchema.optional(),
   } satisfies Record<(typeof PROFILE_KEYS)[number], z.ZodType>,
   {
     error: (issue) =>
@@ -355,6 +468,11 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 function formatIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
+  // `usage_limits` is false or a mapping: for a mapping, what is wrong inside it is the news.
+  const inMapping = issue.code === "invalid_union" ? issue.errors[1]?.[0] : undefined;
+  if (inMapping && issue.path.at(-1) === "usage_limits") {
+    return formatIssue({ ...inMapping, path: [...issue.path, ...inMapping.path] });
+  }
   if (issue.code === "invalid_union") {
     // `sandbox` is true, false or a mapping: a mapping's own problem says more than "not a
     // boolean" does.
@@ -370,7 +488,9 @@ function formatIssue(issue: z.core.$ZodIssue): { path: string; message: string }
         ? ROOT_KEYS
         : issue.path.at(-1) === "sandbox"
           ? SANDBOX_KEYS
-          : PROFILE_KEYS;
+          : issue.path.at(-1) === "usage_limits"
+            ? USAGE_LIMIT_KEYS
+            : PROFILE_KEYS;
     const key = issue.keys[0] ?? "";
     return {
       path: formatPath([...issue.path, key]),
@@ -430,6 +550,9 @@ export function parseWorkerProfiles(yamlText: string, source: string): WorkerPro
       graceMs: raw.grace,
       logFormat: raw.log_format,
       sandbox: sandboxPolicy(raw.sandbox),
+      ...(raw.concurrency === undefined ? {} : { concurrency: raw.concurrency }),
+      ...(raw.repositories === undefined ? {} : { repositories: [...new Set(raw.repositories)] }),
+      ...(raw.usage_limits === undefined ? {} : { usageLimits: usageLimitRules(raw.usage_limits) }),
     });
   }
   const defaultName = file.default ?? [...profiles.keys()][0];
@@ -458,6 +581,58 @@ export async function loadWorkerProfiles(path: string): Promise<WorkerProfiles> 
     fail(path, "", `cannot read the file (${code ?? (error as Error).message})`);
   }
   return parseWorkerProfiles(text, path);
+}
+
+function usageLimitRules(
+  raw: Exclude<z.infer<typeof usageLimitsSchema>, undefined>,
+): UsageLimitRules | false {
+  if (raw === false) return false;
+  return {
+    ...(raw.builtin ? { builtin: raw.builtin } : {}),
+    patterns: raw.patterns,
+    authPatterns: raw.auth_patterns,
+    exitCodes: raw.exit_codes,
+    ...(raw.backoff === undefined ? {} : { backoffMs: raw.backoff }),
+  };
+}
+
+/** True when the profile may run for `repo` (`owner/name`); GitHub names ignore case. */
+export function profileAllowsRepository(profile: WorkerProfile, repo: string): boolean {
+  if (!profile.repositories) return true;
+  const [owner = "", name = ""] = repo.toLowerCase().split("/");
+  return profile.repositories.some((entry) => {
+    if (entry === "*") return true;
+    const [allowedOwner, allowedName] = entry.toLowerCase().split("/");
+    return allowedOwner === owner && (allowedName === "*" || allowedName === name);
+  });
+}
+
+/**
+ * The profile a task of `repo` runs: the one its `agent:` label or the repository's
+ * `worker:` named, else the operator's default; refused (a configuration error, so the run
+ * fails without costing an attempt) when the operator has not allowed it for the repository.
+ */
+export function resolveProfileFor(
+  profiles: WorkerProfiles,
+  name: string | null | undefined,
+  repo: string,
+): WorkerProfile {
+  const profile = resolveProfile(profiles, name ?? undefined);
+  if (!profileAllowsRepository(profile, repo)) {
+    throw new WorkerProfileError(
+      `worker profile ${JSON.stringify(profile.name)} is not allowed for ${repo} (${profiles.source} allows it for: ${(profile.repositories ?? []).join(", ") || "no repository"})`,
+    );
+  }
+  return profile;
+}
+
+/** The per-profile `concurrency` limits, for claiming. */
+export function profileConcurrency(profiles: WorkerProfiles): Map<string, number> {
+  const limits = new Map<string, number>();
+  for (const profile of profiles.profiles.values()) {
+    if (profile.concurrency !== undefined) limits.set(profile.name, profile.concurrency);
+  }
+  return limits;
 }
 
 /** The named profile, or the default one when no name is given. */

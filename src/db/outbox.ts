@@ -8,7 +8,8 @@ export type OutboxKind =
   | "reply"
   | "reaction"
   | "completion_comment"
-  | "merge_pr";
+  | "merge_pr"
+  | "check_run";
 
 export interface OutboxEntry {
   id: number;

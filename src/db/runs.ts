@@ -3,6 +3,7 @@ import { actor } from "../domain/actors.js";
 import type { TaskEvent } from "../domain/types.js";
 import { CHANNELS } from "./notify.js";
 import type { PoolClient, Queryable } from "./pool.js";
+import { type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
 import { applyTransition, changeTaskIn } from "./task-changes.js";
 import { TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
@@ -24,11 +25,15 @@ export interface RunRow {
   pgid: number | null;
   worktree: string | null;
   logPath: string | null;
+  /** The worker profile the claim resolved for the run. */
+  profile: string | null;
+  /** Set when the run is a revision of the task's PR: which one. */
+  revision: number | null;
 }
 
 const RUN_COLUMNS = `runs.id, runs.task_id AS "taskId", runs.attempt, runs.runner_id AS "runnerId",
   runs.host, runs.lease_token AS "leaseToken", runs.pid, runs.pgid, runs.worktree,
-  runs.log_path AS "logPath"`;
+  runs.log_path AS "logPath", runs.profile, runs.revision`;
 
 export interface Claim {
   run: RunRow;
@@ -40,62 +45,62 @@ const DEFAULT_CONCURRENCY = 2;
 const CONCURRENCY = (task: string) =>
   `COALESCE((${task}.config->>'concurrency')::int, ${DEFAULT_CONCURRENCY})`;
 
+/** What a runner knows about its worker profiles that claiming must respect. */
+export interface ClaimProfiles {
+  /** The profile a task without one (from its repository or a label) runs with. */
+  defaultProfile: string;
+  /** Profiles with a `concurrency`: at most that many runs at once, across all runners. */
+  limits: ReadonlyMap<string, number>;
+}
+
+/**
+ * The profile a task runs with: an `agent:` label's or the repository's (`worker_profile`,
+ * written when it was queued), else the operator's default. The runner resolves it the same
+ * way (effectiveProfileName).
+ */
+const PROFILE_OF = (task: string, defaultParam: string) =>
+  `COALESCE(${task}.worker_profile, ${task}.config->>'worker', NULLIF(${defaultParam}, ''))`;
+
 /**
  * Claims the most urgent claimable task: queued, approved if risk-labelled, under its
- * attempts, in a repository under its concurrency. Two statements: the pick, then the
- * transition (task, audit event, GitHub effects) through applyTaskEvent.
+ * attempts (or its revisions, when the run is a revision), in a repository under its
+ * concurrency, with a worker profile that is not paused and under its own concurrency.
+ * Two statements: the pick, then the transition (task, audit event, GitHub effects)
+ * through applyTransition.
  *
  * The pick takes the task with FOR UPDATE SKIP LOCKED (the LIMIT inside a MATERIALIZED
  * CTE, so the planner cannot lock more rows than it returns), so concurrent claimers
- * never take the same task. SKIP LOCKED alone cannot keep per-repository concurrency:
- * two claimers picking different tasks of one repository would each count the other's
- * claim as not yet running. So the pick also locks the repository's row, on the
- * condition that its `running` count (kept by a trigger) is under the limit; a claimer
- * that waited for that lock has the condition re-checked against the row the other
- * claim committed. A repository found full is passed over for the next candidate.
+ * never take the same task. SKIP LOCKED alone cannot keep a concurrency limit: two
+ * claimers picking different tasks of one repository (or one profile) would each count
+ * the other's claim as not yet running. So the pick also locks the repository's row, on
+ * the condition that its `running` count (kept by a trigger on tasks) is under the limit,
+ * and for a profile with a `concurrency`, the profile's row in worker_profiles on the same
+ * condition (its count kept by a trigger on runs; see countProfiles). A claimer that
+ * waited for either lock has the condition re-checked against the row the other claim
+ * committed. A repository or profile found full is passed over for the next candidate.
+ * Profiles without a limit are neither locked nor counted, so their claims cost nothing
+ * more and do not queue behind one another.
  *
- * The run row is inserted by the pick too, with the attempt the claim transition charges;
- * the transition's result is checked against it. The caller holds a transaction.
- * Tasks waiting out a backoff (not_before) are not claimable yet.
+ * The run row is inserted by the pick too, with the attempt (or revision) the claim
+ * transition charges; the transition's result is checked against it. The caller holds a
+ * transaction. Tasks waiting out a backoff (not_before) are not claimable yet.
  */
 export async function claimNextTask(
   client: PoolClient,
-  runner: { runnerId: string; host: string; leaseMs: number },
+  runner: { runnerId: string; host: string; leaseMs: number; profiles?: ClaimProfiles },
 ): Promise<Claim | null> {
-  const full: number[] = [];
+  const profiles = runner.profiles ?? { defaultProfile: "", limits: new Map() };
+  const fullRepos: number[] = [];
+  const fullProfiles: string[] = [];
   for (;;) {
-    const picked = await client.query<TaskRow & { repo: RepoRow; run: RunRow | null }>(
-      `WITH candidate AS MATERIALIZED (
-         SELECT ${TASK_COLUMNS} FROM tasks JOIN repos ON repos.id = tasks.repo_id
-          WHERE tasks.state = 'queued'
-            AND (NOT tasks.risk_labelled OR tasks.approved_by IS NOT NULL)
-            AND tasks.attempts < tasks.max_attempts
-            AND (tasks.not_before IS NULL OR tasks.not_before <= now())
-            AND repos.running < ${CONCURRENCY("tasks")}
-            AND tasks.repo_id <> ALL($1::bigint[])
-          ORDER BY tasks.priority, tasks.queued_at, tasks.id
-          LIMIT 1
-          FOR UPDATE OF tasks SKIP LOCKED),
-       slot AS MATERIALIZED (
-         SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
-          WHERE repos.running < ${CONCURRENCY("candidate")}
-          FOR NO KEY UPDATE OF repos),
-       run AS (
-         INSERT INTO runs (task_id, attempt, runner_id, host, lease_token, lease_expires_at,
-                           branch)
-         SELECT candidate.id, candidate.attempts + 1, $2, $3, gen_random_uuid(),
-                now() + $4 * interval '1 millisecond', candidate.branch
-           FROM candidate JOIN slot ON slot.id = candidate."repoId"
-         RETURNING ${RUN_COLUMNS})
-       SELECT candidate.*, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run
-         FROM candidate JOIN repos ON repos.id = candidate."repoId"`,
-      [full, runner.runnerId, runner.host, runner.leaseMs],
-    );
-    const row = picked.rows[0];
-    if (!row) return null;
-    const { repo, run, ...task } = row;
+    const picked = await pickTask(client, runner, profiles, fullRepos, fullProfiles);
+    if (!picked) return null;
+    const { repo, run, profileFull, ...task } = picked;
     if (!run) {
-      full.push(task.repoId);
+      // A limited profile whose runs are not counted yet counts as full: its runner counts
+      // them (Runner, countProfiles), outside any claim, before its tasks run.
+      if (profileFull) fullProfiles.push(task.profile ?? "");
+      else fullRepos.push(task.repoId);
       continue;
     }
     const claimed = await applyTransition(
@@ -106,20 +111,113 @@ export async function claimNextTask(
       { actor: actor.runner(runner.runnerId), cause: `run:${run.id}` },
     );
     if (!claimed.ok) throw new Error(`claim of task ${task.id} refused: ${claimed.reason}`);
-    if (claimed.task.attempts !== run.attempt) {
+    const charged = run.revision === null ? claimed.task.attempts : claimed.task.revisions;
+    const recorded = run.revision ?? run.attempt;
+    if (charged !== recorded) {
       throw new Error(
-        `claim of task ${task.id} charged attempt ${claimed.task.attempts}, not ${run.attempt}`,
+        `claim of task ${task.id} charged ${run.revision === null ? "attempt" : "revision"} ${charged}, not ${recorded}`,
       );
     }
     return { run, task: claimed.task, repo };
   }
 }
 
-/** Milliseconds until the first queued task waiting out a backoff may be claimed (null: none). */
+interface Picked extends TaskRow {
+  repo: RepoRow;
+  run: RunRow | null;
+  /** Null only when no profile is known at all (no default given, none named). */
+  profile: string | null;
+  /** The profile has a limit and no slot was free (the repository's may have been). */
+  profileFull: boolean;
+}
+
+async function pickTask(
+  client: PoolClient,
+  runner: { runnerId: string; host: string; leaseMs: number },
+  profiles: ClaimProfiles,
+  fullRepos: number[],
+  fullProfiles: string[],
+): Promise<Picked | null> {
+  const names = [...profiles.limits.keys()];
+  const limits = names.map((name) => profiles.limits.get(name) ?? 0);
+  const picked = await client.query<Picked>(
+    `WITH candidate AS MATERIALIZED (
+       SELECT ${TASK_COLUMNS}, ${PROFILE_OF("tasks", "$5")} AS profile,
+              limits.max_running AS "profileLimit"
+         FROM tasks JOIN repos ON repos.id = tasks.repo_id
+         LEFT JOIN worker_profiles wp ON wp.name = ${PROFILE_OF("tasks", "$5")}
+         LEFT JOIN unnest($6::text[], $7::int[]) AS limits (name, max_running)
+                ON limits.name = ${PROFILE_OF("tasks", "$5")}
+        WHERE tasks.state = 'queued'
+          AND (NOT tasks.risk_labelled OR tasks.approved_by IS NOT NULL)
+          AND CASE WHEN tasks.revision_pending THEN tasks.revisions < tasks.max_revisions
+                   ELSE tasks.attempts < tasks.max_attempts END
+          AND (tasks.not_before IS NULL OR tasks.not_before <= now())
+          AND repos.running < ${CONCURRENCY("tasks")}
+          AND (wp.paused_until IS NULL OR wp.paused_until <= now())
+          AND (limits.max_running IS NULL OR COALESCE(wp.running, 0) < limits.max_running)
+          AND tasks.repo_id <> ALL($1::bigint[])
+          AND COALESCE(${PROFILE_OF("tasks", "$5")}, '') <> ALL($8::text[])
+        ORDER BY tasks.priority, tasks.queued_at, tasks.id
+        LIMIT 1
+        FOR UPDATE OF tasks SKIP LOCKED),
+     -- Locks in one order for every claimer, or two could deadlock: a limited profile's
+     -- row first (slot's condition needs it), then the repository's; the profile row of an
+     -- unlimited profile is only touched afterwards, by the trigger on the run's insert.
+     profile_slot AS MATERIALIZED (
+       SELECT wp.name FROM worker_profiles wp JOIN candidate ON candidate.profile = wp.name
+        WHERE candidate."profileLimit" IS NOT NULL AND wp.counted
+          AND wp.running < candidate."profileLimit"
+          AND (wp.paused_until IS NULL OR wp.paused_until <= now())
+        FOR NO KEY UPDATE OF wp),
+     slot AS MATERIALIZED (
+       SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
+        WHERE repos.running < ${CONCURRENCY("candidate")}
+          AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))
+        FOR NO KEY UPDATE OF repos),
+     run AS (
+       INSERT INTO runs (task_id, attempt, revision, runner_id, host, lease_token,
+                         lease_expires_at, branch, profile)
+       SELECT candidate.id,
+              CASE WHEN candidate."revisionPending" THEN candidate.attempts
+                   ELSE candidate.attempts + 1 END,
+              CASE WHEN candidate."revisionPending" THEN candidate.revisions + 1 END,
+              $2, $3, gen_random_uuid(), now() + $4 * interval '1 millisecond',
+              candidate.branch, candidate.profile
+         FROM candidate JOIN slot ON slot.id = candidate."repoId"
+       RETURNING ${RUN_COLUMNS})
+     SELECT candidate.*, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run,
+            candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)
+              AS "profileFull"
+       FROM candidate JOIN repos ON repos.id = candidate."repoId"`,
+    [
+      fullRepos,
+      runner.runnerId,
+      runner.host,
+      runner.leaseMs,
+      profiles.defaultProfile,
+      names,
+      limits,
+      fullProfiles,
+    ],
+  );
+  const row = picked.rows[0];
+  if (!row) return null;
+  // The pick's own columns are not part of the task.
+  const { profileLimit: _limit, ...rest } = row as Picked & { profileLimit: unknown };
+  return rest;
+}
+
+/**
+ * Milliseconds until the first queued task waiting out a backoff, or a worker profile's
+ * pause, may be claimed (null: none).
+ */
 export async function nextBackoffEndsInMs(db: Queryable): Promise<number | null> {
   const result = await db.query<{ ms: number | null }>(
-    `SELECT (EXTRACT(EPOCH FROM (min(not_before) - now())) * 1000)::float8 AS ms
-       FROM tasks WHERE state = 'queued' AND not_before > now()`,
+    `SELECT (EXTRACT(EPOCH FROM (LEAST(
+              (SELECT min(not_before) FROM tasks WHERE state = 'queued' AND not_before > now()),
+              (SELECT min(paused_until) FROM worker_profiles WHERE paused_until > now()))
+            - now())) * 1000)::float8 AS ms`,
   );
   return result.rows[0]?.ms ?? null;
 }
@@ -221,7 +319,7 @@ export async function recordAgentSummary(
 /** The last message kept per run: enough for a status comment and a dashboard row. */
 const AGENT_MESSAGE_LIMIT = 8_000;
 
-export type RunOutcome = "succeeded" | "failed" | "timed_out" | "stopped" | "lost";
+export type RunOutcome = "succeeded" | "failed" | "timed_out" | "stopped" | "lost" | "limited";
 
 export interface Settlement {
   outcome: RunOutcome;
@@ -233,6 +331,8 @@ export interface Settlement {
   charged?: boolean;
   event: TaskEvent;
   changes?: TaskChanges;
+  /** The agent hit its limit: pause the run's profile (written with the settlement). */
+  pause?: Omit<PauseRequest, "runId" | "profile">;
 }
 
 /**
@@ -247,13 +347,13 @@ export async function settleRun(
   settlement: Settlement,
 ): Promise<boolean> {
   // The NOTIFY tells whoever follows the run's log (on any host) that it has ended.
-  const run = await client.query<{ taskId: number }>(
+  const run = await client.query<{ taskId: number; profile: string | null }>(
     `WITH settled AS (
        UPDATE runs SET state = $3::run_state, finished_at = now(), exit_code = $4, signal = $5,
                        failure_reason = $6, head_sha = $7, charged = $8
         WHERE id = $1 AND lease_token = $2 AND state = 'running'
-        RETURNING id, task_id)
-     SELECT task_id AS "taskId", pg_notify($9, id::text) FROM settled`,
+        RETURNING id, task_id, profile)
+     SELECT task_id AS "taskId", profile, pg_notify($9, id::text) FROM settled`,
     [
       lease.runId,
       lease.token,
@@ -266,13 +366,14 @@ export async function settleRun(
       CHANNELS.log,
     ],
   );
-  const taskId = run.rows[0]?.taskId;
-  if (taskId === undefined) return false;
+  const settled = run.rows[0];
+  if (settled === undefined) return false;
+  const pausedUntil = await settleProfile(client, lease.runId, settled.profile, settlement);
   const event = settlement.event;
   const who = "runner" in event ? actor.runner(event.runner) : event.actor;
   await changeTaskIn(
     client,
-    { id: taskId },
+    { id: settled.taskId },
     settlement.event,
     {
       actor: who,
@@ -280,11 +381,27 @@ export async function settleRun(
       detail: {
         outcome: settlement.outcome,
         ...(settlement.failureReason ? { reason: settlement.failureReason } : {}),
+        ...(pausedUntil
+          ? { profile: settled.profile, pausedUntil: pausedUntil.toISOString() }
+          : {}),
       },
     },
     settlement.changes,
   );
   return true;
+}
+
+/** Pauses the run's profile when the agent hit its limit; a run that ended otherwise resets the backoff. */
+async function settleProfile(
+  client: PoolClient,
+  runId: number,
+  profile: string | null,
+  settlement: Settlement,
+): Promise<Date | null> {
+  if (profile === null) return null;
+  if (settlement.pause) return pauseProfile(client, { ...settlement.pause, profile, runId });
+  if (settlement.outcome !== "lost") await resetPauseStreak(client, profile);
+  return null;
 }
 
 /** Runs whose lease ran out: their runner is gone or cut off. */
@@ -393,4 +510,86 @@ export async function totalRunTimeMs(db: Queryable, taskId: number): Promise<num
     [taskId],
   );
   return result.rows[0]?.ms ?? 0;
+}
+
+/** A run's facts for the check run's summary. */
+export interface RunFacts {
+  id: number;
+  attempt: number;
+  revision: number | null;
+  profile: string | null;
+  state: string;
+  startedAt: Date;
+  finishedAt: Date | null;
+  costUsd: number | null;
+  turns: number | null;
+  lastMessage: string | null;
+}
+
+export interface TaskRunSummary {
+  latest: RunFacts | null;
+  /** Worker time over every run of the task (a running one counts until now). */
+  totalMs: number;
+  /** Sum of the costs agents reported; null when none did. */
+  totalCostUsd: number | null;
+}
+
+export async function runSummaryFor(db: Queryable, taskId: number): Promise<TaskRunSummary> {
+  const result = await db.query<{
+    latest:
+      | (Omit<RunFacts, "startedAt" | "finishedAt"> & {
+          startedAt: string;
+          finishedAt: string | null;
+        })
+      | null;
+    totalMs: number;
+    totalCostUsd: string | null;
+  }>(
+    `SELECT
+       (SELECT json_build_object('id', r.id, 'attempt', r.attempt, 'revision', r.revision,
+                                 'profile', r.profile, 'state', r.state,
+                                 'startedAt', r.started_at, 'finishedAt', r.finished_at,
+                                 'costUsd', r.agent_cost_usd, 'turns', r.agent_turns,
+                                 'lastMessage', r.agent_last_message)
+          FROM runs r WHERE r.task_id = $1 ORDER BY r.id DESC LIMIT 1) AS latest,
+       COALESCE(sum(EXTRACT(EPOCH FROM (COALESCE(finished_at, now()) - started_at)) * 1000), 0)::float8
+         AS "totalMs",
+       sum(agent_cost_usd)::text AS "totalCostUsd"
+       FROM runs WHERE task_id = $1`,
+    [taskId],
+  );
+  const row = result.rows[0];
+  const latest = row?.latest ?? null;
+  return {
+    latest: latest && {
+      ...latest,
+      costUsd: latest.costUsd === null ? null : Number(latest.costUsd),
+      startedAt: new Date(latest.startedAt),
+      finishedAt: latest.finishedAt ? new Date(latest.finishedAt) : null,
+    },
+    totalMs: row?.totalMs ?? 0,
+    totalCostUsd: row?.totalCostUsd ? Number(row.totalCostUsd) : null,
+  };
+}
+
+/** Fenced like every run write: the commit a revision starts from, once it is known. */
+export async function recordRevisionStart(
+  db: Queryable,
+  lease: Lease,
+  startSha: string,
+): Promise<boolean> {
+  const result = await db.query(
+    "UPDATE runs SET start_sha = $3 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+    [lease.runId, lease.token, startSha],
+  );
+  return result.rowCount === 1;
+}
+
+/** The worker profile the task's latest run used (null before its first run). */
+export async function latestRunProfile(db: Queryable, taskId: number): Promise<string | null> {
+  const result = await db.query<{ profile: string | null }>(
+    "SELECT profile FROM runs WHERE task_id = $1 ORDER BY id DESC LIMIT 1",
+    [taskId],
+  );
+  return result.rows[0]?.profile ?? null;
 }

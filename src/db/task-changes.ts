@@ -1,6 +1,6 @@
 import type { RepoConfig } from "../config/repo-config.js";
 import { branchName } from "../domain/branch.js";
-import { hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
+import { agentProfileFromLabels, hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
 import { createTask, transition } from "../domain/transitions.js";
 import type { Effect, TaskEvent, TaskState } from "../domain/types.js";
 import { CHANNELS } from "./notify.js";
@@ -72,6 +72,7 @@ export async function applyTransition(
     ...locked,
     riskLabelled: changes.riskLabelled ?? locked.riskLabelled,
     maxAttempts: changes.maxAttempts ?? locked.maxAttempts,
+    maxRevisions: changes.maxRevisions ?? locked.maxRevisions,
   };
   const result = transition(snapshotOf(task), event);
   if (!result.ok) return { ok: false, reason: result.reason, task: locked };
@@ -100,6 +101,7 @@ export async function applyTransition(
     writes,
     effects: result.effects,
     actor: cause.actor,
+    fromState: locked.state,
   });
   if (!updated) {
     throw new Error(`task ${task.id} changed state under a held lock (expected ${locked.state})`);
@@ -121,17 +123,23 @@ export async function queueTaskFor(
 ): Promise<ChangeResult> {
   const labels = [...issue.labels];
   const riskLabelled = hasRiskLabel(labels, config.riskLabels);
+  const workerProfile = agentProfileFromLabels(labels).profile ?? config.worker;
   const facts: TaskChanges = {
     title: issue.title,
     labels,
     config: { ...config } as Record<string, unknown>,
     maxAttempts: config.maxAttempts,
+    maxRevisions: config.maxRevisions,
     riskLabelled,
     priority: priorityFromLabels(labels),
-    workerProfile: config.worker,
+    workerProfile,
     baseBranch: config.base ?? repo.defaultBranch,
   };
-  const fresh = createTask({ maxAttempts: config.maxAttempts, riskLabelled });
+  const fresh = createTask({
+    maxAttempts: config.maxAttempts,
+    maxRevisions: config.maxRevisions,
+    riskLabelled,
+  });
   const inserted = await insertTaskIfAbsent(client, {
     repoId: repo.id,
     issueNumber: issue.number,
@@ -140,11 +148,12 @@ export async function queueTaskFor(
     priority: facts.priority ?? 2,
     maxAttempts: config.maxAttempts,
     riskLabelled,
-    workerProfile: config.worker,
+    workerProfile,
     baseBranch: facts.baseBranch ?? null,
     branch: branchName(issue.number, issue.title),
     config: facts.config ?? {},
     labels,
+    maxRevisions: config.maxRevisions,
   });
   if (inserted) {
     const params = new Params();
@@ -160,6 +169,7 @@ export async function queueTaskFor(
       writes: outboxEntriesFor(repo, inserted, fresh.effects, cause),
       effects: fresh.effects,
       actor: cause.actor,
+      fromState: null,
     });
     return { ok: true, task: inserted, effects: fresh.effects, previous: null };
   }
@@ -212,6 +222,8 @@ interface TransitionWrites {
   writes: NewOutboxEntry[];
   effects: Effect[];
   actor: string;
+  /** The state before the change (null for a new task). */
+  fromState: TaskState | null;
 }
 
 /**
@@ -242,6 +254,19 @@ async function runTransitionStatement(
     signals.push(
       `(SELECT count(pg_notify(${params.add(CHANNELS.stop)}, stopping.id::text)) FROM stopping)`,
     );
+  }
+  if (plan.effects.some((effect) => effect.type === "close_revision")) {
+    // A revision that ran closes its requests in the name of its run; one withdrawn before
+    // it started (or made moot) closes them with none.
+    const ranIt =
+      plan.fromState === "running"
+        ? `(SELECT max(id) FROM runs WHERE task_id = ${params.add(plan.taskId)}::bigint)`
+        : "NULL";
+    ctes.push([
+      "closed_requests",
+      `UPDATE revision_requests SET closed_at = now(), run_id = ${ranIt}
+        WHERE task_id = ${params.add(plan.taskId)}::bigint AND closed_at IS NULL`,
+    ]);
   }
   if (plan.effects.some((effect) => effect.type === "wake_runners")) {
     signals.push(`pg_notify(${params.add(CHANNELS.queue)}, ${params.add(String(plan.taskId))})`);
@@ -297,6 +322,14 @@ function outboxEntriesFor(
           key: { coalesce: `label:${task.id}` },
         });
         break;
+      case "check_run":
+        writes.push({
+          ...base,
+          kind: "check_run",
+          payload,
+          key: { coalesce: `check:${task.id}` },
+        });
+        break;
       case "completion_comment":
         writes.push({
           ...base,
@@ -315,7 +348,8 @@ function outboxEntriesFor(
         break;
       case "stop_run":
       case "wake_runners":
-        // Signals for runners, written by the statement itself.
+      case "close_revision":
+        // Written by the statement itself.
         break;
       case "remove_worktree":
         // Worktrees live on runner hosts: the runner on each removes those of done and

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_REVISIONS } from "../domain/transitions.js";
 import { FINAL_STATES, TASK_STATES, type TaskSnapshot, type TaskState } from "../domain/types.js";
 import type { Params } from "./params.js";
 import type { Queryable } from "./pool.js";
@@ -40,6 +41,15 @@ export interface TaskRow {
   notBefore: Date | null;
   /** Consecutive infrastructure failures; any other settlement resets it. */
   infraRetries: number;
+  /** Revision runs charged; capped by maxRevisions (the repository's max_revisions). */
+  revisions: number;
+  maxRevisions: number;
+  /** The next (or current) run revises the open PR instead of attempting afresh. */
+  revisionPending: boolean;
+  /** The `overseer` check run last written, and the commit it is on. */
+  checkRunId: number | null;
+  checkRunSha: string | null;
+  checkRunStatus: string | null;
 }
 
 export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_number AS "issueNumber",
@@ -52,7 +62,10 @@ export const TASK_COLUMNS = `tasks.id, tasks.repo_id AS "repoId", tasks.issue_nu
   tasks.merge_commit_sha AS "mergeCommitSha", tasks.merged_at AS "mergedAt",
   tasks.merged_by AS "mergedBy", tasks.created_at AS "createdAt", tasks.updated_at AS "updatedAt",
   tasks.queued_at AS "queuedAt", tasks.started_at AS "startedAt", tasks.finished_at AS "finishedAt",
-  tasks.not_before AS "notBefore", tasks.infra_retries AS "infraRetries"`;
+  tasks.not_before AS "notBefore", tasks.infra_retries AS "infraRetries",
+  tasks.revisions, tasks.max_revisions AS "maxRevisions",
+  tasks.revision_pending AS "revisionPending", tasks.check_run_id AS "checkRunId",
+  tasks.check_run_sha AS "checkRunSha", tasks.check_run_status AS "checkRunStatus"`;
 
 export function snapshotOf(task: TaskRow): TaskSnapshot {
   return {
@@ -64,6 +77,9 @@ export function snapshotOf(task: TaskRow): TaskSnapshot {
     approvedSha: task.approvedSha,
     lastError: task.lastError,
     prNumber: task.prNumber,
+    revisions: task.revisions,
+    maxRevisions: task.maxRevisions,
+    revisionPending: task.revisionPending,
   };
 }
 
@@ -80,6 +96,8 @@ export interface NewTask {
   branch: string;
   config: Record<string, unknown>;
   labels: string[];
+  /** Default DEFAULT_MAX_REVISIONS. */
+  maxRevisions?: number;
 }
 
 /**
@@ -89,8 +107,9 @@ export interface NewTask {
 export async function insertTaskIfAbsent(db: Queryable, task: NewTask): Promise<TaskRow | null> {
   const result = await db.query<TaskRow>(
     `INSERT INTO tasks (repo_id, issue_number, title, state, priority, max_attempts,
-                        risk_labelled, worker_profile, base_branch, branch, config, labels)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                        risk_labelled, worker_profile, base_branch, branch, config, labels,
+                        max_revisions)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
      ON CONFLICT ON CONSTRAINT tasks_one_per_issue DO NOTHING
      RETURNING ${TASK_COLUMNS}`,
     [
@@ -106,6 +125,7 @@ export async function insertTaskIfAbsent(db: Queryable, task: NewTask): Promise<
       task.branch,
       JSON.stringify(task.config),
       task.labels,
+      task.maxRevisions ?? DEFAULT_MAX_REVISIONS,
     ],
   );
   return result.rows[0] ?? null;
@@ -175,6 +195,7 @@ export interface TaskChanges {
   labels?: string[];
   config?: Record<string, unknown>;
   maxAttempts?: number;
+  maxRevisions?: number;
   riskLabelled?: boolean;
   priority?: number;
   workerProfile?: string | null;
@@ -195,6 +216,7 @@ const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
   labels: "labels",
   config: "config",
   maxAttempts: "max_attempts",
+  maxRevisions: "max_revisions",
   riskLabelled: "risk_labelled",
   priority: "priority",
   workerProfile: "worker_profile",
@@ -231,6 +253,8 @@ export function updateTaskSql(
     `approved_sha = ${params.add(next.approvedSha)}`,
     `risk_labelled = ${params.add(next.riskLabelled)}`,
     `pr_number = ${params.add(next.prNumber)}`,
+    `revisions = ${params.add(next.revisions)}`,
+    `revision_pending = ${params.add(next.revisionPending)}`,
     "updated_at = now()",
     `queued_at = CASE WHEN ${state} = 'queued' AND ${before} <> 'queued'
        THEN now() ELSE queued_at END`,
@@ -259,6 +283,34 @@ export async function setStateLabel(db: Queryable, id: number, label: string | n
   await db.query("UPDATE tasks SET state_label = $2 WHERE id = $1", [id, label]);
 }
 
+/** The check run the outbox last wrote for the task, and the commit it is on. */
+export async function setCheckRun(
+  db: Queryable,
+  id: number,
+  checkRun: { id: number; sha: string; status: string },
+) {
+  await db.query(
+    "UPDATE tasks SET check_run_id = $2, check_run_sha = $3, check_run_status = $4 WHERE id = $1",
+    [id, checkRun.id, checkRun.sha, checkRun.status],
+  );
+}
+
+/**
+ * The worker profile an `agent:` label picked (or null: back to the repository's), with
+ * the labels seen. Not a state change: the next run uses it; a running one keeps its own.
+ */
+export async function setWorkerProfile(
+  db: Queryable,
+  id: number,
+  change: { workerProfile: string | null; labels: string[] },
+): Promise<void> {
+  await db.query("UPDATE tasks SET worker_profile = $2, labels = $3 WHERE id = $1", [
+    id,
+    change.workerProfile,
+    change.labels,
+  ]);
+}
+
 export async function countTasksByState(db: Queryable): Promise<Record<TaskState, number>> {
   const result = await db.query<{ state: TaskState; count: number }>(
     "SELECT state, count(*)::int AS count FROM tasks GROUP BY state",
@@ -269,4 +321,22 @@ export async function countTasksByState(db: Queryable): Promise<Record<TaskState
   >;
   for (const row of result.rows) counts[row.state] = row.count;
   return counts;
+}
+
+/**
+ * Records the PR's new head commit (someone pushed to it) while the task awaits merge;
+ * false when the task has moved on meanwhile (a revision started, the PR merged).
+ */
+export async function movePullHead(
+  db: Queryable,
+  id: number,
+  pull: { prNumber: number; sha: string },
+): Promise<boolean> {
+  const result = await db.query(
+    `UPDATE tasks SET pr_head_sha = $3
+      WHERE id = $1 AND pr_number = $2 AND state = 'awaiting_merge'
+        AND pr_head_sha IS DISTINCT FROM $3`,
+    [id, pull.prNumber, pull.sha],
+  );
+  return result.rowCount === 1;
 }

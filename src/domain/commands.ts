@@ -6,6 +6,10 @@
  * case-insensitive. Text GitHub shows as code, quoted or not at all is never a command
  * (markdown.ts decides what is visible); a quoted command always carries the `>`.
  *
+ * `/revise` takes free text: everything after it in the comment, up to the next line that
+ * starts with a command, is the revision request (code and quotes included: they are part
+ * of what the person asks for).
+ *
  * Cost is linear in the body, and the body is capped (MAX_PARSED_BODY_LENGTH).
  */
 import { forEachVisibleLineStart } from "./markdown.js";
@@ -20,6 +24,11 @@ export interface ParsedCommands {
    * each once; the caller answers them with the help text.
    */
   unknown: string[];
+  /**
+   * The text that follows `/revise` (several `/revise` in one comment: their texts, in
+   * order, a blank line apart), trimmed and capped; absent when there is none.
+   */
+  revisionRequest?: string;
 }
 
 /**
@@ -31,6 +40,9 @@ export const MAX_PARSED_BODY_LENGTH = 1024 * 1024;
 /** Bounds the reply the caller builds from `unknown`. */
 export const MAX_UNKNOWN_COMMANDS = 10;
 
+/** A revision request longer than this is cut (with a note): it travels into a prompt. */
+export const MAX_REVISION_REQUEST_LENGTH = 20_000;
+
 const COMMAND_SUMMARIES: Record<CommandName, string> = {
   run: "start the task; after a cancellation, start afresh with a full set of attempts",
   retry: "try again after a failure or a stop (counts as another attempt)",
@@ -38,6 +50,8 @@ const COMMAND_SUMMARIES: Record<CommandName, string> = {
   cancel: "give the task up (same as removing the label)",
   status: "show where the task stands",
   approve: "let a risk-labelled task run",
+  revise:
+    "on the PR or here: run the agent again on the PR's branch with what you write after it (and the PR's unresolved review comments)",
   help: "show this list",
 };
 
@@ -52,9 +66,9 @@ export function helpText(): string {
 
 export function parseCommands(body: string): ParsedCommands {
   const text = body.slice(body.startsWith("\uFEFF") ? 1 : 0, MAX_PARSED_BODY_LENGTH);
-  const found = new Collector();
-  forEachVisibleLineStart(text, (paragraph, offset) => {
-    if (paragraph.charCodeAt(offset) === SLASH) found.consider(paragraph, offset);
+  const found = new Collector(text);
+  forEachVisibleLineStart(text, (paragraph, offset, absolute) => {
+    if (paragraph.charCodeAt(offset) === SLASH) found.consider(paragraph, offset, absolute);
   });
   return found.result();
 }
@@ -85,9 +99,15 @@ class Collector {
   private readonly seenCommands = new Set<CommandName>();
   private readonly unknown: string[] = [];
   private readonly seenUnknown = new Set<string>();
+  /** Where each visible command line starts in the body, in order. */
+  private readonly commandStarts: number[] = [];
+  /** Where the text after each `/revise` starts in the body. */
+  private readonly requestStarts: number[] = [];
 
-  /** `offset` is the `/` that starts a visible line. */
-  consider(text: string, offset: number): void {
+  constructor(private readonly body: string) {}
+
+  /** `offset` is the `/` that starts a visible line; `absolute`, the same place in the body. */
+  consider(text: string, offset: number, absolute: number): void {
     let end = offset + 1;
     while (end < text.length && !isWhitespace(text.charCodeAt(end))) end += 1;
     const token = text.slice(offset, end);
@@ -96,6 +116,8 @@ class Collector {
     const lower = /^[A-Za-z]+$/.test(word) ? word.toLowerCase() : "";
     const command = COMMAND_BY_NAME.get(lower);
     if (command !== undefined) {
+      this.commandStarts.push(absolute);
+      if (command === "revise") this.requestStarts.push(absolute + token.length);
       if (!this.seenCommands.has(command)) {
         this.seenCommands.add(command);
         this.commands.push(command);
@@ -110,7 +132,25 @@ class Collector {
   }
 
   result(): ParsedCommands {
-    return { commands: this.commands, unknown: this.unknown };
+    const request = this.revisionRequest();
+    return {
+      commands: this.commands,
+      unknown: this.unknown,
+      ...(request ? { revisionRequest: request } : {}),
+    };
+  }
+
+  private revisionRequest(): string {
+    let next = 0;
+    const parts: string[] = [];
+    for (const start of this.requestStarts) {
+      while (next < this.commandStarts.length && (this.commandStarts[next] ?? 0) < start) next += 1;
+      const part = this.body.slice(start, this.commandStarts[next] ?? this.body.length).trim();
+      if (part !== "") parts.push(part);
+    }
+    const request = parts.join("\n\n");
+    if (request.length <= MAX_REVISION_REQUEST_LENGTH) return request;
+    return `${request.slice(0, MAX_REVISION_REQUEST_LENGTH)}\n[… cut by Overseer: ${request.length - MAX_REVISION_REQUEST_LENGTH} more characters]`;
   }
 }
 

@@ -20,3 +20,26 @@ export function priorityFromLabels(labels: readonly string[]): number {
 export function hasRiskLabel(labels: readonly string[], riskLabels: readonly string[]): boolean {
   return labels.some((label) => riskLabels.includes(label));
 }
+
+/** `agent:<profile>` on an issue picks the worker profile for its task. */
+export const AGENT_LABEL_PREFIX = "agent:";
+
+/**
+ * The profile the issue's `agent:` labels pick: one label, its name; none, or several (which
+ * one was meant cannot be told), null, with the conflicting names listed.
+ */
+export function agentProfileFromLabels(labels: readonly string[]): {
+  profile: string | null;
+  conflicting: string[];
+} {
+  const names = [
+    ...new Set(
+      labels
+        .filter((label) => label.toLowerCase().startsWith(AGENT_LABEL_PREFIX))
+        .map((label) => label.slice(AGENT_LABEL_PREFIX.length).trim())
+        .filter((name) => name !== ""),
+    ),
+  ];
+  if (names.length === 1) return { profile: names[0] ?? null, conflicting: [] };
+  return { profile: null, conflicting: names.length > 1 ? names : [] };
+}

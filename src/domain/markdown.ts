@@ -21,9 +21,10 @@ export function codeSpan(text: string): string {
 
 /**
  * Called with a paragraph's text and the offset of a line start in it that GitHub shows
- * as text (not code, not quoted, not inside an HTML comment), in order.
+ * as text (not code, not quoted, not inside an HTML comment), in order; `absolute` is the
+ * same position in the whole text, for callers that read on past the paragraph.
  */
-export type LineStartVisitor = (paragraph: string, offset: number) => void;
+export type LineStartVisitor = (paragraph: string, offset: number, absolute: number) => void;
 
 /**
  * Visits the start of every visible line of `text` that is indented at most 3 spaces. The
@@ -34,8 +35,15 @@ export function forEachVisibleLineStart(text: string, visit: LineStartVisitor): 
   /** Content columns of the list items the current line may belong to, outermost first. */
   const listItems: number[] = [];
   let open: OpenBlock | null = null;
+  const breaks = /\r\n|\r|\n/g;
+  let lineStart = 0;
 
-  for (const line of text.split(/\r\n|\r|\n/)) {
+  for (let more = true; more; ) {
+    const lineBreak = breaks.exec(text);
+    const line = text.slice(lineStart, lineBreak ? lineBreak.index : text.length);
+    const at = lineStart;
+    more = lineBreak !== null;
+    if (lineBreak) lineStart = lineBreak.index + lineBreak[0].length;
     const indent = measureIndent(line);
     const blank = indent.end === line.length;
     if (open !== null) {
@@ -59,7 +67,7 @@ export function forEachVisibleLineStart(text: string, visit: LineStartVisitor): 
     const block = blockStart(line, indent, container, paragraph.isOpen, listItems.length > 0);
     if (block.kind === "text" && paragraph.isOpen) {
       // Continuation text, lazy or not, stays in its paragraph and keeps its list items open.
-      paragraph.addLine(line, lineStartAt(line, indent));
+      paragraph.addLine(line, lineStartAt(line, indent), at);
       continue;
     }
     listItems.length = itemsKept;
@@ -78,11 +86,11 @@ export function forEachVisibleLineStart(text: string, visit: LineStartVisitor): 
         const fence = openFenceAt(line, block.item.contentStart);
         if (fence !== null) open = { kind: "fence", ...fence, contentColumn: itemColumn };
         // The item's own text starts a paragraph: its code spans may run on to later lines.
-        else paragraph.addLine(line.slice(block.item.contentStart), null);
+        else paragraph.addLine(line.slice(block.item.contentStart), null, at);
         break;
       }
       case "text":
-        paragraph.addLine(line, lineStartAt(line, indent));
+        paragraph.addLine(line, lineStartAt(line, indent), at);
         break;
       case "skipped":
         break;
@@ -286,6 +294,8 @@ class Paragraph {
   private length = 0;
   /** Offsets (into the joined paragraph) of visible line starts, ascending. */
   private candidates: number[] = [];
+  /** The same line starts as offsets into the whole text. */
+  private absolutes: number[] = [];
 
   constructor(private readonly visit: LineStartVisitor) {}
 
@@ -293,9 +303,15 @@ class Paragraph {
     return this.lines.length > 0;
   }
 
-  /** `startAt`: where the line's text starts, if it may count as a line start. */
-  addLine(line: string, startAt: number | null): void {
-    if (startAt !== null) this.candidates.push(this.length + startAt);
+  /**
+   * `startAt`: where the line's text starts, if it may count as a line start; `lineAt`:
+   * where the line starts in the whole text.
+   */
+  addLine(line: string, startAt: number | null, lineAt: number): void {
+    if (startAt !== null) {
+      this.candidates.push(this.length + startAt);
+      this.absolutes.push(lineAt + startAt);
+    }
     this.lines.push(line);
     this.length += line.length + 1;
   }
@@ -306,16 +322,17 @@ class Paragraph {
     if (this.candidates.length > 0) {
       const hidden = hiddenInlineRanges(text);
       let range = 0;
-      for (const offset of this.candidates) {
+      this.candidates.forEach((offset, index) => {
         while (range < hidden.length && (hidden[range]?.[1] ?? 0) <= offset) range += 1;
         const covering = hidden[range];
-        if (covering !== undefined && covering[0] <= offset) continue;
-        this.visit(text, offset);
-      }
+        if (covering !== undefined && covering[0] <= offset) return;
+        this.visit(text, offset, this.absolutes[index] ?? offset);
+      });
     }
     this.lines = [];
     this.length = 0;
     this.candidates = [];
+    this.absolutes = [];
   }
 }
 

@@ -34,6 +34,16 @@
  * - Only the task's own PR is evidence. Another merged PR that closed the issue cancels
  *   the task with the reason "resolved by #M" (from any state but done; on a task already
  *   cancelled, say by the issue closing first, it records the reason).
+ * - A revision (`/revise`, or a review asking for changes) queues the task again with
+ *   `revisionPending`; its claim charges a revision, not an attempt. However it ends, a
+ *   revision that ran returns the task to awaiting_merge: the PR it started from is still
+ *   there and still the evidence. Only an infrastructure failure or a usage limit puts it
+ *   back in the queue (uncharged), and `/stop` before it starts withdraws it. Asking again
+ *   while a revision is queued adds to it; while one runs, is refused. Outside queued,
+ *   awaiting_approval and running no task carries the flag. Being new work of the agent's,
+ *   a revision withdraws an approval as `/retry` does.
+ * - While a revision is asked for or runs, and whenever a run opens or finds the PR, the
+ *   `overseer` check run on the PR follows the task (`check_run`).
  */
 import {
   type CommandName,
@@ -80,10 +90,24 @@ export function describeState(state: TaskState): string {
 
 export type AcceptedTransition = Extract<TransitionResult, { ok: true }>;
 
+/** `max_revisions` when the repository does not say. */
+export const DEFAULT_MAX_REVISIONS = 5;
+
+interface NewTaskOptions {
+  maxAttempts: number;
+  riskLabelled: boolean;
+  /** Default DEFAULT_MAX_REVISIONS; 0 turns revisions off. */
+  maxRevisions?: number;
+}
+
 /** A brand-new task, before any effect: it waits for approval if a risk label says so. */
-export function initialTask(opts: { maxAttempts: number; riskLabelled: boolean }): TaskSnapshot {
+export function initialTask(opts: NewTaskOptions): TaskSnapshot {
   if (!Number.isSafeInteger(opts.maxAttempts) || opts.maxAttempts < 1) {
     throw new RangeError(`maxAttempts must be a positive integer, got ${opts.maxAttempts}`);
+  }
+  const maxRevisions = opts.maxRevisions ?? DEFAULT_MAX_REVISIONS;
+  if (!Number.isSafeInteger(maxRevisions) || maxRevisions < 0) {
+    throw new RangeError(`maxRevisions must be a whole number, got ${maxRevisions}`);
   }
   const task: TaskSnapshot = {
     state: "queued",
@@ -94,15 +118,15 @@ export function initialTask(opts: { maxAttempts: number; riskLabelled: boolean }
     approvedSha: null,
     lastError: null,
     prNumber: null,
+    revisions: 0,
+    maxRevisions,
+    revisionPending: false,
   };
   return { ...task, state: queueStateFor(task) };
 }
 
 /** The first `labeled` event of an issue: the new task and the effects of entering its state. */
-export function createTask(opts: {
-  maxAttempts: number;
-  riskLabelled: boolean;
-}): AcceptedTransition {
+export function createTask(opts: NewTaskOptions): AcceptedTransition {
   const task = initialTask(opts);
   return { ok: true, task, effects: entryEffects(task.state) };
 }
@@ -152,17 +176,31 @@ function refuse(action: string, why: string): TransitionResult {
   return { ok: false, reason: `cannot ${action}: ${why}` };
 }
 
+/** The states in which a task may carry `revisionPending`; leaving them settles the revision. */
+const REVISION_STATES: ReadonlySet<TaskState> = new Set(["queued", "awaiting_approval", "running"]);
+
 function moveTo(
   task: TaskSnapshot,
   state: TaskState,
   changes: Partial<Omit<TaskSnapshot, "state">> = {},
   first: readonly Effect[] = [],
 ): TransitionResult {
+  const revisionPending =
+    REVISION_STATES.has(state) && (changes.revisionPending ?? task.revisionPending);
+  const next = { ...task, ...changes, state, revisionPending };
   return {
     ok: true,
-    task: { ...task, ...changes, state },
-    effects: [...first, ...entryEffects(state)],
+    task: next,
+    effects: [...first, ...revisionEffects(task, next), ...entryEffects(state)],
   };
+}
+
+/** A revision starting, waiting or over changes what the PR's check run says. */
+function revisionEffects(before: TaskSnapshot, after: TaskSnapshot): Effect[] {
+  if (before.revisionPending && !after.revisionPending) {
+    return [{ type: "close_revision" }, { type: "check_run" }];
+  }
+  return before.revisionPending || after.revisionPending ? [{ type: "check_run" }] : [];
 }
 
 /**
@@ -195,6 +233,60 @@ function maxAttemptsReached(task: TaskSnapshot): string {
   return `max attempts (${task.maxAttempts}) reached; /cancel then /run to start afresh`;
 }
 
+function revisionsLeft(task: TaskSnapshot): boolean {
+  return task.revisions < task.maxRevisions;
+}
+
+function maxRevisionsReached(task: TaskSnapshot): string {
+  return task.maxRevisions === 0
+    ? "revisions are off here (max_revisions: 0)"
+    : `max revisions (${task.maxRevisions}) reached; review and merge the PR as it is, or finish it by hand`;
+}
+
+/** What a failed revision leaves as the task's error, next to the PR that still stands. */
+function revisionError(task: TaskSnapshot, what: string): string {
+  return `revision ${task.revisions} ${what}; the pull request is as it was before it`;
+}
+
+/** The run's charge given back: a revision's if it was one, else the attempt's. */
+function giveBack(task: TaskSnapshot): Partial<TaskSnapshot> {
+  return task.revisionPending
+    ? { revisions: Math.max(0, task.revisions - 1) }
+    : { attempts: Math.max(0, task.attempts - 1) };
+}
+
+function notAwaitingMerge(task: TaskSnapshot): string {
+  return `task is ${describeState(task.state)}, not awaiting merge`;
+}
+
+/** `/revise` and a review asking for changes: run the agent again on the PR's branch. */
+function reviseRules<K extends TransitionKey>(action: string): EventRules<K> {
+  const waiting: Rule<K> = (task) =>
+    // Asked again before it started: the same revision, with one more request.
+    task.revisionPending ? unchanged(task) : refuse(action, notAwaitingMerge(task));
+  return {
+    action,
+    expected: "awaiting merge",
+    from: {
+      awaiting_merge: (task) => {
+        if (task.prNumber === null) return refuse(action, "the task has no pull request to revise");
+        if (!revisionsLeft(task)) return refuse(action, maxRevisionsReached(task));
+        // New work of the agent's: like /retry, it needs a new approval where one is needed.
+        return enqueue(task, { revisionPending: true, lastError: null, ...NO_APPROVAL });
+      },
+      queued: waiting,
+      awaiting_approval: waiting,
+      running: (task) =>
+        refuse(
+          action,
+          task.revisionPending
+            ? "a revision is running; ask again once it is done"
+            : notAwaitingMerge(task),
+        ),
+    },
+  };
+}
+
 const NO_APPROVAL = { approvedBy: null, approvedSha: null } as const;
 
 /**
@@ -210,7 +302,14 @@ function retry(action: string) {
 
 /** Same as a brand-new task, so whatever happened before the cancellation stops counting. */
 function freshStart(task: TaskSnapshot) {
-  return enqueue(task, { attempts: 0, ...NO_APPROVAL, lastError: null, prNumber: null });
+  return enqueue(task, {
+    attempts: 0,
+    ...NO_APPROVAL,
+    lastError: null,
+    prNumber: null,
+    revisions: 0,
+    revisionPending: false,
+  });
 }
 
 /** Fields change, the state does not: only the status comment is re-rendered. */
@@ -322,8 +421,11 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     action: "/stop",
     expected: "queued, awaiting approval or running",
     from: {
-      queued: (task) => moveTo(task, "stopped"),
-      awaiting_approval: (task) => moveTo(task, "stopped"),
+      // A revision not yet started is withdrawn: the PR it would have changed still waits.
+      queued: (task) =>
+        task.revisionPending ? moveTo(task, "awaiting_merge") : moveTo(task, "stopped"),
+      awaiting_approval: (task) =>
+        task.revisionPending ? moveTo(task, "awaiting_merge") : moveTo(task, "stopped"),
       // The runner stops the worker and then reports run_stopped; until then it runs.
       running: (task) => ({ ok: true, task, effects: [{ type: "stop_run" }] }),
       stopped: already("/stop"),
@@ -344,6 +446,9 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     },
   },
 
+  "/revise": reviseRules("/revise"),
+  revision_requested: reviseRules("revise on review"),
+
   "/status": { action: "/status", expected: "anything", from: inStates(TASK_STATES, unchanged) },
   "/help": { action: "/help", expected: "anything", from: inStates(TASK_STATES, unchanged) },
 
@@ -353,6 +458,10 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     from: {
       queued: (task) => {
         if (needsApproval(task)) return refuse("claim", "task is risk-labelled and not approved");
+        if (task.revisionPending) {
+          if (!revisionsLeft(task)) return refuse("claim", maxRevisionsReached(task));
+          return moveTo(task, "running", { revisions: task.revisions + 1 });
+        }
         if (!attemptsLeft(task)) return refuse("claim", maxAttemptsReached(task));
         return moveTo(task, "running", { attempts: task.attempts + 1 });
       },
@@ -363,8 +472,14 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     action: "record a successful run",
     expected: "running",
     from: {
+      // The PR was opened or found (a revision's check run follows from the revision ending).
       running: (task, event) =>
-        moveTo(task, "awaiting_merge", { prNumber: event.prNumber, lastError: null }),
+        moveTo(
+          task,
+          "awaiting_merge",
+          { prNumber: event.prNumber, lastError: null },
+          task.revisionPending ? [] : [{ type: "check_run" }],
+        ),
     },
   },
 
@@ -372,11 +487,17 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     action: "record a failed run",
     expected: "running",
     from: {
-      running: (task, event) =>
-        moveTo(task, "failed", {
-          lastError: event.reason || "run failed",
-          ...(event.charged === false ? { attempts: Math.max(0, task.attempts - 1) } : {}),
-        }),
+      running: (task, event) => {
+        const reason = event.reason || "run failed";
+        const charge = event.charged === false ? giveBack(task) : {};
+        if (task.revisionPending) {
+          return moveTo(task, "awaiting_merge", {
+            lastError: revisionError(task, `failed: ${reason}`),
+            ...charge,
+          });
+        }
+        return moveTo(task, "failed", { lastError: reason, ...charge });
+      },
     },
   },
 
@@ -387,10 +508,17 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
       // Not the worker's doing: the attempt is given back, and the reason stays visible
       // until the next run settles.
       running: (task, event) =>
-        enqueue(task, {
-          attempts: Math.max(0, task.attempts - 1),
-          lastError: event.reason || "infrastructure failure",
-        }),
+        enqueue(task, { ...giveBack(task), lastError: event.reason || "infrastructure failure" }),
+    },
+  },
+
+  run_limited: {
+    action: "requeue after the agent's usage limit",
+    expected: "running",
+    from: {
+      // Nothing the work did: the charge is given back, and the runner has paused the profile.
+      running: (task, event) =>
+        enqueue(task, { ...giveBack(task), lastError: event.reason || "agent usage limit" }),
     },
   },
 
@@ -398,23 +526,32 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     action: "record a timed-out run",
     expected: "running",
     from: {
-      running: (task, event) =>
-        moveTo(task, "failed", { lastError: event.reason || "run timed out" }),
+      running: (task, event) => {
+        const reason = event.reason || "run timed out";
+        return task.revisionPending
+          ? moveTo(task, "awaiting_merge", { lastError: revisionError(task, `failed: ${reason}`) })
+          : moveTo(task, "failed", { lastError: reason });
+      },
     },
   },
 
   run_stopped: {
     action: "record a stopped run",
     expected: "running",
-    from: { running: (task) => moveTo(task, "stopped") },
+    from: {
+      running: (task) =>
+        task.revisionPending
+          ? moveTo(task, "awaiting_merge", { lastError: revisionError(task, "was stopped") })
+          : moveTo(task, "stopped"),
+    },
   },
 
   lease_lost: {
     action: "requeue after a lost lease",
     expected: "running",
     from: {
-      // Infrastructure failed, not the worker: the claim's attempt is given back.
-      running: (task) => enqueue(task, { attempts: Math.max(0, task.attempts - 1) }),
+      // Infrastructure failed, not the worker: the claim's attempt (or revision) is given back.
+      running: (task) => enqueue(task, giveBack(task)),
     },
   },
 
@@ -437,10 +574,11 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     action: "fail on PR close",
     expected: "awaiting merge",
     from: {
-      awaiting_merge: (task, event) =>
-        event.prNumber === task.prNumber
-          ? moveTo(task, "failed", { lastError: PR_CLOSED_UNMERGED_ERROR })
-          : refuse("fail on PR close", notTheTasksPr(event.prNumber, task)),
+      awaiting_merge: closePullRequest,
+      // A revision of a PR that is gone has nothing left to change.
+      queued: closePullRequestUnderRevision,
+      awaiting_approval: closePullRequestUnderRevision,
+      running: closePullRequestUnderRevision,
     },
   },
 
@@ -478,6 +616,21 @@ const TABLE: { [K in TransitionKey]: EventRules<K> } = {
     ),
   },
 };
+
+function closePullRequest(task: TaskSnapshot, event: { prNumber: number }): TransitionResult {
+  return event.prNumber === task.prNumber
+    ? moveTo(task, "failed", { lastError: PR_CLOSED_UNMERGED_ERROR }, stopRunIfRunning(task))
+    : refuse("fail on PR close", notTheTasksPr(event.prNumber, task));
+}
+
+function closePullRequestUnderRevision(
+  task: TaskSnapshot,
+  event: { prNumber: number },
+): TransitionResult {
+  return task.revisionPending
+    ? closePullRequest(task, event)
+    : refuse("fail on PR close", notAwaitingMerge(task));
+}
 
 function notTheTasksPr(prNumber: number, task: TaskSnapshot): string {
   return task.prNumber === null

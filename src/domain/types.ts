@@ -26,6 +26,7 @@ export const COMMAND_NAMES = [
   "cancel",
   "status",
   "approve",
+  "revise",
   "help",
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
@@ -55,6 +56,14 @@ export interface TaskSnapshot {
   approvedSha: string | null;
   lastError: string | null;
   prNumber: number | null;
+  /** Revision runs charged so far (`/revise`, reviews); capped by maxRevisions, apart from attempts. */
+  revisions: number;
+  maxRevisions: number;
+  /**
+   * The next run (while queued or awaiting approval) or the current one (while running) is a
+   * revision of the task's open PR, not a fresh attempt.
+   */
+  revisionPending: boolean;
 }
 
 export type TaskEvent =
@@ -74,6 +83,8 @@ export type TaskEvent =
    * whether a risk label was just added (which withdraws any approval).
    */
   | { type: "labels_changed"; actor: string; riskLabelled: boolean; riskLabelAdded: boolean }
+  /** A review asked for changes on the task's PR (with `revise_on_review: true`). */
+  | { type: "revision_requested"; actor: string }
   /** A runner took the task. */
   | { type: "claimed"; runner: string }
   /** Commits pushed and a PR found or opened for them. */
@@ -86,6 +97,11 @@ export type TaskEvent =
   /** Infrastructure failed under the run (GitHub 5xx, a lock, the network): try again later, uncharged. */
   | { type: "run_requeued"; runner: string; reason: string }
   | { type: "run_timed_out"; runner: string; reason: string }
+  /**
+   * The agent stopped at its usage or rate limit, or could not authenticate: not the work's
+   * fault, so nothing is charged; its profile is paused and the task waits in the queue.
+   */
+  | { type: "run_limited"; runner: string; reason: string }
   | { type: "run_stopped"; runner: string }
   /** The runner (or its lease) vanished: infrastructure, so the attempt is not charged. */
   | { type: "lease_lost"; actor: string }
@@ -110,7 +126,11 @@ export type Effect =
   /** Post the one completion comment naming the merged PR. */
   | { type: "completion_comment" }
   /** The task is final: its worktree may go. */
-  | { type: "remove_worktree" };
+  | { type: "remove_worktree" }
+  /** Bring the `overseer` check run on the PR's head commit up to date. */
+  | { type: "check_run" }
+  /** The revision being asked for is over (run, withdrawn or moot): its requests are settled. */
+  | { type: "close_revision" };
 
 export type TransitionResult =
   | { ok: true; task: TaskSnapshot; effects: Effect[] }
@@ -126,11 +146,13 @@ export const TASK_EVENT_TYPES = [
   "unlabeled",
   "issue_closed",
   "command",
+  "revision_requested",
   "claimed",
   "run_succeeded",
   "run_failed",
   "run_requeued",
   "run_timed_out",
+  "run_limited",
   "run_stopped",
   "lease_lost",
   "pr_merged",

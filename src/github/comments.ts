@@ -4,6 +4,7 @@ import { enqueueOutbox } from "../db/outbox.js";
 import type { PoolClient } from "../db/pool.js";
 import { claimRefusalReply } from "../db/refusals.js";
 import { findRepoByGithubId, type RepoRow } from "../db/repos.js";
+import { addRevisionRequest, type RevisionSource } from "../db/revisions.js";
 import { changeTaskIn, enqueueAutoMerge, queueTaskFor } from "../db/task-changes.js";
 import type { Cause } from "../db/task-events.js";
 import { findTaskByPullRequest, type TaskRow } from "../db/tasks.js";
@@ -30,12 +31,35 @@ import { hasCommandPermission, refusalText } from "./permissions.js";
  */
 export function registerCommands(app: Probot, deps: HandlerDependencies): void {
   app.on("issue_comment.created", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onComment(deps, delivery)),
+    oncePerDelivery(deps, context, (delivery) =>
+      onComment(
+        deps,
+        delivery,
+        parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created"),
+        ISSUE_COMMENT,
+      ),
+    ),
   );
 }
 
-async function onComment(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
-  const event = parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created");
+/** Where a comment carrying commands was written; review comments answer in their own way. */
+export interface CommentOrigin {
+  /** The revision request's source, when the comment says `/revise`. */
+  source: RevisionSource;
+  /** Prefixed to the revision request (a review comment's file and line). */
+  context?: string;
+  /** Where the 👍 goes. */
+  reaction: "issue_comment" | "review_comment";
+}
+
+const ISSUE_COMMENT: CommentOrigin = { source: "command", reaction: "issue_comment" };
+
+export async function onComment(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueCommentEvent,
+  origin: CommentOrigin,
+): Promise<void> {
   if (isFromBotOrOverseer(event)) return;
   const parsed = parseCommands(event.comment.body);
   if (parsed.commands.length === 0 && parsed.unknown.length === 0) return;
@@ -92,14 +116,30 @@ async function onComment(deps: HandlerDependencies, delivery: Delivery): Promise
           cause: `delivery:${delivery.id}`,
           detail: { command: `/${command}`, commentId: event.comment.id },
         },
+        ...(command === "revise" ? { revision: revisionRequestOf(parsed, event, origin) } : {}),
       });
       if (outcome.reply) replies.add(outcome.reply);
       accepted ||= outcome.accepted;
       delivery.log.info({ command, accepted: outcome.accepted, task: existing?.id }, "command");
     }
-    if (accepted) await acknowledge(client, repo, event, existing);
+    if (accepted) await acknowledge(client, repo, event, existing, origin);
     await replies.send(client, repo);
   });
+}
+
+/** What `/revise` asks for, as a revision request of the task (recorded when it is accepted). */
+function revisionRequestOf(
+  parsed: ReturnType<typeof parseCommands>,
+  event: IssueCommentEvent,
+  origin: CommentOrigin,
+): Omit<Parameters<typeof addRevisionRequest>[1], "taskId"> {
+  const text = parsed.revisionRequest ?? "";
+  return {
+    source: origin.source,
+    author: event.comment.user.login,
+    body: origin.context ? `${origin.context}\n\n${text}`.trim() : text,
+    githubId: event.comment.id,
+  };
 }
 
 /**
@@ -177,14 +217,24 @@ function acknowledge(
   repo: RepoRow,
   event: IssueCommentEvent,
   task: TaskRow | null,
+  origin: CommentOrigin,
 ): Promise<void> {
   return enqueueOutbox(client, {
     taskId: task?.id ?? null,
     installationId: repo.installationId ?? 0,
     repoFullName: repo.fullName,
     kind: "reaction",
-    payload: { commentId: event.comment.id, content: "+1" },
-    key: { dedupe: `reaction:${event.comment.id}` },
+    payload: {
+      commentId: event.comment.id,
+      content: "+1",
+      ...(origin.reaction === "review_comment" ? { on: "review_comment" } : {}),
+    },
+    key: {
+      dedupe:
+        origin.reaction === "review_comment"
+          ? `reaction:review:${event.comment.id}`
+          : `reaction:${event.comment.id}`,
+    },
   });
 }
 
@@ -194,7 +244,12 @@ async function runCommand(
   event: IssueCommentEvent,
   knownTaskId: number | null,
   config: RepoConfig,
-  request: { command: CommandName; headSha: string | null; cause: Cause },
+  request: {
+    command: CommandName;
+    headSha: string | null;
+    cause: Cause;
+    revision?: Omit<Parameters<typeof addRevisionRequest>[1], "taskId">;
+  },
 ): Promise<{ accepted: boolean; reply?: string }> {
   const { command, cause } = request;
   if (command === "help") return { accepted: true, reply: helpText() };
@@ -212,6 +267,9 @@ async function runCommand(
     : null;
   if (result) {
     if (command === "status") return { accepted: true, reply: statusReply(result.task) };
+    if (result.ok && request.revision) {
+      await addRevisionRequest(client, { ...request.revision, taskId: result.task.id });
+    }
     // Approving a PR Overseer declined to merge (a later push, a risk label) lets it try again.
     if (command === "approve" && result.ok) await enqueueAutoMerge(client, repo, result.task);
     return result.ok ? { accepted: true } : { accepted: false, reply: result.reason };

@@ -1,10 +1,18 @@
 import type { Probot } from "probot";
 import { DEFAULT_REPO_CONFIG, type RepoConfig } from "../config/repo-config.js";
 import { enqueueOutbox } from "../db/outbox.js";
+import type { PoolClient } from "../db/pool.js";
+import type { RepoRow } from "../db/repos.js";
 import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
-import type { TaskRow } from "../db/tasks.js";
+import { appendTaskEvent } from "../db/task-events.js";
+import { setWorkerProfile, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
-import { hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
+import {
+  AGENT_LABEL_PREFIX,
+  agentProfileFromLabels,
+  hasRiskLabel,
+  priorityFromLabels,
+} from "../domain/labels.js";
 import { STATE_LABEL_PREFIX } from "../domain/transitions.js";
 import {
   type Delivery,
@@ -22,12 +30,13 @@ const DEFAULT_TRIGGER_LABEL = "overseer";
 
 /**
  * Issue intake: the trigger label creates (or re-queues) a task; removing it, or closing
- * the issue, cancels; any other label change recomputes the risk flag. Each handler reads
+ * the issue, cancels; an `agent:` label picks the worker profile; any other label change
+ * recomputes the risk flag. Each handler reads
  * what it needs from GitHub first (the config, the sender's permission), then records the
  * delivery and every change in one transaction and answers; GitHub writes go to the outbox.
  *
- * Starting and cancelling are commands by other means, so the sender needs `commanders`
- * permission (bots: `trusted_bots`), as for a comment.
+ * Starting, cancelling and picking the agent are commands by other means, so the sender
+ * needs `commanders` permission (bots: `trusted_bots`), as for a comment.
  */
 export function registerIntake(app: Probot, deps: HandlerDependencies): void {
   app.on("issues.labeled", (context) =>
@@ -51,6 +60,10 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   // Overseer's own state labels arrive as labeled events too; they never trigger anything.
   if (labelName === "" || labelName.startsWith(STATE_LABEL_PREFIX)) return;
   const existing = await findTaskForIssue(deps, event);
+  if (existing && isAgentLabel(labelName)) {
+    await onAgentLabel(deps, delivery, event, existing);
+    return;
+  }
   const triggerLabel = existing ? taskConfig(existing).label : undefined;
   // A label that cannot be the trigger (per the task's config) costs no config read.
   if (existing && triggerLabel !== labelName) {
@@ -104,6 +117,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
         cause: `delivery:${delivery.id}`,
       },
     );
+    await replyIfAgentLabelsConflict(client, repo, queued.task, labelNames(event), delivery);
     delivery.log.info(
       {
         task: queued.task.id,
@@ -121,6 +135,8 @@ async function onUnlabeled(deps: HandlerDependencies, delivery: Delivery): Promi
   if (!existing) return;
   if (event.label?.name === taskConfig(existing).label) {
     await cancelOnRequest(deps, delivery, event, existing, "unlabeled");
+  } else if (isAgentLabel(event.label?.name ?? "")) {
+    await onAgentLabel(deps, delivery, event, existing);
   } else if (!event.label?.name.startsWith(STATE_LABEL_PREFIX)) {
     await recomputeRisk(deps, delivery, event, existing, "unlabeled");
   }
@@ -267,6 +283,90 @@ async function refuseSender(
       });
     },
   );
+}
+
+function isAgentLabel(name: string): boolean {
+  return name.toLowerCase().startsWith(AGENT_LABEL_PREFIX);
+}
+
+/**
+ * An `agent:<profile>` label added to or removed from an issue with a task: the task's next
+ * run uses the profile the labels now pick (none: the repository's `worker`). A run under
+ * way keeps its profile. Which profiles a repository may use is the operator's call
+ * (`repositories` in the profile); the runner refuses one not allowed.
+ */
+async function onAgentLabel(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  task: TaskRow,
+): Promise<void> {
+  const action = (delivery.context.payload as { action?: string }).action ?? "labeled";
+  const config = taskConfig(task);
+  if (task.state !== "done") {
+    const verdict = await judgeSender(deps, delivery, event, config);
+    if (!verdict.allowed) {
+      await refuseSender(deps, delivery, event, task, verdict, {
+        config,
+        what: "pick the agent with an agent: label",
+      });
+      return;
+    }
+  }
+  const labels = labelNames(event);
+  const profile = agentProfileFromLabels(labels).profile ?? config.worker ?? null;
+  await recordDeliveryIn(
+    deps,
+    delivery,
+    event.repository,
+    event.installation?.id ?? null,
+    async (client, repo) => {
+      await setWorkerProfile(client, task.id, { workerProfile: profile, labels });
+      await appendTaskEvent(client, {
+        taskId: task.id,
+        event: "profile_selected",
+        fromState: null,
+        toState: null,
+        actor: actor.github(event.sender.login),
+        cause: `delivery:${delivery.id}`,
+        detail: { profile, label: event.label?.name ?? null, action },
+      });
+      await enqueueOutbox(client, {
+        taskId: task.id,
+        installationId: repo.installationId ?? 0,
+        repoFullName: repo.fullName,
+        kind: "status_comment",
+        payload: { issueNumber: task.issueNumber },
+        key: { coalesce: `status:${task.id}` },
+      });
+      await replyIfAgentLabelsConflict(client, repo, task, labels, delivery);
+    },
+  );
+  delivery.log.info({ task: task.id, profile }, "agent label handled");
+}
+
+/** Several `agent:` labels pick no profile: say so once, on the issue. */
+async function replyIfAgentLabelsConflict(
+  client: PoolClient,
+  repo: RepoRow,
+  task: TaskRow,
+  labels: string[],
+  delivery: Delivery,
+): Promise<void> {
+  const { conflicting } = agentProfileFromLabels(labels);
+  if (conflicting.length === 0) return;
+  const names = conflicting.map((name) => `\`${AGENT_LABEL_PREFIX}${name}\``).join(", ");
+  await enqueueOutbox(client, {
+    taskId: task.id,
+    installationId: repo.installationId ?? 0,
+    repoFullName: repo.fullName,
+    kind: "reply",
+    payload: {
+      issueNumber: task.issueNumber,
+      body: `This issue has several agent labels (${names}), so none of them picks the worker. Keep one; until then the repository's worker runs.`,
+    },
+    key: { dedupe: `reply:${delivery.id}` },
+  });
 }
 
 /** A task keeps the config it was queued with. */

@@ -64,10 +64,55 @@ export const pullRequestEventSchema = base.extend({
   }),
 });
 
+const pullRequestRef = z.object({
+  number: z.number().int().positive(),
+  title: z.string().default(""),
+  head: z.object({ ref: z.string() }),
+});
+
+export const pullRequestReviewSchema = base.extend({
+  review: z.object({
+    id: z.number(),
+    state: z.string(),
+    body: z
+      .string()
+      .nullish()
+      .transform((body) => body ?? ""),
+    user: user.nullish(),
+  }),
+  pull_request: pullRequestRef,
+});
+
+export const pullRequestReviewCommentSchema = base.extend({
+  comment: z.object({
+    id: z.number(),
+    body: z
+      .string()
+      .nullable()
+      .transform((body) => body ?? ""),
+    user,
+    path: z.string().default(""),
+    line: z.number().nullish(),
+    start_line: z.number().nullish(),
+    performed_via_github_app: z.object({ id: z.number() }).passthrough().nullish(),
+  }),
+  pull_request: pullRequestRef,
+});
+
+export const pullRequestReviewThreadSchema = base.extend({
+  thread: z.object({
+    node_id: z.string(),
+    comments: z.array(z.object({ id: z.number() })).default([]),
+  }),
+  pull_request: z.object({ number: z.number().int().positive() }),
+});
+
 export type Repository = z.infer<typeof repositorySchema>;
 export type IssueEvent = z.infer<typeof issueEventSchema>;
 export type IssueCommentEvent = z.infer<typeof issueCommentSchema>;
 export type PullRequestEvent = z.infer<typeof pullRequestEventSchema>;
+export type PullRequestReviewEvent = z.infer<typeof pullRequestReviewSchema>;
+export type PullRequestReviewCommentEvent = z.infer<typeof pullRequestReviewCommentSchema>;
 
 /** Signed by GitHub yet not the shape we read: answered 400 and recorded, never retried. */
 export class PayloadError extends InputError {

@@ -50,6 +50,14 @@ export interface StatusView {
   label?: string | null;
   /** Shown when the task is risk-labelled or approved: who approved, for which commit. */
   approval?: { riskLabelled: boolean; approvedBy: string | null; approvedSha: string | null };
+  /** Revisions charged, the cap, and whether one is asked for (queued) or running. */
+  revisions?: number;
+  maxRevisions?: number;
+  revisionPending?: boolean;
+  /** The worker profile came from an `agent:` label on the issue. */
+  workerFromLabel?: boolean;
+  /** The profile's pause, while the task waits out its agent's usage limit. */
+  pause?: { kind: "usage_limit" | "rate_limit" | "auth"; until: Date } | null;
 }
 
 const HEADLINES: Record<TaskState, { emoji: string; words: string }> = {
@@ -104,7 +112,17 @@ export function renderStatusComment(view: StatusView): string {
 
 function statusRows(view: StatusView): [string, string][] {
   const rows: [string, string][] = [["Attempt", attemptText(view)]];
-  if (view.worker) rows.push(["Worker", codeSpan(capHead(view.worker, FIELD_LIMIT))]);
+  const revision = revisionText(view);
+  if (revision) rows.push(["Revision", revision]);
+  if (view.worker) {
+    const name = codeSpan(capHead(view.worker, FIELD_LIMIT));
+    rows.push([
+      "Worker",
+      view.workerFromLabel
+        ? `${name} (from the ${codeSpan(capHead(`agent:${view.worker}`, FIELD_LIMIT))} label)`
+        : name,
+    ]);
+  }
   if (view.branch) rows.push(["Branch", codeSpan(capHead(view.branch, FIELD_LIMIT))]);
   if (view.prNumber !== null) rows.push(["Pull request", prLink(view.prNumber, view.prUrl)]);
   if (view.mergeCommitSha) rows.push(["Merge commit", commitText(view.mergeCommitSha)]);
@@ -153,16 +171,61 @@ function attemptText(view: StatusView): string {
   return `${view.attempts} of ${view.maxAttempts}`;
 }
 
+/** "2 of 5 (running)": shown once the task has a revision behind it or asked for. */
+function revisionText(view: StatusView): string | null {
+  const done = view.revisions ?? 0;
+  const max = view.maxRevisions ?? 0;
+  if (done === 0 && !view.revisionPending) return null;
+  if (!view.revisionPending) return `${done} of ${max}`;
+  if (view.state === "running") return `${done} of ${max} (running)`;
+  return `${done + 1} of ${max} (queued)`;
+}
+
+/** "15:04 UTC", with the date when it is not today (UTC). */
+export function formatClock(at: Date, now: Date): string {
+  const time = at.toISOString().slice(11, 16);
+  if (at.toISOString().slice(0, 10) === now.toISOString().slice(0, 10)) return `${time} UTC`;
+  const day = at.toLocaleDateString("en-US", { timeZone: "UTC", month: "short", day: "numeric" });
+  return `${day} ${time} UTC`;
+}
+
+function waitingForLimit(view: StatusView): string | null {
+  const pause = view.pause;
+  if (!pause || pause.until.getTime() <= view.now.getTime()) return null;
+  const at = formatClock(pause.until, view.now);
+  switch (pause.kind) {
+    case "usage_limit":
+      return `waiting for the agent's usage limit to reset at ${at}. Nothing is charged for the wait; the task runs then.`;
+    case "rate_limit":
+      return `waiting for the agent's rate limit to reset at ${at}. Nothing is charged for the wait.`;
+    case "auth":
+      return `the agent could not authenticate; Overseer tries again at ${at}. Check the worker profile's credentials. Nothing is charged.`;
+  }
+}
+
 function nextStep(view: StatusView): string {
   switch (view.state) {
     case "queued":
-      return "waiting for a runner to pick this up. Comment `/cancel` to call it off.";
+      return (
+        waitingForLimit(view) ??
+        (view.revisionPending
+          ? "the revision waits for a runner. Comment `/stop` to withdraw it."
+          : "waiting for a runner to pick this up. Comment `/cancel` to call it off.")
+      );
     case "awaiting_approval":
       return "this issue carries a risk label, so a maintainer comments `/approve` before any work starts.";
     case "running":
-      return "the worker is on it. Comment `/stop` to stop it.";
-    case "awaiting_merge":
-      return `review and merge ${view.prNumber !== null ? prLink(view.prNumber, view.prUrl) : "the pull request"}. Overseer marks this done once it sees the merge.`;
+      return view.revisionPending
+        ? "the agent is revising the pull request. Comment `/stop` to stop it."
+        : "the worker is on it. Comment `/stop` to stop it.";
+    case "awaiting_merge": {
+      const pr = view.prNumber !== null ? prLink(view.prNumber, view.prUrl) : "the pull request";
+      const revise =
+        (view.revisions ?? 0) < (view.maxRevisions ?? 0)
+          ? " To have the agent change it, comment `/revise` and what to change, here or on the PR."
+          : "";
+      return `review and merge ${pr}. Overseer marks this done once it sees the merge.${revise}`;
+    }
     case "failed":
       return view.attempts < view.maxAttempts
         ? "comment `/retry` to try again (or fix the cause first, then `/retry`)."
@@ -241,7 +304,7 @@ function elapsed(from: Date, to: Date): number {
   return Math.max(0, to.getTime() - from.getTime());
 }
 
-function prLink(number: number, url: string | null): string {
+export function prLink(number: number, url: string | null): string {
   // The URL comes from the API, but a parenthesis or space in it would still break the link.
   return url && /^https?:\/\/[^\s()<>]+$/.test(url) && url.length <= 500
     ? `[#${number}](${url})`
@@ -256,7 +319,7 @@ function commitText(sha: string): string {
 // -- Making outside text safe -----------------------------------------------------------
 
 /** Keeps the beginning, where an error message says what went wrong. */
-function capHead(text: string, limit: number): string {
+export function capHead(text: string, limit: number): string {
   if (text.length <= limit) return text;
   const kept = safeSlice(text, 0, limit);
   return `${kept}… [truncated ${text.length - kept.length} characters]`;
@@ -303,14 +366,14 @@ function cleanLog(text: string): string {
 }
 
 /** Text shown as written: every markdown and HTML character escaped, then defanged. */
-function plainText(text: string): string {
+export function plainText(text: string): string {
   const inline = text.replace(/[\\`*_[\]<>|~&]/g, "\\$&");
   // Only at the start of a line do these begin a heading, a list or a rule.
   const blocks = inline.replace(/^(\s*)([#+=-]|\d+[.)])/gm, "$1\\$2");
   return defangMentions(blocks);
 }
 
-function quote(text: string): string[] {
+export function quote(text: string): string[] {
   return text.split(/\r?\n/).map((line) => (line ? `> ${line}` : ">"));
 }
 

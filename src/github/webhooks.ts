@@ -7,6 +7,8 @@ import type { DeliveryMetrics } from "./deliveries.js";
 import { registerIntake } from "./intake.js";
 import { registerMergeHandlers } from "./merges.js";
 import { PermissionCache } from "./permissions.js";
+import { registerPullSync } from "./pull-sync.js";
+import { registerReviewHandlers } from "./reviews.js";
 
 export interface WebhookDependencies {
   pool: Pool;
@@ -25,6 +27,8 @@ export function overseerApp(deps: WebhookDependencies): ApplicationFunction {
     registerIntake(app, handlers);
     registerCommands(app, handlers);
     registerMergeHandlers(app, handlers);
+    registerReviewHandlers(app, handlers);
+    registerPullSync(app, handlers);
     app.onError((error) => {
       // Probot wraps handler errors in an AggregateError with the event attached.
       const errors = "errors" in error ? [...(error as AggregateError).errors] : [error];

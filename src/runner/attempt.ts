@@ -5,7 +5,7 @@ import type { OverseerEnv } from "../config/env.js";
 import {
   expandArgv,
   type PlaceholderValues,
-  resolveProfile,
+  resolveProfileFor,
   type WorkerProfile,
   type WorkerProfiles,
   workerEnv,
@@ -40,12 +40,20 @@ import type { RunnerGithub } from "./github.js";
 import { LiveLogPublisher } from "./live-log.js";
 import type { RunnerMetrics } from "./metrics.js";
 import { buildPrompt, writePromptFile } from "./prompt.js";
-import { commitWorkInProgress, publish } from "./publish.js";
+import { commitWorkInProgress, OVERSEER_AUTHOR, publish, readSummary } from "./publish.js";
+import { prepareRevision, publishRevision, type RevisionRun } from "./revision.js";
 import { BWRAP, hostFacts, sandboxArgs, sandboxHome } from "./sandbox.js";
 import { redactOutput } from "./secrets.js";
-import { settlementForError, stopped, workerFailed, workerTimedOut } from "./settlements.js";
-import { startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
+import {
+  settlementForError,
+  stopped,
+  workerFailed,
+  workerLimited,
+  workerTimedOut,
+} from "./settlements.js";
+import { readLogTail, startWorker, type WorkerExit, type WorkerHandle } from "./supervise.js";
 import { TranscriptReader } from "./transcripts/index.js";
+import { detectUsageLimit, LIMIT_LOG_TAIL_BYTES } from "./usage-limits.js";
 
 const LOG_TAIL_BYTES = 2_048;
 
@@ -59,12 +67,16 @@ export interface RunnerSecrets {
 
 export const NO_SECRETS: RunnerSecrets = { values: [], files: [] };
 
+/** A profile paused with no reset time from the agent waits this long first (then doubles). */
+const DEFAULT_USAGE_LIMIT_BACKOFF_MS = 5 * 60_000;
+
 export interface RunContext {
   pool: Pool;
   env: Pick<
     OverseerEnv,
     "home" | "heartbeatIntervalMs" | "leaseMs" | "maxRunMs" | "requeueBackoffMs" | "githubUrl"
-  >;
+  > &
+    Partial<Pick<OverseerEnv, "usageLimitBackoffMs">>;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
@@ -166,6 +178,8 @@ export interface Prepared {
   redact(text: string): string;
   /** What the sandboxed worker got of the mirror; undefined when it ran unconfined. */
   view?: WorkerGitView;
+  /** Set when the run revises the task's open PR. */
+  revision: RevisionRun | null;
 }
 
 async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Settlement> {
@@ -181,10 +195,10 @@ async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise
 /** Token, worktree, prompt and profile: failures here are never the worker's. */
 async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Prepared> {
   const { task, repo, run } = active.claim;
-  const config = task.config as { worker?: string | null };
   // The payload's clone_url is only a cross-check: git talks to the configured host.
   assertOnConfiguredHost(ctx.env.githubUrl, repo.cloneUrl);
-  const profile = resolveProfile(ctx.workers, config.worker ?? task.workerProfile ?? undefined);
+  // A profile the operator does not allow here fails the run before any work.
+  const profile = resolveProfileFor(ctx.workers, run.profile ?? undefined, repo.fullName);
   const github = await ctx.github(repo.installationId ?? 0);
   const token = await github.installationToken();
   const workspace: WorkspaceTask = {
@@ -197,6 +211,16 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   };
   const options: WorkspaceOptions = { home: ctx.env.home, token, log };
   const worktree = await ensureWorktree(workspace, options);
+  const revision =
+    run.revision === null
+      ? null
+      : await prepareRevision(
+          { pool: ctx.pool, log, author: OVERSEER_AUTHOR },
+          active.claim,
+          active.lease,
+          { task: workspace, options, worktree },
+          github,
+        );
   const runDir = path.join(ctx.env.home, "runs", String(run.id));
   // What the worker may see and write of the run: its prompt and its summary, not the log.
   const workerFiles = path.join(runDir, "worker");
@@ -212,6 +236,7 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
       comments: issue.comments,
       branch: worktree.branch,
       base: worktree.base,
+      ...(revision ? { revision: revision.prompt } : {}),
     }),
   );
   const values: PlaceholderValues = {
@@ -236,6 +261,7 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
     logPath: path.join(runDir, "worker.log"),
     token,
     redact: (text) => redactOutput(text, secrets, token),
+    revision,
   };
 }
 
@@ -354,7 +380,9 @@ async function judge(
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
     const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
     let reason = exit.reason ?? null;
-    if (commitOnStop !== false && !active.leaseLost) {
+    // A revision's half-done work never goes to the PR under review: it stays in the
+    // worktree, and the next revision sets it aside under a backup ref.
+    if (commitOnStop !== false && !active.leaseLost && !prepared.revision) {
       // A stop stays a stop: a work-in-progress push that fails is said, not retried.
       const saved = await commitWorkInProgress(prepared, `stopped: ${exit.reason ?? ""}`).then(
         () => null,
@@ -369,9 +397,47 @@ async function judge(
     return workerTimedOut(runner, reason, exit);
   }
   if (exit.outcome === "spawn_failed" || exit.exitCode !== 0) {
-    return workerFailed(runner, `${exitHeadline(exit)}\n${await tail()}`.trim(), exit);
+    const limited = exit.outcome === "spawn_failed" ? null : await limitedBy(ctx, prepared, exit);
+    return limited ?? workerFailed(runner, `${exitHeadline(exit)}\n${await tail()}`.trim(), exit);
   }
-  return publish(ctx.runnerId, active.claim, prepared, exit);
+  if (prepared.revision) {
+    return publishRevision(
+      runner,
+      prepared.revision,
+      {
+        ...prepared,
+        repo: active.claim.repo.fullName,
+        author: OVERSEER_AUTHOR,
+        summary: async () => {
+          const written = await readSummary(prepared.values.summaryFile);
+          return written === null ? null : prepared.redact(written);
+        },
+        limited: () => limitedBy(ctx, prepared, exit),
+      },
+      exit,
+    );
+  }
+  return publish(ctx.runnerId, active.claim, prepared, exit, () => limitedBy(ctx, prepared, exit));
+}
+
+/**
+ * The settlement for an agent that stopped at its usage or rate limit (or could not
+ * authenticate), if its exit and the end of its log say so.
+ */
+async function limitedBy(
+  ctx: RunContext,
+  prepared: Prepared,
+  exit: WorkerExit,
+): Promise<Settlement | null> {
+  const tail = await readLogTail(prepared.logPath, LIMIT_LOG_TAIL_BYTES).catch(() => "");
+  const limit = detectUsageLimit(prepared.profile, exit, tail, new Date());
+  if (!limit) return null;
+  const rules = prepared.profile.usageLimits;
+  const backoffMs =
+    (rules ? rules.backoffMs : undefined) ??
+    ctx.env.usageLimitBackoffMs ??
+    DEFAULT_USAGE_LIMIT_BACKOFF_MS;
+  return workerLimited(ctx.runnerId, limit, exit, backoffMs);
 }
 
 function exitHeadline(exit: WorkerExit): string {

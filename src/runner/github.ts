@@ -1,6 +1,12 @@
 import { httpStatusOf } from "../errors.js";
 import { type GithubRequester, splitRepo } from "../github/octokit.js";
 import { MAX_PROMPT_COMMENTS, type PromptComment } from "./prompt.js";
+import {
+  type ConversationText,
+  MAX_REVIEW_COMMENTS,
+  type ReviewCommentText,
+  type ReviewText,
+} from "./revision-prompt.js";
 
 /**
  * What a runner needs from GitHub for one task: the port the runner consumes, and its
@@ -18,6 +24,24 @@ export interface RunnerGithub {
   ): Promise<{ number: number; url: string; headSha: string; created: boolean }>;
   /** Installation token for git over HTTPS; undefined when git needs none (local paths). */
   installationToken(): Promise<string | undefined>;
+  /**
+   * What a revision's prompt needs from the PR: its review comments, its reviews, and its
+   * conversation (issue comments on the PR) created since `since` (all of it when null).
+   */
+  pullRequestFeedback(
+    repo: string,
+    prNumber: number,
+    since: Date | null,
+  ): Promise<{
+    reviewComments: ReviewCommentText[];
+    reviews: ReviewText[];
+    conversation: ConversationText[];
+  }>;
+  /** The PR as GitHub has it now: a revision's commits must land on it, open, from the branch. */
+  pullRequest(
+    repo: string,
+    prNumber: number,
+  ): Promise<{ state: string; headRef: string; headSha: string; url: string }>;
 }
 
 /** GitHub's largest page of issue comments. */
@@ -31,6 +55,7 @@ interface PullSummary {
 
 interface ApiComment {
   user?: { login?: string } | null;
+  author_association?: string;
   body?: string;
   created_at: string;
 }
@@ -105,7 +130,121 @@ export function createRunnerGithub(
       const auth = (await octokit.auth({ type: "installation" })) as { token?: string };
       return auth.token;
     },
+
+    async pullRequestFeedback(repo, prNumber, since) {
+      const target = { ...splitRepo(repo), pull_number: prNumber };
+      const reviewComments = await lastPages<ApiReviewComment>(
+        octokit,
+        "GET /repos/{owner}/{repo}/pulls/{pull_number}/comments",
+        target,
+        MAX_REVIEW_COMMENTS,
+      );
+      const reviews = (
+        await octokit.request("GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews", {
+          ...target,
+          per_page: COMMENTS_PER_PAGE,
+        })
+      ).data as ApiReview[];
+      const conversation = (
+        await octokit.request("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", {
+          ...splitRepo(repo),
+          issue_number: prNumber,
+          per_page: COMMENTS_PER_PAGE,
+          ...(since ? { since: since.toISOString() } : {}),
+        })
+      ).data as ApiComment[];
+      const after = (at: string | undefined) =>
+        !since || (at !== undefined && new Date(at) >= since);
+      return {
+        reviewComments: reviewComments.map((comment) => ({
+          id: comment.id,
+          inReplyTo: comment.in_reply_to_id ?? null,
+          path: comment.path ?? "",
+          line: comment.line ?? null,
+          startLine: comment.start_line ?? null,
+          author: comment.user?.login ?? "ghost",
+          association: comment.author_association ?? "NONE",
+          body: comment.body ?? "",
+          createdAt: comment.created_at,
+        })),
+        reviews: reviews
+          .filter((review) => review.state !== "PENDING" && after(review.submitted_at ?? undefined))
+          .map((review) => ({
+            author: review.user?.login ?? "ghost",
+            association: review.author_association ?? "NONE",
+            state: review.state ?? "COMMENTED",
+            body: review.body ?? "",
+            submittedAt: review.submitted_at ?? "",
+          })),
+        conversation: conversation
+          .filter((comment) => after(comment.created_at) && !isOverseers(comment))
+          .map((comment) => ({
+            author: comment.user?.login ?? "ghost",
+            association: comment.author_association ?? "NONE",
+            body: comment.body ?? "",
+            createdAt: comment.created_at,
+          })),
+      };
+    },
+
+    async pullRequest(repo, prNumber) {
+      const pull = (
+        await octokit.request("GET /repos/{owner}/{repo}/pulls/{pull_number}", {
+          ...splitRepo(repo),
+          pull_number: prNumber,
+        })
+      ).data as { state: string; html_url: string; head: { ref: string; sha: string } };
+      return {
+        state: pull.state,
+        headRef: pull.head.ref,
+        headSha: pull.head.sha,
+        url: pull.html_url,
+      };
+    },
   };
+}
+
+interface ApiReviewComment {
+  id: number;
+  in_reply_to_id?: number;
+  path?: string;
+  line?: number | null;
+  start_line?: number | null;
+  user?: { login?: string } | null;
+  author_association?: string;
+  body?: string;
+  created_at: string;
+}
+
+interface ApiReview {
+  user?: { login?: string } | null;
+  author_association?: string;
+  state?: string;
+  body?: string | null;
+  submitted_at?: string | null;
+}
+
+/** Overseer's own comments (status, replies) carry its marker; they are not conversation. */
+function isOverseers(comment: ApiComment): boolean {
+  return (comment.body ?? "").includes("<!-- overseer:");
+}
+
+/** Reads pages forwards until one comes back short, keeping the last `keep` items. */
+async function lastPages<T>(
+  octokit: GithubRequester,
+  route: string,
+  target: Record<string, unknown>,
+  keep: number,
+  maxPages = 5,
+): Promise<T[]> {
+  const items: T[] = [];
+  for (let page = 1; page <= maxPages; page += 1) {
+    const batch = (await octokit.request(route, { ...target, per_page: COMMENTS_PER_PAGE, page }))
+      .data as T[];
+    items.push(...batch);
+    if (batch.length < COMMENTS_PER_PAGE) break;
+  }
+  return items.slice(-keep);
 }
 
 /**

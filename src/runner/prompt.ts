@@ -1,5 +1,7 @@
 import { chmod, mkdir, open, rename } from "node:fs/promises";
 import path from "node:path";
+import { byteLength, fenced, oneLine, plain, truncated } from "./prompt-text.js";
+import { type RevisionPrompt, revisionExpectations, revisionSections } from "./revision-prompt.js";
 
 /**
  * The prompt a worker reads: Overseer's instructions around the issue's text. The issue
@@ -22,6 +24,8 @@ export interface PromptInput {
   comments: PromptComment[];
   branch: string;
   base: string;
+  /** Set when the run revises the task's open PR (see revision-prompt.ts). */
+  revision?: RevisionPrompt;
 }
 
 export const MAX_PROMPT_COMMENTS = 20;
@@ -32,44 +36,6 @@ const MAX_TITLE_BYTES = 1024;
 const MIN_COMMENT_BYTES = 256;
 
 export const PROMPT_FILE_NAME = "prompt.md";
-
-const encoder = new TextEncoder();
-
-function byteLength(text: string): number {
-  return encoder.encode(text).length;
-}
-
-/** At most maxBytes of UTF-8, cut on a character boundary. */
-function cutBytes(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text, "utf8");
-  if (bytes.length <= maxBytes) return text;
-  let end = Math.max(0, maxBytes);
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end).toString("utf8");
-}
-
-function truncated(text: string, maxBytes: number): string {
-  const total = byteLength(text);
-  if (total <= maxBytes) return text;
-  const kept = cutBytes(text, maxBytes);
-  return `${kept}\n\n[… truncated by Overseer: ${total - byteLength(kept)} more bytes not shown]`;
-}
-
-/** A fence longer than any backtick run inside, so the text cannot close it early. */
-function fenced(text: string): string {
-  const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
-  const fence = "`".repeat(Math.max(3, longest + 1));
-  return `${fence}text\n${text}\n${fence}`;
-}
-
-/** Logins and timestamps go into headings; keep them to the characters they really use. */
-function plain(text: string, max = 100): string {
-  return text.replace(/[^\w.:+@[\]-]/g, "").slice(0, max) || "unknown";
-}
-
-function oneLine(text: string): string {
-  return text.replace(/[\r\n\t\u2028\u2029]+/g, " ").trim();
-}
 
 export function buildPrompt(input: PromptInput): string {
   const title = truncated(oneLine(input.title), MAX_TITLE_BYTES);
@@ -109,6 +75,7 @@ export function buildPrompt(input: PromptInput): string {
     [
       "- Work only inside the current directory: a git worktree of the repository.",
       `- You are on branch \`${input.branch}\`, based on \`${input.base}\`. Commit your changes on this branch with clear messages.`,
+      ...(input.revision ? revisionExpectations(input.revision) : []),
       "- Do not push and do not open a pull request: Overseer pushes the branch and opens the PR after you exit.",
       "- When you are done, write a short summary of what you did (and anything left undone) to the file named by the environment variable `$OVERSEER_SUMMARY_FILE`.",
       "- Exit when finished. Exiting without commits counts as a failed attempt.",
@@ -125,6 +92,7 @@ export function buildPrompt(input: PromptInput): string {
       ...shown,
     );
   }
+  if (input.revision) sections.push(...revisionSections(input.revision));
   sections.push(
     "## Reminder",
     `Commit on \`${input.branch}\`, do not push, and write your summary to \`$OVERSEER_SUMMARY_FILE\`.`,

@@ -22,6 +22,8 @@ export async function publish(
   claim: Claim,
   prepared: Prepared,
   exit: WorkerExit,
+  /** The settlement when the agent stopped at its usage limit (it may say so and exit 0). */
+  limited: () => Promise<Settlement | null> = async () => null,
 ): Promise<Settlement> {
   const { worktree, workspace, options, github, values } = prepared;
   const { task, repo, run } = claim;
@@ -33,7 +35,7 @@ export async function publish(
     );
   }
   if ((await commitsAheadOfBase(worktree, worktree.base)) === 0) {
-    return workerFailed(runnerId, "worker exited without changes", exit);
+    return (await limited()) ?? workerFailed(runnerId, "worker exited without changes", exit);
   }
   const pushed = await pushBranch(worktree, workspace, options);
   const remote = await remoteBranchSha(workspace, worktree.branch, options);

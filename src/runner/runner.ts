@@ -2,11 +2,13 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { Logger } from "pino";
 import type { OverseerEnv } from "../config/env.js";
-import type { WorkerProfiles } from "../config/workers.js";
+import { profileConcurrency, type WorkerProfiles } from "../config/workers.js";
 import { CHANNELS, type Listener, listen } from "../db/notify.js";
 import { type Pool, withTransaction } from "../db/pool.js";
+import { countProfiles, ensureProfiles } from "../db/profiles.js";
 import { heartbeatRunner, markRunnerStopped, registerRunner } from "../db/runners.js";
 import {
+  type ClaimProfiles,
   claimNextTask,
   findExpiredRuns,
   findLeftoverWorktrees,
@@ -41,7 +43,8 @@ export interface RunnerDependencies {
     | "runnerCapacity"
     | "requeueBackoffMs"
     | "githubUrl"
-  >;
+  > &
+    Partial<Pick<OverseerEnv, "usageLimitBackoffMs">>;
   log: Logger;
   workers: WorkerProfiles;
   github(installationId: number): Promise<RunnerGithub>;
@@ -79,6 +82,7 @@ export class Runner {
   #filling: Promise<void> | undefined;
   #fillAgain = false;
   #sweeping: Promise<void> | undefined;
+  readonly #profiles: ClaimProfiles;
   /** Tasks whose worktree could not be removed: recorded once, retried after a restart. */
   readonly #removalFailed = new Set<number>();
 
@@ -86,6 +90,10 @@ export class Runner {
     this.#deps = deps;
     this.id = deps.runnerId ?? newRunnerId();
     this.#log = deps.log.child({ runner: this.id });
+    this.#profiles = {
+      defaultProfile: deps.workers.default,
+      limits: profileConcurrency(deps.workers),
+    };
   }
 
   get activeRuns(): number {
@@ -101,6 +109,11 @@ export class Runner {
       version: this.#deps.version ?? "0.1.0",
       capacity: env.runnerCapacity,
     });
+    await ensureProfiles(pool, [...this.#deps.workers.profiles.keys()]);
+    await this.#countLimitedProfiles();
+    await withTransaction(pool, (client) =>
+      countProfiles(client, [...this.#profiles.limits.keys()]),
+    );
     await this.#settleLeftovers();
     this.#listener = await listen({
       databaseUrl: this.#deps.databaseUrl,
@@ -161,7 +174,12 @@ export class Runner {
     while (!this.#stopping && this.#active.size < env.runnerCapacity) {
       const asked = performance.now();
       const claim = await withTransaction(pool, (client) =>
-        claimNextTask(client, { runnerId: this.id, host: this.host, leaseMs: env.leaseMs }),
+        claimNextTask(client, {
+          runnerId: this.id,
+          host: this.host,
+          leaseMs: env.leaseMs,
+          profiles: this.#profiles,
+        }),
       );
       if (!claim) {
         await this.#wakeWhenBackoffEnds();
@@ -191,9 +209,16 @@ export class Runner {
     this.#backoffTimer = setTimeout(() => this.wake(), Math.max(10, dueIn));
   }
 
+  /** Profiles with a `concurrency` need their runs counted before their tasks can be claimed. */
+  #countLimitedProfiles(): Promise<void> {
+    const limited = [...this.#profiles.limits.keys()];
+    return withTransaction(this.#deps.pool, (client) => countProfiles(client, limited));
+  }
+
   #tick(): void {
     if (this.#sweeping) return;
-    this.#sweeping = this.#requeueExpired()
+    this.#sweeping = this.#countLimitedProfiles()
+      .then(() => this.#requeueExpired())
       .catch((error: unknown) => this.#log.warn({ err: error }, "lease sweep failed"))
       .then(() => this.wake())
       .then(() => this.#removeLeftoverWorktrees())

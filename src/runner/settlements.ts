@@ -2,6 +2,7 @@ import type { Settlement } from "../db/runs.js";
 import { backoff } from "../domain/backoff.js";
 import { classify } from "../errors.js";
 import type { WorkerExit } from "./supervise.js";
+import type { LimitDetection } from "./usage-limits.js";
 
 /**
  * How a run ends, as the settlement written for it. Only the worker's own outcomes (exit
@@ -118,3 +119,33 @@ export function settlementForError(
     changes: { infraRetries: streak, notBefore: retryAt },
   };
 }
+
+/**
+ * The agent stopped at its usage or rate limit, or could not authenticate: uncharged, the
+ * task back in the queue, and the profile paused until the reset the agent reported (or a
+ * backoff from `backoffBaseMs`, doubling while no reset time comes).
+ */
+export function workerLimited(
+  runner: string,
+  limit: LimitDetection,
+  exit: Pick<WorkerExit, "exitCode" | "signal">,
+  backoffBaseMs: number,
+): Settlement {
+  const what = LIMIT_WORDS[limit.kind];
+  const reason = `${what}: ${limit.evidence} (not counted as an attempt)`;
+  return {
+    outcome: "limited",
+    failureReason: reason,
+    exitCode: exit.exitCode,
+    signal: exit.signal,
+    charged: false,
+    event: { type: "run_limited", runner, reason },
+    pause: { kind: limit.kind, reason, resetAt: limit.resetAt, backoffBaseMs },
+  };
+}
+
+const LIMIT_WORDS: Record<LimitDetection["kind"], string> = {
+  usage_limit: "the agent hit its usage limit",
+  rate_limit: "the agent was rate limited",
+  auth: "the agent could not authenticate",
+};

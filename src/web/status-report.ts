@@ -1,6 +1,7 @@
 import { schemaVersion } from "../db/migrate.js";
 import { type OutboxView, outboxView } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
+import { listProfilePauses, type ProfilePause } from "../db/profiles.js";
 import { listRunnerHealth, type RunnerHealth } from "../db/runners.js";
 import { type QueueView, queueView } from "../db/task-views.js";
 import { countTasksByState } from "../db/tasks.js";
@@ -16,6 +17,8 @@ export interface StatusReport {
   outbox?: OutboxView;
   runners: RunnerHealth[];
   watchdog?: WatchdogHealth;
+  /** Worker profiles paused because their agent hit a usage or rate limit, or cannot log in. */
+  paused?: ProfilePause[];
 }
 
 export async function statusReport(
@@ -24,12 +27,13 @@ export async function statusReport(
 ): Promise<StatusReport> {
   const schema = await schemaVersion(db);
   if (!schema) return { database: "up", schema: null, tasks: {}, runners: [] };
-  const [tasks, queue, outbox, runners, watchdog] = await Promise.all([
+  const [tasks, queue, outbox, runners, watchdog, paused] = await Promise.all([
     countTasksByState(db),
     queueView(db),
     outboxView(db),
     listRunnerHealth(db, deps.runnerStaleAfterMs),
     deps.findings.health(),
+    listProfilePauses(db),
   ]);
-  return { database: "up", schema, tasks, queue, outbox, runners, watchdog };
+  return { database: "up", schema, tasks, queue, outbox, runners, watchdog, paused };
 }

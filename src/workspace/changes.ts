@@ -78,3 +78,24 @@ export async function commitAll(
   });
   return (await git(worktree.path, ["rev-parse", "HEAD"], repo)).trim();
 }
+
+/**
+ * Commits on HEAD after `start`, or null when `start` is no longer in HEAD's history (the
+ * branch was rewritten instead of added to).
+ */
+export async function commitsSince(
+  worktree: WorktreeHandle,
+  start: string,
+): Promise<number | null> {
+  if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(start))
+    throw new WorkspaceError(`not a commit id: ${start}`);
+  const repo = worktreeRepo(worktree);
+  const kept = await gitSucceeds(
+    worktree.path,
+    ["merge-base", "--is-ancestor", start, "HEAD"],
+    repo,
+  );
+  if (!kept) return null;
+  const out = await git(worktree.path, ["rev-list", "--count", `${start}..HEAD`, "--"], repo);
+  return Number.parseInt(out.trim(), 10);
+}

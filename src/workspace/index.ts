@@ -2,6 +2,7 @@ export {
   type CommitAuthor,
   commitAll,
   commitsAheadOfBase,
+  commitsSince,
   hasUncommittedChanges,
 } from "./changes.js";
 export { GitCommandError, LockTimeoutError, WorkspaceBusyError, WorkspaceError } from "./errors.js";
@@ -9,6 +10,7 @@ export { checkMirror, ensureMirror, type MirrorFindings, remoteBranchSha } from 
 export { pushBranch, RemoteBranchMovedError } from "./push.js";
 export { assertOnConfiguredHost, repositoryUrl } from "./remote-url.js";
 export { removeWorktree } from "./remove.js";
+export { startRevision } from "./revision.js";
 export { scrub as scrubSecrets } from "./secrets.js";
 export type {
   EnsuredWorktree,

@@ -47,6 +47,12 @@ let browser: Browser;
 let proxy: net.Server | undefined;
 
 class FakeGithub implements RunnerGithub {
+  async pullRequestFeedback(): Promise<never> {
+    throw new Error("this test runs no revision");
+  }
+  async pullRequest(): Promise<never> {
+    throw new Error("this test runs no revision");
+  }
   async issueForPrompt(_repo: string, issueNumber: number) {
     return { title: TITLE, body: `Issue ${issueNumber}`, comments: [] };
   }

@@ -9,6 +9,7 @@ import { appendRunLogChunk } from "../../src/db/run-logs.js";
 import { registerRunner } from "../../src/db/runners.js";
 import { claimNextTask, type Lease, settleRun } from "../../src/db/runs.js";
 import { insertTaskIfAbsent } from "../../src/db/tasks.js";
+import { LATEST_MIGRATION } from "../support/constants.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { startTestApp, type TestApp } from "../support/github-app.js";
 
@@ -468,7 +469,7 @@ describe("the task page and its live log", () => {
       status: "ready",
       database: "up",
       mode: "app",
-      schema: expect.stringMatching(/_operator-surface$/),
+      schema: LATEST_MIGRATION,
     });
   });
 });

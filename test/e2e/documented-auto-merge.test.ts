@@ -300,6 +300,9 @@ describe("auto-merge of a risk-labelled task", () => {
         html_url: `https://github.com/${OWNER}/${NAME}/pull/${pr}`,
         head: { sha: pushedSha(), ref: waiting.branch },
       }))
+      // The `overseer` check run on the PR's commit.
+      .post(`${REPO_PATH}/check-runs`, (body) => body.name === "overseer")
+      .reply(201, { id: 9_200 + n })
       .get(`${REPO_PATH}/pulls/${pr}`)
       .reply(200, () =>
         openPull(n, { head: { ref: waiting.branch, sha: pushedSha(), repo: HEAD_REPO } }),

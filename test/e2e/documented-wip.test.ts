@@ -175,7 +175,10 @@ describe("the work-in-progress commit", () => {
         number: 1_501,
         html_url: `https://github.com/${OWNER}/${NAME}/pull/1501`,
         head: { sha: "0".repeat(40) },
-      });
+      })
+      // The `overseer` check run on the PR's commit.
+      .post(`${REPO_PATH}/check-runs`, (body) => body.name === "overseer")
+      .reply(201, { id: 1_501_001 });
     const retrying = await command(issue, "/retry", 12);
     const finished = await waitForState(db.pool, issue, ["awaiting_merge", "failed"]);
     expect(finished).toMatchObject({ state: "awaiting_merge", attempts: 2, last_error: null });

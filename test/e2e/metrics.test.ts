@@ -201,7 +201,10 @@ describe("/metrics", () => {
         rateLimited(),
       )
       .post(`${REPO_PATH}/issues/${ISSUE}/comments`)
-      .reply(201, { id: 6001 }, rateLimited());
+      .reply(201, { id: 6001 }, rateLimited())
+      // The `overseer` check run on the PR's commit.
+      .post(`${REPO_PATH}/check-runs`, (body) => body.name === "overseer")
+      .reply(201, { id: 6101 }, rateLimited());
     stateWrites();
 
     const labeled = examplePayload("issues", "labeled");
@@ -274,8 +277,8 @@ describe("/metrics", () => {
         total(before, "overseer_github_requests_total"),
     ).toBe(calls);
     expect(moved("overseer_github_requests_total", { status: "404" })).toBe(2);
-    // The token, the PR, the status comment and the completion comment were created.
-    expect(moved("overseer_github_requests_total", { status: "201" })).toBe(4);
+    // The token, the PR, the check run, the status comment and the completion comment were created.
+    expect(moved("overseer_github_requests_total", { status: "201" })).toBe(5);
     expect(value(after, "overseer_github_rate_limit_remaining", { resource: "core" })).toBe(
       remaining,
     );

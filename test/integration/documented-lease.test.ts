@@ -196,6 +196,12 @@ describe("a runner that comes back with a stale lease token", () => {
         throw new Error("a runner that lost its lease must not open a PR");
       },
       installationToken: async () => INSTALLATION_TOKEN,
+      pullRequestFeedback: async () => {
+        throw new Error("this test runs no revision");
+      },
+      pullRequest: async () => {
+        throw new Error("this test runs no revision");
+      },
     };
     // Its own connections, so that its heartbeats waiting on the row hold none of ours.
     const cutOffPool = createPool(db.url);

@@ -100,6 +100,12 @@ class FakeGithub implements RunnerGithub {
   async installationToken() {
     return "ghs_faketoken";
   }
+  async pullRequestFeedback(): Promise<never> {
+    throw new Error("these tests run no revision");
+  }
+  async pullRequest(): Promise<never> {
+    throw new Error("these tests run no revision");
+  }
 }
 
 let nextIssue = 1;

@@ -20,7 +20,7 @@ import { type GitServer, startGitServer } from "./git-http.js";
 
 const DOCUMENTED = loadDocumentedRoutes();
 
-function loadDocumentedRoutes(): Set<string> {
+export function loadDocumentedRoutes(): Set<string> {
   const require = createRequire(import.meta.url);
   const entry = require.resolve("@octokit/plugin-rest-endpoint-methods");
   const file = path.join(path.dirname(entry), "..", "dist-src", "generated", "endpoints.js");

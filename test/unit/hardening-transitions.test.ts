@@ -13,6 +13,9 @@ function task(overrides: Partial<TaskSnapshot> & Pick<TaskSnapshot, "state">): T
     approvedSha: null,
     lastError: null,
     prNumber: null,
+    revisions: 0,
+    maxRevisions: 5,
+    revisionPending: false,
     ...overrides,
   };
 }

@@ -54,6 +54,8 @@ describe("parseRepoConfig", () => {
       commanders: "write",
       commitOnStop: true,
       trustedBots: [],
+      maxRevisions: 5,
+      reviseOnReview: false,
     };
     expect(ok(null)).toEqual(expected);
     expect(ok(undefined)).toEqual(expected);
@@ -82,6 +84,8 @@ merge_method: rebase
 risk_labels: [risk:high, security]
 commanders: maintain
 commit_on_stop: false
+max_revisions: 2
+revise_on_review: true
 `);
     expect(ok(raw)).toEqual({
       label: "agent",
@@ -95,6 +99,8 @@ commit_on_stop: false
       commanders: "maintain",
       commitOnStop: false,
       trustedBots: [],
+      maxRevisions: 2,
+      reviseOnReview: true,
     });
   });
 

@@ -56,6 +56,9 @@ function task(overrides: Partial<TaskSnapshot> & Pick<TaskSnapshot, "state">): T
     approvedSha: null,
     lastError: null,
     prNumber: null,
+    revisions: 0,
+    maxRevisions: 5,
+    revisionPending: false,
     ...overrides,
   };
 }
@@ -74,6 +77,7 @@ function eventFor(key: TransitionKey): TaskEvent {
     case "unlabeled":
     case "issue_closed":
     case "lease_lost":
+    case "revision_requested":
       return { type: key, actor: "someone" };
     case "claimed":
     case "run_stopped":
@@ -86,6 +90,8 @@ function eventFor(key: TransitionKey): TaskEvent {
       return { type: key, runner: "runner-1", reason: "GitHub answered 502" };
     case "run_timed_out":
       return { type: key, runner: "runner-1", reason: "timed out after 60m" };
+    case "run_limited":
+      return { type: key, runner: "runner-1", reason: "Claude AI usage limit reached" };
     case "pr_merged":
       return { type: key, actor: "github", evidence: EVIDENCE };
     case "pr_closed_unmerged":
@@ -166,6 +172,18 @@ const readOnly: Record<TaskState, Outcome> = {
   cancelled: stays(),
 };
 
+/** `/revise` and a review asking for changes, on tasks with no revision under way. */
+const revise: Record<TaskState, Outcome> = {
+  queued: refused(/: task is queued, not awaiting merge$/),
+  awaiting_approval: refused(/: task is awaiting approval, not awaiting merge$/),
+  running: refused(/: task is running, not awaiting merge$/),
+  awaiting_merge: to("queued", "check_run"),
+  done: DONE,
+  failed: refused(/: task is failed, not awaiting merge$/),
+  stopped: refused(/: task is stopped, not awaiting merge$/),
+  cancelled: refused(/: task is cancelled, not awaiting merge$/),
+};
+
 function onlyFrom(
   state: TaskState,
   outcome: Outcome,
@@ -212,13 +230,20 @@ const EXPECTED: { [K in TransitionKey]: Record<TaskState, Outcome> } = {
     ),
     awaiting_merge: updates,
   },
+  "/revise": revise,
+  revision_requested: revise,
   "/status": readOnly,
   "/help": readOnly,
   claimed: onlyFrom("queued", to("running"), /^cannot claim: task is [a-z ]+, not queued$/),
-  run_succeeded: onlyFrom("running", to("awaiting_merge"), /task is [a-z ]+, not running$/),
+  run_succeeded: onlyFrom(
+    "running",
+    to("awaiting_merge", "check_run"),
+    /task is [a-z ]+, not running$/,
+  ),
   run_failed: onlyFrom("running", to("failed"), /task is [a-z ]+, not running$/),
   run_requeued: onlyFrom("running", to("queued"), /task is [a-z ]+, not running$/),
   run_timed_out: onlyFrom("running", to("failed"), /task is [a-z ]+, not running$/),
+  run_limited: onlyFrom("running", to("queued"), /task is [a-z ]+, not running$/),
   run_stopped: onlyFrom("running", to("stopped"), /task is [a-z ]+, not running$/),
   lease_lost: onlyFrom("running", to("queued"), /task is [a-z ]+, not running$/),
   pr_merged: {
@@ -286,7 +311,7 @@ describe("transition table", () => {
   it("has an expected outcome for every (state, event) pair", () => {
     const missing = CROSS_PRODUCT.filter(([state, key]) => EXPECTED[key]?.[state] === undefined);
     expect(missing).toEqual([]);
-    expect(CROSS_PRODUCT).toHaveLength(TASK_STATES.length * 22);
+    expect(CROSS_PRODUCT).toHaveLength(TASK_STATES.length * 25);
   });
 
   it.each(CROSS_PRODUCT)("%s + %s", (state, key) => {
@@ -665,6 +690,9 @@ describe("createTask and initialTask", () => {
       approvedSha: null,
       lastError: null,
       prNumber: null,
+      revisions: 0,
+      maxRevisions: 5,
+      revisionPending: false,
     });
     expect(created.effects).toEqual([
       { type: "status_comment" },
@@ -772,7 +800,8 @@ describe("random walks", () => {
         }
         if (next.state === "running" && current.state !== "running") {
           expect(event.type).toBe("claimed");
-          expect(next.attempts).toBe(current.attempts + 1);
+          // A claim charges one attempt, or one revision when it is one.
+          expect(next.attempts + next.revisions).toBe(current.attempts + current.revisions + 1);
           expect(next.riskLabelled && next.approvedBy === null).toBe(false);
         }
         expect(next.attempts).toBeGreaterThanOrEqual(0);
@@ -804,6 +833,7 @@ function runnerReported(event: TaskEvent): boolean {
     "run_failed",
     "run_requeued",
     "run_timed_out",
+    "run_limited",
     "run_stopped",
     "lease_lost",
   ].includes(event.type);

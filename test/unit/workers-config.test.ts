@@ -109,7 +109,7 @@ describe("parseWorkerProfiles", () => {
     [
       "an unknown profile key",
       "profiles: {claude: {command: [x], timout: 5m}}\n",
-      "profiles.claude.timout: unknown key (expected one of: command, stdin, env, timeout, idle_timeout, log_limit, grace, log_format, sandbox)",
+      "profiles.claude.timout: unknown key (expected one of: command, stdin, env, timeout, idle_timeout, log_limit, grace, log_format, sandbox, concurrency, repositories, usage_limits)",
     ],
     [
       "a command written as a shell string",

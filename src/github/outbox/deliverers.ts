@@ -1,10 +1,12 @@
 import { enqueueOutbox, type OutboxEntry, type OutboxKind } from "../../db/outbox.js";
 import type { Pool } from "../../db/pool.js";
+import { pauseForTask } from "../../db/profiles.js";
 import { getRepo } from "../../db/repos.js";
-import { totalRunTimeMs } from "../../db/runs.js";
+import { latestRunProfile, totalRunTimeMs } from "../../db/runs.js";
 import { appendTaskEventOnChange } from "../../db/task-events.js";
 import { getTask, setStateLabel, setStatusCommentId, type TaskRow } from "../../db/tasks.js";
 import { actor } from "../../domain/actors.js";
+import { agentProfileFromLabels } from "../../domain/labels.js";
 import { stateLabel } from "../../domain/transitions.js";
 import { InputError } from "../../errors.js";
 import { mergeWhenReady } from "../auto-merge.js";
@@ -17,6 +19,7 @@ import {
   STATUS_MARKER,
   type StatusView,
 } from "../status-comment.js";
+import { deliverTaskCheckRun } from "./check-runs.js";
 import { type CommentTarget, ignoreNotFound, upsertMarkedComment } from "./comments.js";
 
 /**
@@ -32,6 +35,8 @@ export interface DeliveryContext {
   target: CommentTarget;
   /** The App's id: only its own comments' markers count. */
   appId: number;
+  /** Where the dashboard is reachable from outside (OVERSEER_PUBLIC_URL), for links. */
+  publicUrl?: string;
 }
 
 type Deliverer = (ctx: DeliveryContext) => Promise<void>;
@@ -43,6 +48,7 @@ export const DELIVERERS: Record<OutboxKind, Deliverer> = {
   reply: deliverReply,
   reaction: deliverReaction,
   merge_pr: deliverMerge,
+  check_run: deliverCheckRun,
 };
 
 export function deliveryContext(
@@ -50,20 +56,36 @@ export function deliveryContext(
   octokit: GithubRequester,
   entry: OutboxEntry,
   appId: number,
+  publicUrl?: string,
 ): DeliveryContext {
   const target = {
     ...splitRepo(entry.repoFullName),
     issueNumber: Number(entry.payload.issueNumber),
   };
-  return { pool, octokit, entry, target, appId };
+  return { pool, octokit, entry, target, appId, ...(publicUrl ? { publicUrl } : {}) };
+}
+
+async function deliverCheckRun({ pool, octokit, entry, target, publicUrl }: DeliveryContext) {
+  const task = await requireTask(pool, entry);
+  await deliverTaskCheckRun(pool, {
+    octokit,
+    repo: { owner: target.owner, repo: target.repo },
+    task,
+    mayExist: entry.attempts > 1,
+    ...(publicUrl ? { publicUrl } : {}),
+  });
 }
 
 async function deliverStatusComment({ pool, octokit, entry, target, appId }: DeliveryContext) {
   const task = await requireTask(pool, entry);
+  const waiting = task.state === "queued" || task.state === "awaiting_approval";
+  const pause = waiting ? await pauseForTask(pool, task.id) : null;
+  // A task without a profile of its own runs the operator's default: name the one it ran.
+  const worker = task.workerProfile ?? (await latestRunProfile(pool, task.id));
   const commentId = await upsertMarkedComment(
     octokit,
     target,
-    renderStatusComment(statusViewOf(task)),
+    renderStatusComment({ ...statusViewOf(task), pause, worker }),
     {
       appId,
       knownId: task.statusCommentId,
@@ -119,7 +141,11 @@ async function deliverReply({ octokit, entry, target, appId }: DeliveryContext) 
 }
 
 async function deliverReaction({ octokit, entry, target }: DeliveryContext) {
-  await octokit.request("POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", {
+  const route =
+    entry.payload.on === "review_comment"
+      ? "POST /repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions"
+      : "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions";
+  await octokit.request(route, {
     owner: target.owner,
     repo: target.repo,
     comment_id: Number(entry.payload.commentId),
@@ -190,6 +216,12 @@ function statusViewOf(task: TaskRow): StatusView {
       approvedBy: task.approvedBy,
       approvedSha: task.approvedSha,
     },
+    revisions: task.revisions,
+    maxRevisions: task.maxRevisions,
+    revisionPending: task.revisionPending,
+    workerFromLabel:
+      task.workerProfile !== null &&
+      agentProfileFromLabels(task.labels).profile === task.workerProfile,
   };
 }
 

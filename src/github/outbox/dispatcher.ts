@@ -34,6 +34,8 @@ export interface DispatcherOptions {
    * one comment and one label, not three of each.
    */
   settleMs?: number;
+  /** OVERSEER_PUBLIC_URL: links to the dashboard (check runs). */
+  publicUrl?: string;
 }
 
 const DEFAULT_MAX_ATTEMPTS = 12;
@@ -47,7 +49,8 @@ const BATCH_SIZE = 20;
  * here, across restarts.
  */
 export class OutboxDispatcher {
-  readonly #options: Required<DispatcherOptions>;
+  readonly #options: Required<Omit<DispatcherOptions, "publicUrl">> &
+    Pick<DispatcherOptions, "publicUrl">;
   #listener: Listener | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -136,7 +139,9 @@ export class OutboxDispatcher {
     const log = this.#options.log.child({ outbox: entry.id, kind: entry.kind, task: entry.taskId });
     try {
       const octokit = await this.#options.octokitFor(entry.installationId);
-      await DELIVERERS[entry.kind](deliveryContext(pool, octokit, entry, this.#options.appId));
+      await DELIVERERS[entry.kind](
+        deliveryContext(pool, octokit, entry, this.#options.appId, this.#options.publicUrl),
+      );
       await markOutboxDelivered(pool, entry);
       log.debug("outbox entry delivered");
     } catch (error) {
