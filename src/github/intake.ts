@@ -3,8 +3,8 @@ import { DEFAULT_REPO_CONFIG, type RepoConfig } from "../config/repo-config.js";
 import { enqueueOutbox } from "../db/outbox.js";
 import type { PoolClient } from "../db/pool.js";
 import type { RepoRow } from "../db/repos.js";
-import { changeTaskIn, queueTaskFor } from "../db/task-changes.js";
-import { appendTaskEvent } from "../db/task-events.js";
+import { type ChangeResult, changeTaskIn, queueTaskFor } from "../db/task-changes.js";
+import { appendTaskEvent, type Cause } from "../db/task-events.js";
 import { setWorkerProfile, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
 import {
@@ -26,7 +26,7 @@ import { type IssueEvent, issueEventSchema, parsePayload } from "./payloads.js";
 import { judgeSender, replyRefusalOnce, type SenderVerdict, senderRefusalText } from "./senders.js";
 
 /** The trigger label Overseer answers when a repository's config cannot be read. */
-const DEFAULT_TRIGGER_LABEL = "overseer";
+export const DEFAULT_TRIGGER_LABEL = "overseer";
 
 /**
  * Issue intake: the trigger label creates (or re-queues) a task; removing it, or closing
@@ -75,7 +75,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   if (!config.ok) {
     if (labelName !== DEFAULT_TRIGGER_LABEL && !existing) return;
     // Whoever could not start a task does not get Overseer to comment either.
-    const verdict = await judgeSender(deps, delivery, event, DEFAULT_REPO_CONFIG);
+    const verdict = await judgeSender(deps, delivery.context.octokit, event, DEFAULT_REPO_CONFIG);
     if (!verdict.allowed) {
       await refuseSender(deps, delivery, event, existing, verdict, {
         config: DEFAULT_REPO_CONFIG,
@@ -97,7 +97,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
     return;
   }
   if (labelName !== config.config.label) return;
-  const verdict = await judgeSender(deps, delivery, event, config.config);
+  const verdict = await judgeSender(deps, delivery.context.octokit, event, config.config);
   if (!verdict.allowed) {
     await refuseSender(deps, delivery, event, existing, verdict, {
       config: config.config,
@@ -106,7 +106,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
     return;
   }
   await recordDeliveryIn(deps, delivery, event.repository, installationId, async (client, repo) => {
-    const queued = await queueTaskFor(
+    const queued = await queueFromTriggerLabel(
       client,
       repo,
       { ...event.issue, labels: labelNames(event) },
@@ -116,8 +116,8 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
         login: event.sender.login,
         cause: `delivery:${delivery.id}`,
       },
+      `reply:${delivery.id}`,
     );
-    await replyIfAgentLabelsConflict(client, repo, queued.task, labelNames(event), delivery);
     delivery.log.info(
       {
         task: queued.task.id,
@@ -127,6 +127,24 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
       "trigger label handled",
     );
   });
+}
+
+/**
+ * The trigger label is on the issue and its labeller may start tasks: the task is created
+ * or re-queued (see queueTaskFor), and conflicting agent labels are pointed out once
+ * (`replyKey` deduplicates the reply). A delivery and the watchdog's poll both queue here.
+ */
+export async function queueFromTriggerLabel(
+  client: PoolClient,
+  repo: RepoRow,
+  issue: { number: number; title: string; labels: readonly string[] },
+  config: RepoConfig,
+  cause: Cause & { login: string },
+  replyKey: string,
+): Promise<ChangeResult> {
+  const queued = await queueTaskFor(client, repo, issue, config, cause);
+  await replyIfAgentLabelsConflict(client, repo, queued.task, [...issue.labels], replyKey);
+  return queued;
 }
 
 async function onUnlabeled(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
@@ -148,20 +166,17 @@ async function cancelOnRequest(
   delivery: Delivery,
   event: IssueEvent,
   existing: TaskRow,
-  type: "unlabeled" | "issue_closed",
+  type: CancelOnIssue,
 ): Promise<void> {
   const final = existing.state === "done" || existing.state === "cancelled";
   // Nothing to cancel costs no permission lookup; the transition records the refusal.
   if (!final) {
     const config = taskConfig(existing);
-    const verdict = await judgeSender(deps, delivery, event, config);
+    const verdict = await judgeSender(deps, delivery.context.octokit, event, config);
     if (!verdict.allowed) {
       await refuseSender(deps, delivery, event, existing, verdict, {
         config,
-        what:
-          type === "issue_closed"
-            ? "cancel the Overseer task by closing the issue"
-            : "cancel the Overseer task by removing its label",
+        what: cancelAttempt(type),
       });
       return;
     }
@@ -173,18 +188,33 @@ async function cancelOnRequest(
     event.repository,
     event.installation?.id ?? null,
     async (client) => {
-      const result = await changeTaskIn(
-        client,
-        { id: existing.id },
-        { type, actor: event.sender.login },
-        cause,
-      );
+      const result = await cancelOnIssue(client, existing.id, type, event.sender.login, cause);
       delivery.log.info(
         { task: existing.id, ...(result && !result.ok ? { refused: result.reason } : {}) },
         `${type} handled`,
       );
     },
   );
+}
+
+/** What a sender who may not cancel was trying to do, in the refusal's words. */
+export function cancelAttempt(type: CancelOnIssue): string {
+  return type === "issue_closed"
+    ? "cancel the Overseer task by closing the issue"
+    : "cancel the Overseer task by removing its label";
+}
+
+export type CancelOnIssue = "unlabeled" | "issue_closed";
+
+/** The trigger label removed or the issue closed, by someone who may: the task is cancelled. */
+export function cancelOnIssue(
+  client: PoolClient,
+  taskId: number,
+  type: CancelOnIssue,
+  login: string,
+  cause: Cause,
+): Promise<ChangeResult | null> {
+  return changeTaskIn(client, { id: taskId }, { type, actor: login }, cause);
 }
 
 /**
@@ -211,7 +241,7 @@ async function recomputeRisk(
     labels = await currentLabels(delivery, event);
     riskLabelled = hasRiskLabel(labels, config.riskLabels);
     if (riskLabelled) return;
-    const verdict = await judgeSender(deps, delivery, event, config);
+    const verdict = await judgeSender(deps, delivery.context.octokit, event, config);
     if (!verdict.allowed) {
       await refuseSender(deps, delivery, event, existing, verdict, {
         config,
@@ -304,7 +334,7 @@ async function onAgentLabel(
   const action = (delivery.context.payload as { action?: string }).action ?? "labeled";
   const config = taskConfig(task);
   if (task.state !== "done") {
-    const verdict = await judgeSender(deps, delivery, event, config);
+    const verdict = await judgeSender(deps, delivery.context.octokit, event, config);
     if (!verdict.allowed) {
       await refuseSender(deps, delivery, event, task, verdict, {
         config,
@@ -339,7 +369,7 @@ async function onAgentLabel(
         payload: { issueNumber: task.issueNumber },
         key: { coalesce: `status:${task.id}` },
       });
-      await replyIfAgentLabelsConflict(client, repo, task, labels, delivery);
+      await replyIfAgentLabelsConflict(client, repo, task, labels, `reply:${delivery.id}`);
     },
   );
   delivery.log.info({ task: task.id, profile }, "agent label handled");
@@ -351,7 +381,7 @@ async function replyIfAgentLabelsConflict(
   repo: RepoRow,
   task: TaskRow,
   labels: string[],
-  delivery: Delivery,
+  replyKey: string,
 ): Promise<void> {
   const { conflicting } = agentProfileFromLabels(labels);
   if (conflicting.length === 0) return;
@@ -365,12 +395,12 @@ async function replyIfAgentLabelsConflict(
       issueNumber: task.issueNumber,
       body: `This issue has several agent labels (${names}), so none of them picks the worker. Keep one; until then the repository's worker runs.`,
     },
-    key: { dedupe: `reply:${delivery.id}` },
+    key: { dedupe: replyKey },
   });
 }
 
 /** A task keeps the config it was queued with. */
-function taskConfig(task: TaskRow): RepoConfig {
+export function taskConfig(task: TaskRow): RepoConfig {
   return { ...DEFAULT_REPO_CONFIG, ...task.config } as RepoConfig;
 }
 

@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import type { Probot } from "probot";
 import { withTransaction } from "../db/pool.js";
 import { findRepoByGithubId } from "../db/repos.js";
@@ -12,6 +13,7 @@ import {
   oncePerDelivery,
   recordDeliveryIn,
 } from "./deliveries.js";
+import type { GithubRequester } from "./octokit.js";
 import { type PullRequestEvent, parsePayload, pullRequestEventSchema } from "./payloads.js";
 
 /** What GET /repos/{owner}/{repo}/pulls/{pull_number} says, the only source of merge truth. */
@@ -130,53 +132,93 @@ async function onPullClosed(deps: HandlerDependencies, delivery: Delivery): Prom
   );
   const found = await taskForPull(deps, event);
   if (!found || found.state === "done") return;
-  const log = delivery.log.child({ task: found.id, pr: event.pull_request.number });
   const pull = await fetchPull(delivery, event);
+  if (event.pull_request.merged && !evidenceFrom(pull)) {
+    delivery.log.warn(
+      { task: found.id, pr: pull.number },
+      "payload claims a merge the API does not confirm; ignored",
+    );
+  }
+  await settleClosedPull(
+    {
+      octokit: delivery.context.octokit,
+      log: delivery.log,
+      apply: (taskEvent, changes) =>
+        applyInDelivery(deps, delivery, event, found.id, taskEvent, changes),
+    },
+    { task: found, repository: event.repository, pull, login: event.sender.login },
+  );
+}
+
+/** Where a closed PR's verdict goes: the delivery's transaction, or the watchdog's repair. */
+export interface PullSettlement {
+  octokit: GithubRequester;
+  log: Logger;
+  apply(taskEvent: TaskEvent, changes?: TaskChanges): Promise<void>;
+}
+
+export type SettledPull =
+  | "not_closed"
+  | "merged"
+  | "closed_unmerged"
+  | "resolved_elsewhere"
+  | "ignored";
+
+/**
+ * What a closed PR means for its task, decided from the API's answer (`pull`) only: the
+ * task's own PR merged with complete evidence → done; closed unmerged → failed; another
+ * PR that merged and closed the issue → resolved elsewhere. The `pull_request.closed`
+ * webhook and the watchdog's poll both decide here.
+ */
+export async function settleClosedPull(
+  io: PullSettlement,
+  settle: {
+    task: TaskRow;
+    repository: { id: number; name: string; owner: { login: string } };
+    pull: VerifiedPull;
+    /** Who closed or merged it, as far as known (the delivery's sender). */
+    login: string;
+  },
+): Promise<SettledPull> {
+  const { task, repository, pull, login } = settle;
+  const log = io.log.child({ task: task.id, pr: pull.number });
   if (pull.state === "open") {
     log.warn("delivery says the PR closed; the API says it is open: nothing changes");
-    return;
+    return "not_closed";
   }
   const evidence = evidenceFrom(pull);
-  if (event.pull_request.merged && !evidence) {
-    log.warn("payload claims a merge the API does not confirm; ignored");
-  }
-  const login = event.sender.login;
-  if (!isTasksOwnPull(pull, found, event.repository.id)) {
-    if (evidence && (await closedTheIssue(delivery, event, pull, found))) {
-      const resolved = { type: "resolved_elsewhere" as const, actor: login, prNumber: pull.number };
-      await applyInDelivery(deps, delivery, event, found.id, resolved);
+  if (!isTasksOwnPull(pull, task, repository.id)) {
+    if (evidence && (await closedTheIssue(io.octokit, repository, pull, task))) {
+      await io.apply({ type: "resolved_elsewhere", actor: login, prNumber: pull.number });
       log.info("another PR resolved the issue; task cancelled");
-    } else {
-      log.info({ head: pull.head.repo?.full_name ?? null }, "not the task's own PR; ignored");
+      return "resolved_elsewhere";
     }
-    return;
+    log.info({ head: pull.head.repo?.full_name ?? null }, "not the task's own PR; ignored");
+    return "ignored";
   }
   if (evidence) {
     const merged = mergedEvent(evidence, pull.head.sha, login);
-    await applyInDelivery(deps, delivery, event, found.id, merged.event, merged.changes);
+    await io.apply(merged.event, merged.changes);
     log.info({ mergeCommit: evidence.mergeCommitSha }, "merge verified");
-    return;
+    return "merged";
   }
-  const closed = { type: "pr_closed_unmerged" as const, actor: login, prNumber: pull.number };
-  await applyInDelivery(deps, delivery, event, found.id, closed);
+  await io.apply({ type: "pr_closed_unmerged", actor: login, prNumber: pull.number });
+  return "closed_unmerged";
 }
 
 /** The merged PR says it closes the task's issue, and the API says the issue is closed. */
 async function closedTheIssue(
-  delivery: Delivery,
-  event: PullRequestEvent,
+  octokit: GithubRequester,
+  repository: { name: string; owner: { login: string } },
   pull: VerifiedPull,
   task: TaskRow,
 ): Promise<boolean> {
   if (!closingIssueNumbers(pull.body).includes(task.issueNumber)) return false;
-  const issue = await delivery.context.octokit.request(
-    "GET /repos/{owner}/{repo}/issues/{issue_number}",
-    {
-      owner: event.repository.owner.login,
-      repo: event.repository.name,
-      issue_number: task.issueNumber,
-    },
-  );
+  const issue = await octokit.request("GET /repos/{owner}/{repo}/issues/{issue_number}", {
+    owner: repository.owner.login,
+    repo: repository.name,
+    issue_number: task.issueNumber,
+  });
   return (issue.data as { state: string }).state === "closed";
 }
 
@@ -189,19 +231,30 @@ async function onPullReopened(deps: HandlerDependencies, delivery: Delivery): Pr
   const found = await taskForPull(deps, event);
   if (!found) return;
   const pull = await fetchPull(delivery, event);
-  if (pull.state !== "open" || !isTasksOwnPull(pull, found, event.repository.id)) {
-    delivery.log.info(
-      { task: found.id, pr: pull.number, state: pull.state },
+  await settleReopenedPull(
+    {
+      log: delivery.log,
+      apply: (taskEvent) => applyInDelivery(deps, delivery, event, found.id, taskEvent),
+    },
+    { task: found, repositoryId: event.repository.id, pull, login: event.sender.login },
+  );
+}
+
+/** A reopened PR resumes its task only if the API says it is open and is the task's own. */
+export async function settleReopenedPull(
+  io: Pick<PullSettlement, "log" | "apply">,
+  settle: { task: TaskRow; repositoryId: number; pull: VerifiedPull; login: string },
+): Promise<boolean> {
+  const { task, pull } = settle;
+  if (pull.state !== "open" || !isTasksOwnPull(pull, task, settle.repositoryId)) {
+    io.log.info(
+      { task: task.id, pr: pull.number, state: pull.state },
       "reopened delivery for a PR that is not the task's open PR; ignored",
     );
-    return;
+    return false;
   }
-  const reopened = {
-    type: "pr_reopened" as const,
-    actor: event.sender.login,
-    prNumber: pull.number,
-  };
-  await applyInDelivery(deps, delivery, event, found.id, reopened);
+  await io.apply({ type: "pr_reopened", actor: settle.login, prNumber: pull.number });
+  return true;
 }
 
 /**

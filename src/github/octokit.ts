@@ -5,7 +5,14 @@
  */
 
 export interface GithubRequester {
-  request(route: string, parameters?: Record<string, unknown>): Promise<{ data: unknown }>;
+  request(route: string, parameters?: Record<string, unknown>): Promise<GithubResponse>;
+}
+
+/** Octokit's answer; status and headers matter to conditional requests (ETag). */
+export interface GithubResponse {
+  data: unknown;
+  status?: number;
+  headers?: Record<string, unknown>;
 }
 
 /** `owner/name` → the route parameters GitHub's REST API takes. */

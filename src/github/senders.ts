@@ -3,9 +3,14 @@ import { enqueueOutbox } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
 import { claimRefusalReply } from "../db/refusals.js";
 import type { RepoRow } from "../db/repos.js";
-import type { Delivery, HandlerDependencies } from "./deliveries.js";
+import type { HandlerDependencies } from "./deliveries.js";
 import type { Repository } from "./payloads.js";
-import { hasCommandPermission, type Permission, refusalText } from "./permissions.js";
+import {
+  hasCommandPermission,
+  type Permission,
+  type PermissionClient,
+  refusalText,
+} from "./permissions.js";
 
 /**
  * Who may make Overseer act through a label or by closing an issue: the same people who
@@ -19,7 +24,7 @@ export type SenderVerdict =
   | { allowed: false; reason: "untrusted_bot" }
   | { allowed: false; reason: "permission"; permission: Permission };
 
-interface SenderEvent {
+export interface SenderEvent {
   sender: { login: string; id?: number; type?: string };
   repository: Repository;
   installation?: { id: number } | null;
@@ -31,7 +36,7 @@ export function isBot(user: { login: string; type?: string }): boolean {
 
 export async function judgeSender(
   deps: Pick<HandlerDependencies, "permissions">,
-  delivery: Delivery,
+  octokit: PermissionClient,
   event: SenderEvent,
   config: Pick<RepoConfig, "commanders" | "trustedBots">,
 ): Promise<SenderVerdict> {
@@ -41,7 +46,7 @@ export async function judgeSender(
       ? { allowed: true }
       : { allowed: false, reason: "untrusted_bot" };
   }
-  const permission = await hasCommandPermission(delivery.context.octokit, {
+  const permission = await hasCommandPermission(octokit, {
     owner: repository.owner.login,
     repo: repository.name,
     username: sender.login,
