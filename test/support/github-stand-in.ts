@@ -50,6 +50,21 @@ export interface Issue {
   labels: string[];
   comments: Comment[];
   reactions: { commentId: number; content: string }[];
+  /** What GET …/issues/{n}/events lists: who labelled, unlabelled, closed or reopened it. */
+  events: IssueEventRecord[];
+}
+
+export interface IssueEventRecord {
+  id: number;
+  event: "labeled" | "unlabeled" | "closed" | "reopened";
+  actor: { login: string; id: number; type: string };
+  label?: { name: string };
+  created_at: string;
+}
+
+/** Whether a change made on the stand-in is also delivered as a webhook (default: yes). */
+export interface DeliverOption {
+  deliver?: boolean;
 }
 
 export interface Pull {
@@ -116,6 +131,32 @@ export interface StandIn {
     issue: number,
     label: string,
     sender?: string,
+    options?: DeliverOption,
+  ): Promise<{ status: number; id: string }>;
+  /** Removes the label and delivers `issues.unlabeled` as `sender`. */
+  unlabel(
+    repo: RepoModel,
+    issue: number,
+    label: string,
+    sender?: string,
+    options?: DeliverOption,
+  ): Promise<{ status: number; id: string }>;
+  /** Closes the issue and delivers `issues.closed` as `sender`. */
+  closeIssue(
+    repo: RepoModel,
+    issue: number,
+    sender?: string,
+    options?: DeliverOption,
+  ): Promise<{ status: number; id: string }>;
+  /** Opens a PR from an existing branch (no webhook: Overseer opens its own PRs). */
+  openPull(repo: RepoModel, pull: { head: string; title?: string; body?: string }): Pull;
+  /** Closes the PR unmerged (or reopens it) and delivers `pull_request.closed`/`reopened`. */
+  setPullState(
+    repo: RepoModel,
+    pull: number,
+    state: "closed" | "open",
+    sender?: string,
+    options?: DeliverOption,
   ): Promise<{ status: number; id: string }>;
   /** Posts a comment as `login` and delivers `issue_comment.created`. */
   comment(
@@ -125,7 +166,12 @@ export interface StandIn {
     login?: string,
   ): Promise<{ status: number; id: string }>;
   /** Merges the PR on the git server (fast-forward of the base) and delivers `pull_request.closed`. */
-  merge(repo: RepoModel, pull: number, by?: string): Promise<{ status: number; id: string }>;
+  merge(
+    repo: RepoModel,
+    pull: number,
+    by?: string,
+    options?: DeliverOption,
+  ): Promise<{ status: number; id: string }>;
   /** Answers API calls (not git) with `fault` until `clear()` or for `ms`. */
   fail(
     fault: Fault | ((call: { method: string; route: string }) => Fault | null),
@@ -171,6 +217,7 @@ export async function startGithubStandIn(
   const unknownCalls: string[] = [];
   const deliveries: StandIn["deliveries"] = [];
   let nextId = 1000;
+  const userIds = new Map<string, number>();
   let faults: ((call: { method: string; route: string }) => Fault | null) | null = null;
   const appId = 123;
   const installationId = 4242;
@@ -235,6 +282,10 @@ export async function startGithubStandIn(
       );
       return { status: 200, body: page(list, query).map((issue) => issueJson(repo, issue)) };
     }),
+    route("GET /repos/{owner}/{repo}/issues/{issue_number}/events", ({ params, query }) => ({
+      status: 200,
+      body: page(issueOf(params).events, query),
+    })),
     route("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", ({ params, query }) => ({
       status: 200,
       body: page(issueOf(params).comments, query),
@@ -412,6 +463,36 @@ export async function startGithubStandIn(
       created_at: now,
       updated_at: now,
     };
+  }
+
+  function recordEvent(
+    issue: Issue,
+    event: IssueEventRecord["event"],
+    login: string,
+    label?: string,
+  ): void {
+    let userId = userIds.get(login);
+    if (userId === undefined) {
+      userId = nextId++;
+      userIds.set(login, userId);
+    }
+    issue.events.push({
+      id: nextId++,
+      event,
+      actor: { login, id: userId, type: login.endsWith("[bot]") ? "Bot" : "User" },
+      ...(label !== undefined ? { label: { name: label } } : {}),
+      created_at: new Date().toISOString(),
+    });
+  }
+
+  /** A change's webhook, or (deliver: false) none: the delivery GitHub dropped. */
+  async function maybeDeliver(
+    options: DeliverOption | undefined,
+    event: string,
+    payload: unknown,
+  ): Promise<{ status: number; id: string }> {
+    if (options?.deliver === false) return { status: 0, id: "" };
+    return standIn.deliver(event, payload);
   }
 
   function nextIssueNumber(repo: RepoModel): number {
@@ -626,19 +707,76 @@ export async function startGithubStandIn(
         labels: [...(issueOptions.labels ?? [])],
         comments: [],
         reactions: [],
+        events: [],
       };
+      for (const label of issue.labels) recordEvent(issue, "labeled", "octocat", label);
       repo.issues.set(issue.number, issue);
       return issue;
     },
-    async label(repo, number, label, sender = "octocat") {
+    async label(repo, number, label, sender = "octocat", deliverOptions) {
       const issue = repo.issues.get(number);
       if (!issue) throw new Error(`no issue #${number}`);
       if (!issue.labels.includes(label)) issue.labels.push(label);
-      return standIn.deliver("issues", {
+      recordEvent(issue, "labeled", sender, label);
+      return maybeDeliver(deliverOptions, "issues", {
         ...webhookBase(repo, sender),
         action: "labeled",
         label: { name: label },
         issue: issueJson(repo, issue),
+      });
+    },
+    async unlabel(repo, number, label, sender = "octocat", deliverOptions) {
+      const issue = repo.issues.get(number);
+      if (!issue) throw new Error(`no issue #${number}`);
+      issue.labels = issue.labels.filter((each) => each !== label);
+      recordEvent(issue, "unlabeled", sender, label);
+      return maybeDeliver(deliverOptions, "issues", {
+        ...webhookBase(repo, sender),
+        action: "unlabeled",
+        label: { name: label },
+        issue: issueJson(repo, issue),
+      });
+    },
+    async closeIssue(repo, number, sender = "octocat", deliverOptions) {
+      const issue = repo.issues.get(number);
+      if (!issue) throw new Error(`no issue #${number}`);
+      issue.state = "closed";
+      recordEvent(issue, "closed", sender);
+      return maybeDeliver(deliverOptions, "issues", {
+        ...webhookBase(repo, sender),
+        action: "closed",
+        issue: issueJson(repo, issue),
+      });
+    },
+    openPull(repo, spec) {
+      const headSha = branchSha(repo, spec.head);
+      if (!headSha) throw new Error(`no branch ${spec.head}`);
+      const pull: Pull = {
+        number: nextIssueNumber(repo),
+        head: spec.head,
+        base: repo.defaultBranch,
+        title: spec.title ?? spec.head,
+        body: spec.body ?? "",
+        state: "open",
+        merged: false,
+        mergeCommitSha: null,
+        mergedAt: null,
+        mergedBy: null,
+        headSha,
+      };
+      repo.pulls.set(pull.number, pull);
+      return pull;
+    },
+    async setPullState(repo, number, state, sender = "octocat", deliverOptions) {
+      const pull = repo.pulls.get(number);
+      if (!pull) throw new Error(`no pull #${number}`);
+      if (pull.merged) throw new Error(`pull #${number} is merged`);
+      pull.state = state;
+      return maybeDeliver(deliverOptions, "pull_request", {
+        ...webhookBase(repo, sender),
+        action: state === "closed" ? "closed" : "reopened",
+        number,
+        pull_request: pullJson(repo, pull),
       });
     },
     async comment(repo, number, body, login = "octocat") {
@@ -653,11 +791,11 @@ export async function startGithubStandIn(
         comment,
       });
     },
-    async merge(repo, number, by = "octocat") {
+    async merge(repo, number, by = "octocat", deliverOptions) {
       const pull = repo.pulls.get(number);
       if (!pull) throw new Error(`no pull #${number}`);
       mergeOnGit(repo, pull, by);
-      return standIn.deliver("pull_request", {
+      return maybeDeliver(deliverOptions, "pull_request", {
         ...webhookBase(repo, by),
         action: "closed",
         number,

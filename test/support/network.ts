@@ -11,6 +11,17 @@ nock.disableNetConnect();
 nock.enableNetConnect(/^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/);
 
 const unexpected: string[] = [];
+/** Hosts (host:port) of GitHub stand-ins in this process: they check their own routes. */
+const standIns = new Set<string>();
+
+/**
+ * The GitHub stand-in (test/support/github-stand-in.ts) answers on this host: its API calls
+ * are not nock's to declare (the stand-in refuses undocumented routes itself and records
+ * every call for the test to assert).
+ */
+export function answeredByStandIn(host: string): void {
+  standIns.add(host);
+}
 
 interface NoMatchRequest {
   method?: string;
@@ -24,15 +35,18 @@ interface NoMatchRequest {
 function isGithubApi(request: NoMatchRequest): { method: string; where: string } | null {
   let host = request.hostname ?? request.host ?? "";
   let path = request.path ?? "";
+  let hostWithPort = request.host ?? host;
   if (request.href) {
     try {
       const url = new URL(request.href);
       host = url.hostname;
+      hostWithPort = url.host;
       path = `${url.pathname}${url.search}`;
     } catch {
       // Not a URL; keep what the options said.
     }
   }
+  if (standIns.has(hostWithPort)) return null;
   if (host !== "api.github.com" && !path.startsWith("/api/v3/")) return null;
   return { method: (request.method ?? "GET").toUpperCase(), where: `${host}${path}` };
 }
