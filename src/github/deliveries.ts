@@ -115,6 +115,25 @@ export async function recordDeliveryIn(
   });
 }
 
+/**
+ * Records the repository (and its installation) before anything is asked of GitHub, so a
+ * delivery that then fails (the API answering 5xx, never redelivered) still leaves the
+ * repository where the watchdog's reconciliation polls it.
+ */
+export async function rememberRepository(
+  deps: Pick<HandlerDependencies, "pool">,
+  repository: Repository,
+  installationId: number | null,
+): Promise<RepoRow> {
+  return upsertRepo(deps.pool, {
+    githubId: repository.id,
+    fullName: repository.full_name,
+    installationId,
+    cloneUrl: repository.clone_url,
+    defaultBranch: repository.default_branch,
+  });
+}
+
 /** The issue's task, if Overseer knows the repository and has one for the issue. */
 export async function findTaskForIssue(
   deps: Pick<HandlerDependencies, "pool">,

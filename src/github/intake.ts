@@ -21,6 +21,7 @@ import {
   oncePerDelivery,
   readRepoConfig,
   recordDeliveryIn,
+  rememberRepository,
 } from "./deliveries.js";
 import { type IssueEvent, issueEventSchema, parsePayload } from "./payloads.js";
 import { judgeSender, replyRefusalOnce, type SenderVerdict, senderRefusalText } from "./senders.js";
@@ -59,6 +60,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
   const labelName = event.label?.name ?? "";
   // Overseer's own state labels arrive as labeled events too; they never trigger anything.
   if (labelName === "" || labelName.startsWith(STATE_LABEL_PREFIX)) return;
+  await rememberRepository(deps, event.repository, event.installation?.id ?? null);
   const existing = await findTaskForIssue(deps, event);
   if (existing && isAgentLabel(labelName)) {
     await onAgentLabel(deps, delivery, event, existing);

@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WatchdogContext } from "../../src/watchdog/detector.js";
+import { githubDetectors } from "../../src/watchdog/reconcile/index.js";
+import { MISSED_LABEL, missedLabel } from "../../src/watchdog/reconcile/labels.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import {
+  startTestApp,
+  type TestApp,
+  useGithubHost,
+  WEBHOOK_SECRET,
+} from "../support/github-app.js";
+import { type StandIn, startGithubStandIn } from "../support/github-stand-in.js";
+import { answeredByStandIn } from "../support/network.js";
+import { detectAndRepair, watchdogContext } from "../support/watchdog.js";
+
+/**
+ * A `labeled` delivery that arrives while GitHub's API answers 502 cannot read the config
+ * or the labeller's permission, so it is answered 500, and GitHub never redelivers it. The
+ * watchdog's next poll finds the labelled issue with no task and queues it, exactly once,
+ * even when the delivery is replayed or arrives together with the poll.
+ */
+
+let db: TestDatabase;
+let github: StandIn;
+let app: TestApp;
+let ctx: WatchdogContext;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  github = await startGithubStandIn({ webhookSecret: WEBHOOK_SECRET });
+  answeredByStandIn(github.host);
+  useGithubHost(github);
+  app = await startTestApp(db.url);
+  github.webhookUrl = `${app.url}/api/github/webhooks`;
+  ctx = watchdogContext(db.pool, { github, databaseUrl: db.url });
+});
+afterAll(async () => {
+  await app?.stop();
+  await github?.stop();
+  await db?.drop();
+});
+
+async function tasksOf(fullName: string, issue: number) {
+  const result = await db.pool.query<{ id: number; state: string }>(
+    `SELECT tasks.id, tasks.state FROM tasks JOIN repos ON repos.id = tasks.repo_id
+      WHERE repos.full_name = $1 AND tasks.issue_number = $2`,
+    [fullName, issue],
+  );
+  return result.rows;
+}
+
+async function labeledEvents(taskId: number) {
+  const result = await db.pool.query<{ actor: string }>(
+    "SELECT actor FROM task_events WHERE task_id = $1 AND event = 'labeled' ORDER BY id",
+    [taskId],
+  );
+  return result.rows.map((row) => row.actor);
+}
+
+describe("a labeled delivery during an API outage", () => {
+  it("is answered 5xx; once the API is back, the next poll queues the task exactly once", async () => {
+    // The repository's first delivery ever: Overseer has not heard of it before.
+    const repo = await github.createRepo("octo", "outage");
+    const issue = github.openIssue(repo, "Make it so");
+    const clear = github.fail({ status: 502, body: { message: "Server Error" } });
+    const failed = await github.label(repo, issue.number, "overseer", "octocat");
+    clear();
+    expect(failed.status).toBeGreaterThanOrEqual(500);
+    expect(await tasksOf(repo.fullName, issue.number)).toEqual([]);
+
+    const pass = await detectAndRepair(ctx, [missedLabel]);
+    expect(pass.findings.map((finding) => finding.kind)).toEqual([MISSED_LABEL]);
+    expect(pass.outcomes.map(({ outcome }) => outcome.repaired)).toEqual([true]);
+    const tasks = await tasksOf(repo.fullName, issue.number);
+    expect(tasks).toEqual([{ id: expect.any(Number), state: "queued" }]);
+    const taskId = tasks[0]?.id ?? 0;
+
+    // An operator replays the failed delivery from GitHub's settings: nothing more happens.
+    const replayed = await github.deliver(
+      "issues",
+      {
+        action: "labeled",
+        label: { name: "overseer" },
+        issue: {
+          number: issue.number,
+          title: issue.title,
+          state: "open",
+          labels: [{ name: "overseer" }],
+        },
+        repository: {
+          id: repo.id,
+          name: repo.name,
+          full_name: repo.fullName,
+          clone_url: repo.cloneUrl,
+          default_branch: repo.defaultBranch,
+          owner: { login: repo.owner },
+        },
+        installation: { id: github.installationId },
+        sender: { login: "octocat", type: "User" },
+      },
+      failed.id,
+    );
+    expect(replayed.status).toBe(200);
+    expect((await detectAndRepair(ctx, githubDetectors)).findings).toEqual([]);
+    expect(await tasksOf(repo.fullName, issue.number)).toEqual([{ id: taskId, state: "queued" }]);
+    expect(await labeledEvents(taskId)).toEqual([`watchdog:${MISSED_LABEL}`]);
+    await app.settleOutbox();
+  });
+
+  it("a delivery and a poll arriving together make one task and one labeled event", async () => {
+    const repo = await github.createRepo("octo", "together");
+    const issue = github.openIssue(repo, "Make it so");
+    // Known from an earlier delivery; this label's delivery is held back until the poll runs.
+    await github.label(repo, issue.number, "unrelated", "octocat");
+    await github.label(repo, issue.number, "overseer", "octocat", { deliver: false });
+    const detected = await missedLabel.detect(ctx);
+    expect(detected.map((finding) => finding.subject)).toEqual([
+      `${repo.fullName}#${issue.number}`,
+    ]);
+    const finding = detected[0];
+    if (!finding) throw new Error("no finding");
+    const [delivered, repaired] = await Promise.all([
+      github.deliver("issues", {
+        action: "labeled",
+        label: { name: "overseer" },
+        issue: {
+          number: issue.number,
+          title: issue.title,
+          state: "open",
+          labels: [{ name: "unrelated" }, { name: "overseer" }],
+        },
+        repository: {
+          id: repo.id,
+          name: repo.name,
+          full_name: repo.fullName,
+          clone_url: repo.cloneUrl,
+          default_branch: repo.defaultBranch,
+          owner: { login: repo.owner },
+        },
+        installation: { id: github.installationId },
+        sender: { login: "octocat", type: "User" },
+      }),
+      missedLabel.repair(ctx, finding, "watchdog"),
+    ]);
+    expect(delivered.status).toBe(200);
+    const tasks = await tasksOf(repo.fullName, issue.number);
+    expect(tasks).toEqual([{ id: expect.any(Number), state: "queued" }]);
+    const events = await labeledEvents(tasks[0]?.id ?? 0);
+    expect(events).toHaveLength(1);
+    // Whichever came second found the task and changed nothing.
+    expect(repaired.repaired).toBe(events[0] === `watchdog:${MISSED_LABEL}`);
+    await app.settleOutbox();
+  });
+});
