@@ -36,6 +36,12 @@ export interface WatchdogContext {
   /** Absent in processes without GitHub credentials: GitHub findings are then skipped. */
   github: GithubReader | null;
   now: () => Date;
+  /**
+   * Diagnosis only (`overseer doctor` without `--apply`): detection writes nothing, not even
+   * the ETags of GitHub's answers (stored ones are still sent, so unchanged answers stay
+   * free).
+   */
+  readOnly?: boolean;
 }
 
 /**

@@ -314,3 +314,39 @@ describe("a second pass with nothing changed", () => {
     expect(github.rateLimitUsed()).toBe(usedBefore);
   });
 });
+
+describe("a read-only diagnosis (doctor without --apply)", () => {
+  it("finds the same, and stores nothing, not even the new answers' ETags", async () => {
+    const { taskId, pr } = await awaitingMerge();
+    await detectAndRepair(ctx, githubDetectors);
+    await github.merge(repo, pr, "octocat", { deliver: false });
+    const reads = () =>
+      db.pool.query(
+        "SELECT key, etag, body, fetched_at, acted_on FROM github_conditional_reads ORDER BY key",
+      );
+    const before = (await reads()).rows;
+    const readOnly = { ...ctx, readOnly: true };
+    const findings = await missedPullClose.detect(readOnly);
+    expect(findings.map((finding) => finding.taskId)).toEqual([taskId]);
+    expect((await reads()).rows).toEqual(before);
+    expect(await taskRow(taskId)).toMatchObject({ state: "awaiting_merge" });
+  });
+});
+
+describe("GitHub's API answering 502", () => {
+  it("fails the detection and changes nothing; the next pass after recovery repairs", async () => {
+    const { taskId, pr } = await awaitingMerge();
+    await github.merge(repo, pr, "octocat", { deliver: false });
+    const clear = github.fail({ status: 502 });
+    try {
+      await expect(detectAndRepair(ctx, [missedPullClose])).rejects.toMatchObject({ status: 502 });
+    } finally {
+      clear();
+    }
+    expect(await taskRow(taskId)).toMatchObject({ state: "awaiting_merge" });
+    const pass = await detectAndRepair(ctx, [missedPullClose]);
+    const ours = pass.outcomes.filter(({ finding }) => finding.taskId === taskId);
+    expect(ours.map(({ outcome }) => outcome.repaired)).toEqual([true]);
+    expect(await taskRow(taskId)).toMatchObject({ state: "done" });
+  });
+});

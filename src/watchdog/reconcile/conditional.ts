@@ -34,6 +34,8 @@ export async function readConditionally(
     /** 404 is an answer (a file that does not exist), not an error. */
     absentIsAnswer?: boolean;
     now?: () => Date;
+    /** False: the answer is used but not stored (a read-only diagnosis). */
+    store?: boolean;
   },
 ): Promise<ConditionalAnswer> {
   const stored = await findConditionalRead(db, read.key);
@@ -54,17 +56,21 @@ export async function readConditionally(
       headers: { ...params.headers, ...conditional },
     });
     const etag = response.headers?.etag;
-    await storeConditionalRead(db, {
-      key: read.key,
-      etag: typeof etag === "string" ? etag : null,
-      body: response.data,
-    });
+    if (read.store !== false) {
+      await storeConditionalRead(db, {
+        key: read.key,
+        etag: typeof etag === "string" ? etag : null,
+        body: response.data,
+      });
+    }
     return { data: response.data, status: 200, asked: true };
   } catch (error) {
     const status = httpStatusOf(error);
     if (status === 304 && stored) return { data: stored.body, status: 304, asked: true };
     if (status === 404 && read.absentIsAnswer) {
-      await storeConditionalRead(db, { key: read.key, etag: null, body: null });
+      if (read.store !== false) {
+        await storeConditionalRead(db, { key: read.key, etag: null, body: null });
+      }
       return { data: null, status: 404, asked: true };
     }
     throw error;

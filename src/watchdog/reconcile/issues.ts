@@ -75,6 +75,7 @@ async function readConfigFile(
     params: { owner, repo, path: REPO_CONFIG_PATH, mediaType: { format: "raw" } },
     absentIsAnswer: true,
     now: ctx.now,
+    store: !ctx.readOnly,
   });
   return typeof answer.data === "string" ? answer.data : null;
 }
@@ -91,7 +92,13 @@ export interface ListedIssue {
 async function readPages<T>(
   db: Queryable,
   github: GithubRequester,
-  read: { key: string; route: string; params: Record<string, unknown>; now: () => Date },
+  read: {
+    key: string;
+    route: string;
+    params: Record<string, unknown>;
+    now: () => Date;
+    store: boolean;
+  },
 ): Promise<T[]> {
   const items: T[] = [];
   for (let page = 1; page <= MAX_PAGES; page++) {
@@ -100,6 +107,7 @@ async function readPages<T>(
       route: read.route,
       params: { ...read.params, per_page: PER_PAGE, page },
       now: read.now,
+      store: read.store,
     });
     const pageItems = (answer.data as T[] | null) ?? [];
     items.push(...pageItems);
@@ -121,6 +129,7 @@ export async function openIssuesLabelled(
     route: "GET /repos/{owner}/{repo}/issues",
     params: { owner: owner.login, repo: name, labels: label, state: "open" },
     now: ctx.now,
+    store: !ctx.readOnly,
   });
   return listed.filter((issue) => issue.pull_request === undefined);
 }
@@ -139,6 +148,7 @@ export async function readIssue(
     params: { owner: owner.login, repo: name, issue_number: number },
     absentIsAnswer: true,
     now: ctx.now,
+    store: !ctx.readOnly,
   });
   return (answer.data as ListedIssue | null) ?? null;
 }
@@ -169,6 +179,7 @@ export function issueEvents(
     route: "GET /repos/{owner}/{repo}/issues/{issue_number}/events",
     params: { owner: owner.login, repo: name, issue_number: number },
     now: ctx.now,
+    store: !ctx.readOnly,
   });
 }
 

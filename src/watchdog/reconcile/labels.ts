@@ -16,7 +16,6 @@ import {
   queueFromTriggerLabel,
   taskConfig,
 } from "../../github/intake.js";
-import type { VerifiedPull } from "../../github/merges.js";
 import type { GithubRequester } from "../../github/octokit.js";
 import { PermissionCache } from "../../github/permissions.js";
 import { judgeSender, replyRefusalOnce, senderRefusalText } from "../../github/senders.js";
@@ -32,6 +31,7 @@ import {
   readIssue,
   readPolledConfig,
 } from "./issues.js";
+import { readPull } from "./pulls.js";
 import { installations, outcomeOf, repairCause, repositoryOf } from "./shared.js";
 
 /**
@@ -225,15 +225,15 @@ function cancelSince(
 
 /**
  * A merged PR that closes the issue closes it too: that is the merge's to settle (done),
- * never a cancel. The PR's stored read (missed_pr_close keeps it fresh) says whether.
+ * never a cancel. The PR is read again (conditionally: unchanged costs nothing).
  */
-async function pullMerged(ctx: WatchdogContext, polled: PolledTask): Promise<boolean> {
+async function pullMerged(
+  ctx: WatchdogContext,
+  github: GithubRequester,
+  polled: PolledTask,
+): Promise<boolean> {
   if (polled.task.prNumber === null) return false;
-  const stored = await findConditionalRead(
-    ctx.pool,
-    `pull:${polled.repo.githubId}:${polled.task.prNumber}`,
-  );
-  return (stored?.body as VerifiedPull | null)?.merged === true;
+  return (await readPull(ctx, github, polled))?.merged === true;
 }
 
 export const missedCancel: Detector = {
@@ -264,7 +264,7 @@ export const missedCancel: Detector = {
         const cancel = cancelSince(events, task, label);
         if (!cancel?.event.actor) return null;
         if (await wasActedOn(ctx, repo, task.issueNumber, cancel.event.id)) return null;
-        if (cancel.type === "issue_closed" && (await pullMerged(ctx, polled))) return null;
+        if (cancel.type === "issue_closed" && (await pullMerged(ctx, github, polled))) return null;
         const what =
           cancel.type === "issue_closed"
             ? `the issue was closed by ${cancel.event.actor.login}`
@@ -310,7 +310,7 @@ export const missedCancel: Detector = {
         ? issue?.state === "closed"
         : issue !== null && !issue.labels.some((each) => each.name === label);
     if (!stands) return { repaired: false, detail: "no longer stands: the issue changed back" };
-    if (cancel.type === "issue_closed" && (await pullMerged(ctx, { task, repo }))) {
+    if (cancel.type === "issue_closed" && (await pullMerged(ctx, github, { task, repo }))) {
       return { repaired: false, detail: "no longer stands: the task's PR merged" };
     }
     const who = cancel.event.actor;

@@ -31,7 +31,7 @@ export const MISSED_PR_CLOSE = "missed_pr_close";
 export const MISSED_PR_REOPEN = "missed_pr_reopen";
 
 /** The PR as the API has it now (a 304 answers with the stored copy); null: gone. */
-async function readPull(
+export async function readPull(
   ctx: WatchdogContext,
   github: GithubRequester,
   polled: PolledTask,
@@ -47,6 +47,7 @@ async function readPull(
     },
     absentIsAnswer: true,
     now: ctx.now,
+    store: !ctx.readOnly,
   });
   return (answer.data as VerifiedPull | null) ?? null;
 }
