@@ -132,14 +132,20 @@ describe("a merged PR whose webhook never arrived", () => {
     expect((await detectAndRepair(ctx, githubDetectors)).findings).toEqual([]);
   });
 
-  it("a PR from a fork naming the task's branch is no evidence: nothing is found", async () => {
+  it("a merged PR whose head is not the task's branch is no evidence: nothing is found", async () => {
     const { taskId, pr } = await awaitingMerge();
-    // The task recorded another PR number; this one only shares the branch name.
-    await db.pool.query("UPDATE tasks SET pr_number = $2 WHERE id = $1", [taskId, pr + 100]);
+    // The PR at the task's recorded number is someone else's (another head branch).
+    await db.pool.query("UPDATE tasks SET branch = 'overseer/someone-elses' WHERE id = $1", [
+      taskId,
+    ]);
     await github.merge(repo, pr, "mallory", { deliver: false });
     const pass = await detectAndRepair(ctx, [missedPullClose]);
     expect(pass.findings).toEqual([]);
     expect((await taskRow(taskId))?.state).toBe("awaiting_merge");
+    // Leave nothing behind for the other tests' passes over every repository.
+    await db.pool.query("UPDATE tasks SET state = 'cancelled', finished_at = now() WHERE id = $1", [
+      taskId,
+    ]);
   });
 });
 
@@ -348,5 +354,57 @@ describe("GitHub's API answering 502", () => {
     const ours = pass.outcomes.filter(({ finding }) => finding.taskId === taskId);
     expect(ours.map(({ outcome }) => outcome.repaired)).toEqual([true]);
     expect(await taskRow(taskId)).toMatchObject({ state: "done" });
+  });
+});
+
+describe("a repository GitHub will not show (the App uninstalled, the repository deleted)", () => {
+  it("is one finding for a human per detector, and the other repositories are still reconciled", async () => {
+    const gone = await db.pool.query<{ id: number }>(
+      `INSERT INTO repos (github_id, full_name, installation_id, clone_url, default_branch)
+       VALUES (999001, 'octo/deleted', $1, 'http://example/octo/deleted.git', 'main') RETURNING id`,
+      [github.installationId],
+    );
+    const goneId = gone.rows[0]?.id ?? 0;
+    try {
+      await db.pool.query(
+        `INSERT INTO tasks (repo_id, issue_number, title, state, attempts, branch, pr_number,
+                            config, state_label, started_at)
+         VALUES ($1, 1, 'Gone', 'awaiting_merge', 1, 'overseer/1-gone', 2, '{"label":"overseer"}',
+                 'overseer:awaiting-merge', now())`,
+        [goneId],
+      );
+      const issue = github.openIssue(repo, "Make it so");
+      await github.label(repo, issue.number, "overseer", "octocat", { deliver: false });
+      const pass = await detectAndRepair(ctx, githubDetectors);
+      const unreadable = pass.findings.filter((finding) => finding.subject === "octo/deleted");
+      expect(unreadable.map((finding) => [finding.kind, finding.safe])).toEqual([
+        [MISSED_PR_CLOSE, false],
+        [MISSED_CANCEL, false],
+        [MISSED_LABEL, false],
+      ]);
+      expect(unreadable[0]?.evidence).toMatch(/HTTP 404/);
+      expect(
+        pass.outcomes
+          .filter(({ finding }) => finding.subject === "octo/deleted")
+          .map(({ outcome }) => outcome.repaired),
+      ).toEqual([false, false, false]);
+      // The repository that can be read was reconciled all the same.
+      const queued = await db.pool.query(
+        "SELECT state FROM tasks WHERE repo_id = $1 AND issue_number = $2",
+        [known.id, issue.number],
+      );
+      expect(queued.rows).toEqual([{ state: "queued" }]);
+    } finally {
+      await db.pool.query("DELETE FROM tasks WHERE repo_id = $1", [goneId]);
+      await db.pool.query("DELETE FROM repos WHERE id = $1", [goneId]);
+    }
+  });
+});
+
+describe("a process without GitHub credentials", () => {
+  it("finds nothing to poll instead of failing every tick", async () => {
+    const offline = watchdogContext(db.pool);
+    expect(offline.github).toBeNull();
+    for (const detector of githubDetectors) expect(await detector.detect(offline)).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import type { Detector } from "../detector.js";
 import { missedCancel, missedLabel } from "./labels.js";
 import { missedPullClose, missedPullReopen } from "./pulls.js";
+import { needsGithub } from "./shared.js";
 
 /**
  * Findings about GitHub's side of a task (missed webhooks), found by conditional polling.
@@ -11,4 +12,4 @@ export const githubDetectors: Detector[] = [
   missedPullReopen,
   missedCancel,
   missedLabel,
-];
+].map(needsGithub);

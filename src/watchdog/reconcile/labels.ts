@@ -32,7 +32,7 @@ import {
   readPolledConfig,
 } from "./issues.js";
 import { readPull } from "./pulls.js";
-import { installations, outcomeOf, repairCause, repositoryOf } from "./shared.js";
+import { installations, outcomeOf, perRepository, repairCause, repositoryOf } from "./shared.js";
 
 /**
  * The trigger label added, removed, or the issue closed, while the webhook was missed (or
@@ -105,53 +105,66 @@ async function refuse(
   };
 }
 
+/** One repository's open issues with its trigger label and no task. */
+async function labelledWithoutTask(
+  ctx: WatchdogContext,
+  requesterFor: (installationId: number) => Promise<GithubRequester>,
+  repo: RepoRow,
+): Promise<DetectedFinding[]> {
+  const github = await requesterFor(repo.installationId ?? 0);
+  const config = await readPolledConfig(ctx, github, repo);
+  if (!config.ok) {
+    ctx.log.info(
+      { repo: repo.fullName, reason: config.reason },
+      "trigger label not polled for this repository",
+    );
+    return [];
+  }
+  const label = config.config.label;
+  const listed = await openIssuesLabelled(ctx, github, repo, label);
+  const known = await issuesWithTasks(
+    ctx.pool,
+    repo.id,
+    listed.map((issue) => issue.number),
+  );
+  const missing = listed.filter((issue) => !known.has(issue.number));
+  const found = await inBatches(missing, async (issue) => {
+    const labelling = lastLabelling(await issueEvents(ctx, github, repo, issue.number), label);
+    if (labelling && (await wasActedOn(ctx, repo, issue.number, labelling.id))) return null;
+    const by = labelling?.actor?.login;
+    const finding: DetectedFinding = {
+      id: `${MISSED_LABEL}:${repo.fullName}#${issue.number}`,
+      kind: MISSED_LABEL,
+      subject: `${repo.fullName}#${issue.number}`,
+      taskId: null,
+      evidence: `issue #${issue.number} is open with the trigger label \`${label}\`${by ? ` (added by ${by} at ${labelling?.created_at})` : ""} but has no task: its labeled webhook never arrived or failed`,
+      repair: by
+        ? `queue the task as the labeled webhook would, if ${by} may start tasks`
+        : "nothing automatic: GitHub's events do not say who added the label; add it again",
+      safe: by !== undefined,
+      issue: {
+        installationId: repo.installationId ?? 0,
+        repoFullName: repo.fullName,
+        number: issue.number,
+      },
+      facts: { repoId: repo.id, issueNumber: issue.number, label },
+    };
+    return finding;
+  });
+  return found.filter((finding): finding is DetectedFinding => finding !== null);
+}
+
 export const missedLabel: Detector = {
   kind: MISSED_LABEL,
   async detect(ctx) {
     const requesterFor = installations(ctx);
     const findings: DetectedFinding[] = [];
     for (const repo of await installedRepos(ctx.pool)) {
-      const github = await requesterFor(repo.installationId ?? 0);
-      const config = await readPolledConfig(ctx, github, repo);
-      if (!config.ok) {
-        ctx.log.info(
-          { repo: repo.fullName, reason: config.reason },
-          "trigger label not polled for this repository",
-        );
-        continue;
-      }
-      const label = config.config.label;
-      const listed = await openIssuesLabelled(ctx, github, repo, label);
-      const known = await issuesWithTasks(
-        ctx.pool,
-        repo.id,
-        listed.map((issue) => issue.number),
+      findings.push(
+        ...(await perRepository(MISSED_LABEL, repo, () =>
+          labelledWithoutTask(ctx, requesterFor, repo),
+        )),
       );
-      const missing = listed.filter((issue) => !known.has(issue.number));
-      const found = await inBatches(missing, async (issue) => {
-        const labelling = lastLabelling(await issueEvents(ctx, github, repo, issue.number), label);
-        if (labelling && (await wasActedOn(ctx, repo, issue.number, labelling.id))) return null;
-        const by = labelling?.actor?.login;
-        const finding: DetectedFinding = {
-          id: `${MISSED_LABEL}:${repo.fullName}#${issue.number}`,
-          kind: MISSED_LABEL,
-          subject: `${repo.fullName}#${issue.number}`,
-          taskId: null,
-          evidence: `issue #${issue.number} is open with the trigger label \`${label}\`${by ? ` (added by ${by} at ${labelling?.created_at})` : ""} but has no task: its labeled webhook never arrived or failed`,
-          repair: by
-            ? `queue the task as the labeled webhook would, if ${by} may start tasks`
-            : "nothing automatic: GitHub's events do not say who added the label; add it again",
-          safe: by !== undefined,
-          issue: {
-            installationId: repo.installationId ?? 0,
-            repoFullName: repo.fullName,
-            number: issue.number,
-          },
-          facts: { repoId: repo.id, issueNumber: issue.number, label },
-        };
-        return finding;
-      });
-      for (const finding of found) if (finding) findings.push(finding);
     }
     return findings;
   },
@@ -236,6 +249,55 @@ async function pullMerged(
   return (await readPull(ctx, github, polled))?.merged === true;
 }
 
+/** One repository's tasks whose trigger label was removed or whose issue was closed. */
+async function cancelledOnGithub(
+  ctx: WatchdogContext,
+  requesterFor: (installationId: number) => Promise<GithubRequester>,
+  repo: RepoRow,
+  tasks: PolledTask[],
+): Promise<DetectedFinding[]> {
+  const github = await requesterFor(repo.installationId ?? 0);
+  // Each task keeps the label it was queued with: usually one list for the repository.
+  const openByLabel = new Map<string, Set<number>>();
+  for (const label of new Set(tasks.map(({ task }) => taskConfig(task).label))) {
+    const listed = await openIssuesLabelled(ctx, github, repo, label);
+    openByLabel.set(label, new Set(listed.map((issue) => issue.number)));
+  }
+  const missing = tasks.filter(
+    ({ task }) => !openByLabel.get(taskConfig(task).label)?.has(task.issueNumber),
+  );
+  const found = await inBatches(missing, async (polled) => {
+    const { task } = polled;
+    const label = taskConfig(task).label;
+    const events = await issueEvents(ctx, github, repo, task.issueNumber);
+    const cancel = cancelSince(events, task, label);
+    if (!cancel?.event.actor) return null;
+    if (await wasActedOn(ctx, repo, task.issueNumber, cancel.event.id)) return null;
+    if (cancel.type === "issue_closed" && (await pullMerged(ctx, github, polled))) return null;
+    const what =
+      cancel.type === "issue_closed"
+        ? `the issue was closed by ${cancel.event.actor.login}`
+        : `the trigger label \`${label}\` was removed by ${cancel.event.actor.login}`;
+    const finding: DetectedFinding = {
+      id: `${MISSED_CANCEL}:task:${task.id}:event:${cancel.event.id}`,
+      kind: MISSED_CANCEL,
+      subject: `${repo.fullName}#${task.issueNumber}`,
+      taskId: task.id,
+      evidence: `the task is ${task.state} but ${what} at ${cancel.event.created_at}; no webhook recorded it`,
+      repair: `cancel the task as the webhook would, if ${cancel.event.actor.login} may cancel`,
+      safe: true,
+      issue: {
+        installationId: repo.installationId ?? 0,
+        repoFullName: repo.fullName,
+        number: task.issueNumber,
+      },
+      facts: { taskId: task.id, type: cancel.type, eventId: cancel.event.id },
+    };
+    return finding;
+  });
+  return found.filter((finding): finding is DetectedFinding => finding !== null);
+}
+
 export const missedCancel: Detector = {
   kind: MISSED_CANCEL,
   async detect(ctx) {
@@ -247,46 +309,11 @@ export const missedCancel: Detector = {
     const findings: DetectedFinding[] = [];
     for (const tasks of byRepo.values()) {
       const repo = (tasks[0] as PolledTask).repo;
-      const github = await requesterFor(repo.installationId ?? 0);
-      // Each task keeps the label it was queued with: usually one list for the repository.
-      const openByLabel = new Map<string, Set<number>>();
-      for (const label of new Set(tasks.map(({ task }) => taskConfig(task).label))) {
-        const listed = await openIssuesLabelled(ctx, github, repo, label);
-        openByLabel.set(label, new Set(listed.map((issue) => issue.number)));
-      }
-      const missing = tasks.filter(
-        ({ task }) => !openByLabel.get(taskConfig(task).label)?.has(task.issueNumber),
+      findings.push(
+        ...(await perRepository(MISSED_CANCEL, repo, () =>
+          cancelledOnGithub(ctx, requesterFor, repo, tasks),
+        )),
       );
-      const found = await inBatches(missing, async (polled) => {
-        const { task } = polled;
-        const label = taskConfig(task).label;
-        const events = await issueEvents(ctx, github, repo, task.issueNumber);
-        const cancel = cancelSince(events, task, label);
-        if (!cancel?.event.actor) return null;
-        if (await wasActedOn(ctx, repo, task.issueNumber, cancel.event.id)) return null;
-        if (cancel.type === "issue_closed" && (await pullMerged(ctx, github, polled))) return null;
-        const what =
-          cancel.type === "issue_closed"
-            ? `the issue was closed by ${cancel.event.actor.login}`
-            : `the trigger label \`${label}\` was removed by ${cancel.event.actor.login}`;
-        const finding: DetectedFinding = {
-          id: `${MISSED_CANCEL}:task:${task.id}:event:${cancel.event.id}`,
-          kind: MISSED_CANCEL,
-          subject: `${repo.fullName}#${task.issueNumber}`,
-          taskId: task.id,
-          evidence: `the task is ${task.state} but ${what} at ${cancel.event.created_at}; no webhook recorded it`,
-          repair: `cancel the task as the webhook would, if ${cancel.event.actor.login} may cancel`,
-          safe: true,
-          issue: {
-            installationId: repo.installationId ?? 0,
-            repoFullName: repo.fullName,
-            number: task.issueNumber,
-          },
-          facts: { taskId: task.id, type: cancel.type, eventId: cancel.event.id },
-        };
-        return finding;
-      });
-      for (const finding of found) if (finding) findings.push(finding);
     }
     return findings;
   },

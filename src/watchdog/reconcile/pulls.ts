@@ -18,7 +18,15 @@ import type { GithubRequester } from "../../github/octokit.js";
 import type { DetectedFinding, Detector, RepairOutcome, WatchdogContext } from "../detector.js";
 import { inBatches } from "./batches.js";
 import { readConditionally } from "./conditional.js";
-import { applyRepair, installations, outcomeOf, repairCause, repositoryOf } from "./shared.js";
+import {
+  applyRepair,
+  installations,
+  isUnreadable,
+  outcomeOf,
+  repairCause,
+  repositoryOf,
+  unreadableFinding,
+} from "./shared.js";
 
 /**
  * A task's PR merged, closed or reopened while its webhook was missed. One conditional GET
@@ -30,12 +38,15 @@ import { applyRepair, installations, outcomeOf, repairCause, repositoryOf } from
 export const MISSED_PR_CLOSE = "missed_pr_close";
 export const MISSED_PR_REOPEN = "missed_pr_reopen";
 
-/** The PR as the API has it now (a 304 answers with the stored copy); null: gone. */
+/**
+ * The PR as the API has it now (a 304 answers with the stored copy). PRs are never
+ * deleted, so a 404 means the repository cannot be read, and is thrown.
+ */
 export async function readPull(
   ctx: WatchdogContext,
   github: GithubRequester,
   polled: PolledTask,
-): Promise<VerifiedPull | null> {
+): Promise<VerifiedPull> {
   const repository = repositoryOf(polled.repo);
   const answer = await readConditionally(ctx.pool, github, {
     key: `pull:${polled.repo.githubId}:${polled.task.prNumber}`,
@@ -45,11 +56,10 @@ export async function readPull(
       repo: repository.name,
       pull_number: polled.task.prNumber,
     },
-    absentIsAnswer: true,
     now: ctx.now,
     store: !ctx.readOnly,
   });
-  return (answer.data as VerifiedPull | null) ?? null;
+  return answer.data as VerifiedPull;
 }
 
 function subjectOf({ task, repo }: PolledTask): string {
@@ -66,9 +76,18 @@ async function detectPulls(
   ) => Omit<DetectedFinding, "id" | "kind" | "subject" | "taskId" | "issue" | "facts"> | null,
 ): Promise<DetectedFinding[]> {
   const requesterFor = installations(ctx);
+  const unreadable = new Map<number, DetectedFinding>();
   const found = await inBatches(tasks, async (polled) => {
-    const pull = await readPull(ctx, await requesterFor(polled.repo.installationId ?? 0), polled);
-    if (!pull || !isTasksOwnPull(pull, polled.task, polled.repo.githubId)) return null;
+    if (unreadable.has(polled.repo.id)) return null;
+    let pull: VerifiedPull;
+    try {
+      pull = await readPull(ctx, await requesterFor(polled.repo.installationId ?? 0), polled);
+    } catch (error) {
+      if (!isUnreadable(error)) throw error;
+      unreadable.set(polled.repo.id, unreadableFinding(kind, polled.repo, error));
+      return null;
+    }
+    if (!isTasksOwnPull(pull, polled.task, polled.repo.githubId)) return null;
     const described = describe(pull, polled);
     if (!described) return null;
     const finding: DetectedFinding = {
@@ -86,7 +105,10 @@ async function detectPulls(
     };
     return finding;
   });
-  return found.filter((finding): finding is DetectedFinding => finding !== null);
+  return [
+    ...found.filter((finding): finding is DetectedFinding => finding !== null),
+    ...unreadable.values(),
+  ];
 }
 
 /** The task and repository the finding names, if the task still has that PR. */
@@ -144,7 +166,6 @@ export const missedPullClose: Detector = {
     if (!polled) return NO_LONGER;
     const github = await installations(ctx)(polled.repo.installationId ?? 0);
     const pull = await readPull(ctx, github, polled);
-    if (!pull) return { repaired: false, detail: "the PR is gone from GitHub" };
     const cause = repairCause(MISSED_PR_CLOSE, finding, by);
     let result: ChangeResult | null = null;
     const settled = await settleClosedPull(
@@ -192,7 +213,6 @@ export const missedPullReopen: Detector = {
     if (!polled) return NO_LONGER;
     const github = await installations(ctx)(polled.repo.installationId ?? 0);
     const pull = await readPull(ctx, github, polled);
-    if (!pull) return { repaired: false, detail: "the PR is gone from GitHub" };
     let result: ChangeResult | null = null;
     const cause = repairCause(MISSED_PR_REOPEN, finding, by);
     const reopened = await settleReopenedPull(
