@@ -1,6 +1,7 @@
 import { CHANNELS } from "./notify.js";
 import { Params, withClause } from "./params.js";
 import type { Queryable } from "./pool.js";
+import { appendTaskEventSql, type NewTaskEvent } from "./task-events.js";
 
 export type OutboxKind =
   | "status_comment"
@@ -169,11 +170,28 @@ export async function markOutboxRetry(
   );
 }
 
-export async function markOutboxDead(db: Queryable, id: number, error: string): Promise<void> {
+/**
+ * Gives up on an entry and, for a task's entry, records why in its trail, in one
+ * statement: whoever sees the entry dead also sees the event.
+ */
+export async function markOutboxDead(
+  db: Queryable,
+  id: number,
+  error: string,
+  event: NewTaskEvent | null,
+): Promise<void> {
+  const params = new Params();
+  const dead = `UPDATE outbox SET locked_until = NULL, last_error = ${params.add(error)},
+                       dead_at = now(), updated_at = now()
+                 WHERE id = ${params.add(id)}`;
+  if (event === null) {
+    await db.query(dead, params.values);
+    return;
+  }
   await db.query(
-    `UPDATE outbox SET locked_until = NULL, last_error = $2, dead_at = now(), updated_at = now()
-      WHERE id = $1`,
-    [id, error],
+    `${withClause([["dead", `${dead} RETURNING id`]])}
+     ${appendTaskEventSql(params, event)}`,
+    params.values,
   );
 }
 

@@ -137,10 +137,9 @@ interface DatabaseFigures {
 
 /**
  * prom-client collects every metric of a scrape concurrently, so the gauges below share
- * one read of the database per scrape (a read is reused for SNAPSHOT_TTL_MS).
+ * the one read of the database that is in flight; the next scrape reads afresh (reusing a
+ * finished read, even briefly, would show a change made just before the scrape as not yet made).
  */
-const SNAPSHOT_TTL_MS = 1_000;
-
 interface DatabaseGauge {
   name: string;
   help: string;
@@ -210,13 +209,12 @@ function registerDatabaseGauges(
   registry: Registry,
   deps: { pool: Pool; runnerStaleAfterMs: number; log: Logger },
 ): void {
-  let cached: { at: number; figures: Promise<DatabaseFigures | null> } | undefined;
+  let inFlight: Promise<DatabaseFigures | null> | undefined;
   const read = (): Promise<DatabaseFigures | null> => {
-    const now = performance.now();
-    if (cached && now - cached.at < SNAPSHOT_TTL_MS) return cached.figures;
-    const figures = readDatabaseFigures(deps);
-    cached = { at: now, figures };
-    return figures;
+    inFlight ??= readDatabaseFigures(deps).finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
   };
   for (const { name, help, labelNames, fill } of DATABASE_GAUGES) {
     new Gauge({

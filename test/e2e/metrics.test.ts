@@ -311,6 +311,44 @@ describe("/metrics", () => {
     }
   });
 
+  it("a scrape right after a change shows it, and one scrape reads the database once", async () => {
+    let queries = 0;
+    const counting = new Proxy(db.pool, {
+      get(target, key, receiver) {
+        if (key !== "query") return Reflect.get(target, key, receiver);
+        return (...args: Parameters<typeof db.pool.query>) => {
+          queries += 1;
+          return (target.query as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const metrics = new OverseerMetrics({
+      pool: counting,
+      findings: UNAVAILABLE_WATCHDOG,
+      runnerStaleAfterMs: 60_000,
+      log: pino({ level: "silent" }),
+    });
+    const read = async () =>
+      new Map(
+        (parsePrometheusTextFormat(await metrics.text()) as Family[]).map((f) => [f.name, f]),
+      );
+    const pendingBefore = value(await read(), "overseer_outbox_pending");
+    // The four views (tasks, queue, outbox, runners) behind nine gauges, read once.
+    expect(queries).toBe(4);
+    // Due in an hour, so the app's dispatcher leaves it alone.
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO outbox (installation_id, repo_full_name, kind, payload, next_attempt_at)
+       VALUES ($1, $2, 'reply', '{}', now() + interval '1 hour') RETURNING id`,
+      [INSTALLATION_ID, `${OWNER}/${REPO}`],
+    );
+    try {
+      expect(value(await read(), "overseer_outbox_pending")).toBe(pendingBefore + 1);
+      expect(queries).toBe(8);
+    } finally {
+      await db.pool.query("DELETE FROM outbox WHERE id = $1", [rows[0]?.id]);
+    }
+  });
+
   it("watchdog findings by kind, as the findings source counts them", async () => {
     let counts: Record<string, number> = { expired_lease: 2 };
     const metrics = new OverseerMetrics({

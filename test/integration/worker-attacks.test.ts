@@ -438,16 +438,17 @@ describe("a worker printing the App's private key", () => {
     expect(task.state).toBe("failed");
     expect(task.last_error).toMatch(/^worker exited with code 1\n/);
     expect(task.last_error).toContain("[REDACTED");
-    await waitFor("the status comment", async () =>
-      api.some(
-        (call) =>
-          call.path.includes("/issues/50/comments") || call.path.includes("/issues/comments/"),
-      ),
-    );
-    const comments = api
-      .filter((call) => /\/issues\/(50\/)?comments/.test(call.path))
-      .map((call) => String(call.body.body));
-    expect(comments.join("\n")).toContain("fatal: giving up");
+    // Other tasks' status comments are edited at /issues/comments/<id> too: wait for this
+    // task's own, with the failure in it (the outbox may deliver it after the task settled).
+    const ofThisTask = () =>
+      api
+        .filter((call) => /\/issues\/(50\/)?comments/.test(call.path))
+        .map((call) => String(call.body.body))
+        .filter((body) => body.includes(`<!-- overseer:status task=${id} -->`));
+    const comments = await waitFor("the failed task's status comment", async () => {
+      const bodies = ofThisTask();
+      return bodies.some((body) => body.includes("fatal: giving up")) ? bodies : undefined;
+    });
     expectNoSecret(comments.join("\n"), "the status comment");
     expectNoSecret(await published(id, 50), "what was published");
     const run = await runOf(id);

@@ -9,7 +9,6 @@ import {
   type OutboxEntry,
 } from "../../db/outbox.js";
 import type { Pool } from "../../db/pool.js";
-import { appendTaskEvent } from "../../db/task-events.js";
 import { actor } from "../../domain/actors.js";
 import type { GithubRequester } from "../octokit.js";
 import { DELIVERERS, deliveryContext } from "./deliverers.js";
@@ -158,17 +157,22 @@ export class OutboxDispatcher {
       log.warn({ err: error, delay: decision.delayMs }, "outbox delivery will retry");
       return;
     }
-    await markOutboxDead(pool, entry.id, message);
+    await markOutboxDead(
+      pool,
+      entry.id,
+      message,
+      entry.taskId === null
+        ? null
+        : {
+            taskId: entry.taskId,
+            event: "outbox_failed",
+            fromState: null,
+            toState: null,
+            actor: actor.overseer("outbox"),
+            cause: `outbox:${entry.id}`,
+            detail: { kind: entry.kind, error: message, attempts: entry.attempts },
+          },
+    );
     log.error({ err: error, attempts: entry.attempts }, "outbox delivery gave up");
-    if (entry.taskId === null) return;
-    await appendTaskEvent(pool, {
-      taskId: entry.taskId,
-      event: "outbox_failed",
-      fromState: null,
-      toState: null,
-      actor: actor.overseer("outbox"),
-      cause: `outbox:${entry.id}`,
-      detail: { kind: entry.kind, error: message, attempts: entry.attempts },
-    });
   }
 }
