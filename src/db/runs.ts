@@ -233,15 +233,44 @@ export async function heartbeatRun(
   db: Queryable,
   lease: Lease,
   leaseMs: number,
-): Promise<{ held: boolean; stopRequested: boolean }> {
-  const result = await db.query<{ stopRequested: boolean }>(
+): Promise<{ held: boolean; stopRequested: boolean; stopReason?: "timed_out" }> {
+  const result = await db.query<{ stopRequested: boolean; stopReason: "timed_out" | null }>(
     `UPDATE runs SET heartbeat_at = now(), lease_expires_at = now() + $3 * interval '1 millisecond'
       WHERE id = $1 AND lease_token = $2 AND state = 'running'
-      RETURNING stop_requested_at IS NOT NULL AS "stopRequested"`,
+      RETURNING stop_requested_at IS NOT NULL AS "stopRequested", stop_reason AS "stopReason"`,
     [lease.runId, lease.token, leaseMs],
   );
   const row = result.rows[0];
-  return { held: row !== undefined, stopRequested: row?.stopRequested ?? false };
+  return {
+    held: row !== undefined,
+    stopRequested: row?.stopRequested ?? false,
+    ...(row?.stopReason ? { stopReason: row.stopReason } : {}),
+  };
+}
+
+/** The NOTIFY payload of a stop: the run's id, and `:timed_out` when that is why. */
+export function parseStopPayload(payload: string): { runId: number; timedOut: boolean } {
+  const [id, reason] = payload.split(":");
+  return { runId: Number(id), timedOut: reason === "timed_out" };
+}
+
+/**
+ * Asks the run's runner to end it as timed out (the watchdog found it past its timeout
+ * while its runner still heartbeats): the stop request the runner reads on its NOTIFY and
+ * on every heartbeat. False when the run is no longer running.
+ */
+export async function requestRunTimeout(db: Queryable, runId: number, by: string): Promise<boolean> {
+  const result = await db.query(
+    `WITH stopping AS (
+       UPDATE runs SET stop_requested_at = COALESCE(stop_requested_at, now()),
+                       stop_requested_by = COALESCE(stop_requested_by, $2),
+                       stop_reason = 'timed_out'
+        WHERE id = $1 AND state = 'running'
+        RETURNING id)
+     SELECT pg_notify($3, id::text || ':timed_out') FROM stopping`,
+    [runId, by, CHANNELS.stop],
+  );
+  return (result.rowCount ?? 0) > 0;
 }
 
 /**
