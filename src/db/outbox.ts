@@ -9,7 +9,9 @@ export type OutboxKind =
   | "reaction"
   | "completion_comment"
   | "merge_pr"
-  | "check_run";
+  | "check_run"
+  /** The watchdog's one comment about a finding it could not repair (dedupe: kind and subject). */
+  | "escalation";
 
 export interface OutboxEntry {
   id: number;
@@ -208,4 +210,61 @@ export async function outboxView(db: Queryable): Promise<OutboxView> {
        FROM outbox WHERE delivered_at IS NULL`,
   );
   return result.rows[0] ?? { pending: 0, dead: 0, oldestPendingAgeSeconds: null };
+}
+
+/** An entry given up on: re-armed once by the watchdog, escalated after a second death. */
+export interface DeadOutboxEntry {
+  id: number;
+  taskId: number | null;
+  installationId: number;
+  repoFullName: string;
+  kind: OutboxKind;
+  issueNumber: number | null;
+  attempts: number;
+  lastError: string | null;
+  deadAt: Date;
+  rearmedAt: Date | null;
+}
+
+export async function findDeadOutbox(db: Queryable): Promise<DeadOutboxEntry[]> {
+  const result = await db.query<DeadOutboxEntry>(
+    `SELECT id, task_id AS "taskId", installation_id AS "installationId",
+            repo_full_name AS "repoFullName", kind,
+            (payload->>'issueNumber')::int AS "issueNumber", attempts,
+            last_error AS "lastError", dead_at AS "deadAt", rearmed_at AS "rearmedAt"
+       FROM outbox WHERE dead_at IS NOT NULL AND delivered_at IS NULL
+        -- Superseded: a later write under the same coalesce key was sent or is pending.
+        AND NOT EXISTS (SELECT 1 FROM outbox newer
+                         WHERE newer.coalesce_key = outbox.coalesce_key AND newer.id > outbox.id
+                           AND newer.dead_at IS NULL)
+      ORDER BY id LIMIT 100`,
+  );
+  return result.rows;
+}
+
+/**
+ * Makes a dead entry due again with a fresh count of attempts, once: false when it is no
+ * longer dead or was re-armed before. The NOTIFY wakes the dispatchers on commit.
+ */
+export async function rearmDeadOutbox(db: Queryable, id: number): Promise<boolean> {
+  const result = await db.query(
+    `WITH rearmed AS (
+       UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = now(),
+                         locked_until = NULL, rearmed_at = now(), updated_at = now()
+        WHERE id = $1 AND dead_at IS NOT NULL AND delivered_at IS NULL AND rearmed_at IS NULL
+          -- A newer pending entry under the same coalesce key already carries the latest text.
+          AND NOT EXISTS (SELECT 1 FROM outbox pending
+                           WHERE pending.coalesce_key = outbox.coalesce_key
+                             AND pending.delivered_at IS NULL AND pending.dead_at IS NULL)
+        RETURNING id)
+     SELECT pg_notify($2, '') FROM rearmed`,
+    [id, CHANNELS.outbox],
+  );
+  return result.rowCount === 1;
+}
+
+/** Whether the escalation under this key was queued already (it is never queued twice). */
+export async function outboxKeyExists(db: Queryable, dedupeKey: string): Promise<boolean> {
+  const result = await db.query("SELECT 1 FROM outbox WHERE dedupe_key = $1", [dedupeKey]);
+  return result.rowCount === 1;
 }
