@@ -243,28 +243,54 @@ export async function findDeadOutbox(db: Queryable): Promise<DeadOutboxEntry[]> 
 }
 
 /**
- * Makes a dead entry due again with a fresh count of attempts, once: false when it is no
- * longer dead or was re-armed before. The NOTIFY wakes the dispatchers on commit.
+ * Makes a dead entry due again with a fresh count of attempts, once (`again`: a person said
+ * to try once more): false when it is no longer dead or was re-armed before. The NOTIFY wakes the dispatchers on commit.
  */
-export async function rearmDeadOutbox(db: Queryable, id: number): Promise<boolean> {
+export async function rearmDeadOutbox(
+  db: Queryable,
+  id: number,
+  options: { again?: boolean } = {},
+): Promise<boolean> {
   const result = await db.query(
     `WITH rearmed AS (
        UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = now(),
                          locked_until = NULL, rearmed_at = now(), updated_at = now()
-        WHERE id = $1 AND dead_at IS NOT NULL AND delivered_at IS NULL AND rearmed_at IS NULL
+        WHERE id = $1 AND dead_at IS NOT NULL AND delivered_at IS NULL
+          AND (rearmed_at IS NULL OR $3)
           -- A newer pending entry under the same coalesce key already carries the latest text.
           AND NOT EXISTS (SELECT 1 FROM outbox pending
                            WHERE pending.coalesce_key = outbox.coalesce_key
                              AND pending.delivered_at IS NULL AND pending.dead_at IS NULL)
         RETURNING id)
      SELECT pg_notify($2, '') FROM rearmed`,
-    [id, CHANNELS.outbox],
+    [id, CHANNELS.outbox, options.again ?? false],
   );
   return result.rowCount === 1;
 }
 
-/** Whether the escalation under this key was queued already (it is never queued twice). */
-export async function outboxKeyExists(db: Queryable, dedupeKey: string): Promise<boolean> {
-  const result = await db.query("SELECT 1 FROM outbox WHERE dedupe_key = $1", [dedupeKey]);
+/**
+ * Queues an entry under a dedupe key unless one was ever queued under it; returns whether
+ * this call queued it (the watchdog escalates each finding once, however many ticks see it).
+ */
+export async function enqueueOnce(
+  db: Queryable,
+  entry: NewOutboxEntry & { key: { dedupe: string } },
+): Promise<boolean> {
+  const result = await db.query(
+    `WITH queued AS (
+       INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING
+       RETURNING id)
+     SELECT pg_notify($7, '') FROM queued`,
+    [
+      entry.taskId,
+      entry.installationId,
+      entry.repoFullName,
+      entry.kind,
+      JSON.stringify(entry.payload),
+      entry.key.dedupe,
+      CHANNELS.outbox,
+    ],
+  );
   return result.rowCount === 1;
 }

@@ -22,3 +22,4 @@ export type {
 } from "./types.js";
 export { adoptWorkerBranch, prepareWorkerView, type WorkerGitView } from "./worker-view.js";
 export { ensureWorktree } from "./worktree.js";
+export { listWorktreeDirs, quarantineOrphanWorktree, type WorktreeDir } from "./orphans.js";
