@@ -259,7 +259,11 @@ export function parseStopPayload(payload: string): { runId: number; timedOut: bo
  * while its runner still heartbeats): the stop request the runner reads on its NOTIFY and
  * on every heartbeat. False when the run is no longer running.
  */
-export async function requestRunTimeout(db: Queryable, runId: number, by: string): Promise<boolean> {
+export async function requestRunTimeout(
+  db: Queryable,
+  runId: number,
+  by: string,
+): Promise<boolean> {
   const result = await db.query(
     `WITH stopping AS (
        UPDATE runs SET stop_requested_at = COALESCE(stop_requested_at, now()),

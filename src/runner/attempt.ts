@@ -323,7 +323,8 @@ async function superviseWorker(
     },
   });
   active.worker = worker;
-  if (active.stopReason) void worker.stop(active.stopReason === "shutdown" ? "shutdown" : "stopped");
+  if (active.stopReason)
+    void worker.stop(active.stopReason === "shutdown" ? "shutdown" : "stopped");
   const started = await recordRunProcess(ctx.pool, active.lease, {
     pid: worker.pid,
     pgid: worker.pgid,

@@ -29,9 +29,7 @@ export async function settleLostRun(
     where.log.warn({ run: run.id, pgid: run.pgid }, "killing a worker left by a dead runner");
     await killProcessGroup(run.pgid, ORPHAN_GRACE_MS);
   }
-  const requeued = await withTransaction(pool, (client) =>
-    requeueLostRun(client, run, reason, by),
-  );
+  const requeued = await withTransaction(pool, (client) => requeueLostRun(client, run, reason, by));
   if (requeued) where.log.warn({ run: run.id, task: run.taskId, reason }, "requeued a lost run");
   return requeued;
 }

@@ -26,8 +26,8 @@ import { errorMessage } from "../errors.js";
 import { removeWorktree, repositoryUrl } from "../workspace/index.js";
 import { ActiveRun, type RunnerSecrets, runAttempt } from "./attempt.js";
 import type { RunnerGithub } from "./github.js";
-import type { RunnerMetrics } from "./metrics.js";
 import { settleLostRun } from "./lost-runs.js";
+import type { RunnerMetrics } from "./metrics.js";
 import { isProcessAlive } from "./process-group.js";
 
 export interface RunnerDependencies {

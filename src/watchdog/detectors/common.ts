@@ -1,5 +1,5 @@
 import { formatDuration } from "../../github/status-comment.js";
-import type { DetectedFinding } from "../detector.js";
+import type { DetectedFinding, RepairOutcome } from "../detector.js";
 
 /** The issue an escalation about a task goes to (none when the repo has no installation). */
 export function issueOf(row: {
@@ -34,4 +34,9 @@ export function factString(finding: DetectedFinding, name: string): string {
   const value = finding.facts[name];
   if (typeof value !== "string") throw new Error(`finding ${finding.id} lacks ${name}`);
   return value;
+}
+
+/** A repair that re-checked and found the condition gone: nothing done, nothing to escalate. */
+export function moot(detail: string): RepairOutcome {
+  return { repaired: false, detail, moot: true };
 }

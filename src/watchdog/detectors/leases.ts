@@ -6,15 +6,15 @@ import {
   findRunsOnHost,
   getRun,
   listRunnerPids,
-  requestRunTimeout,
   type RunRow,
+  requestRunTimeout,
   settleRun,
 } from "../../db/runs.js";
 import { settleLostRun } from "../../runner/lost-runs.js";
 import { isProcessAlive, killProcessGroup } from "../../runner/process-group.js";
 import { workerTimedOut } from "../../runner/settlements.js";
 import type { DetectedFinding, Detector, WatchdogContext } from "../detector.js";
-import { duration, factNumber, factString, findingId } from "./common.js";
+import { duration, factNumber, factString, findingId, moot } from "./common.js";
 
 /**
  * Runners and the leases of their runs: a runner gone silent, a lease run out, a run past
@@ -44,7 +44,7 @@ export const staleRunner: Detector = {
   async repair(ctx, finding, by) {
     const runnerId = factString(finding, "runnerId");
     if (!(await markRunnerStale(ctx.pool, runnerId, ctx.env.runnerStaleAfterMs))) {
-      return { repaired: false, detail: "the runner heartbeated again; nothing to do" };
+      return moot("the runner heartbeated again; nothing to do");
     }
     // Its leases were cut short with the mark: they settle as any expired lease does.
     const runs = (await findExpiredRuns(ctx.pool)).filter((run) => run.runnerId === runnerId);
@@ -60,19 +60,22 @@ export const staleRunner: Detector = {
 export const expiredLease: Detector = {
   kind: "expired_lease",
   async detect(ctx) {
-    return (await findExpiredRuns(ctx.pool)).map((run) => runFinding(this.kind, run, {
-      evidence: `run ${run.id} (attempt ${run.attempt}) on ${run.host} by ${run.runnerId}: its lease ran out`,
-      repair: "requeue the task without charging the attempt (a worker left on this host is killed)",
-    }));
+    return (await findExpiredRuns(ctx.pool)).map((run) =>
+      runFinding(this.kind, run, {
+        evidence: `run ${run.id} (attempt ${run.attempt}) on ${run.host} by ${run.runnerId}: its lease ran out`,
+        repair:
+          "requeue the task without charging the attempt (a worker left on this host is killed)",
+      }),
+    );
   },
   async repair(ctx, finding, by) {
     const runId = factNumber(finding, "runId");
     const run = (await findExpiredRuns(ctx.pool)).find((candidate) => candidate.id === runId);
-    if (!run) return { repaired: false, detail: "the lease is no longer expired, or the run settled" };
+    if (!run) return moot("the lease is no longer expired, or the run settled");
     const requeued = await settleLostRun(ctx.pool, run, "lease expired", by, where(ctx));
     return requeued
       ? { repaired: true, detail: "requeued, uncharged" }
-      : { repaired: false, detail: "another process settled the run first" };
+      : moot("another process settled the run first");
   },
 };
 
@@ -96,7 +99,10 @@ function runFinding(
 }
 
 /** The limit the runner enforces for a run: its profile's timeout, capped by OVERSEER_MAX_RUN. */
-function limitFor(ctx: WatchdogContext, profile: string | null): { limitMs: number; graceMs: number } {
+function limitFor(
+  ctx: WatchdogContext,
+  profile: string | null,
+): { limitMs: number; graceMs: number } {
   const known = profile ? ctx.workers?.profiles.get(profile) : undefined;
   const limitMs = Math.min(known?.timeoutMs ?? ctx.env.maxRunMs, ctx.env.maxRunMs);
   // The runner's own timer ends the worker at the limit and then needs its grace to stop
@@ -109,7 +115,10 @@ export const runTimeout: Detector = {
   kind: "run_timeout",
   async detect(ctx) {
     const profiles = [...(ctx.workers?.profiles.keys() ?? [])];
-    const shortest = Math.min(ctx.env.maxRunMs, ...profiles.map((name) => limitFor(ctx, name).limitMs));
+    const shortest = Math.min(
+      ctx.env.maxRunMs,
+      ...profiles.map((name) => limitFor(ctx, name).limitMs),
+    );
     const runs = await findLongRuns(ctx.pool, ctx.env.runnerStaleAfterMs, shortest);
     const findings: DetectedFinding[] = [];
     for (const run of runs) {
@@ -123,7 +132,8 @@ export const runTimeout: Detector = {
         ignored
           ? runFinding(this.kind, run, {
               evidence: `${evidence}; it did not act on the stop asked for at ${asked.toISOString()}`,
-              repair: "settle the run as timed out without its runner (and kill its worker on this host)",
+              repair:
+                "settle the run as timed out without its runner (and kill its worker on this host)",
               safe: false,
               advice: `look at runner ${run.runnerId} on ${run.host} (its log, whether it is stuck); \`overseer doctor --apply --force\` on that host ends the run`,
             })
@@ -140,11 +150,11 @@ export const runTimeout: Detector = {
     if (finding.safe) {
       return (await requestRunTimeout(ctx.pool, runId, by))
         ? { repaired: true, detail: "stop requested; its runner ends it as timed_out" }
-        : { repaired: false, detail: "the run is no longer running" };
+        : moot("the run is no longer running");
     }
     const run = await getRun(ctx.pool, runId);
     if (!run || run.state !== "running" || run.leaseToken !== factString(finding, "leaseToken")) {
-      return { repaired: false, detail: "the run settled meanwhile" };
+      return moot("the run settled meanwhile");
     }
     const settlement = workerTimedOut(
       run.runnerId,
@@ -152,12 +162,20 @@ export const runTimeout: Detector = {
       { exitCode: null, signal: null },
     );
     const settled = await withTransaction(ctx.pool, (client) =>
-      settleRun(client, { runId: run.id, token: run.leaseToken }, {
-        ...settlement,
-        event: { type: "run_timed_out", runner: run.runnerId, reason: settlement.failureReason ?? "timed out" },
-      }),
+      settleRun(
+        client,
+        { runId: run.id, token: run.leaseToken },
+        {
+          ...settlement,
+          event: {
+            type: "run_timed_out",
+            runner: run.runnerId,
+            reason: settlement.failureReason ?? "timed out",
+          },
+        },
+      ),
     );
-    if (!settled) return { repaired: false, detail: "another process settled the run first" };
+    if (!settled) return moot("another process settled the run first");
     if (run.host === ctx.host && run.pgid && run.pgid > 1) await killProcessGroup(run.pgid, 2_000);
     return { repaired: true, detail: `settled as timed_out by ${by}` };
   },
@@ -167,7 +185,10 @@ export const runWithoutProcess: Detector = {
   kind: "run_without_process",
   async detect(ctx) {
     const runs = await findRunsOnHost(ctx.pool, ctx.host);
-    const pids = await listRunnerPids(ctx.pool, runs.map((run) => run.runnerId));
+    const pids = await listRunnerPids(
+      ctx.pool,
+      runs.map((run) => run.runnerId),
+    );
     return runs
       .filter((run) => {
         const pid = pids.get(run.runnerId);
@@ -176,23 +197,26 @@ export const runWithoutProcess: Detector = {
       .map((run) =>
         runFinding(this.kind, run, {
           evidence: `run ${run.id} is running on this host (${ctx.host}) but its runner process ${pids.get(run.runnerId)} is gone`,
-          repair: "settle it as its runner would after a crash: kill what is left of the worker, requeue uncharged",
+          repair:
+            "settle it as its runner would after a crash: kill what is left of the worker, requeue uncharged",
         }),
       );
   },
   async repair(ctx, finding, by) {
     const runId = factNumber(finding, "runId");
-    const run = (await findRunsOnHost(ctx.pool, ctx.host)).find((candidate) => candidate.id === runId);
+    const run = (await findRunsOnHost(ctx.pool, ctx.host)).find(
+      (candidate) => candidate.id === runId,
+    );
     if (!run || run.leaseToken !== factString(finding, "leaseToken")) {
-      return { repaired: false, detail: "the run settled meanwhile" };
+      return moot("the run settled meanwhile");
     }
     const pid = (await listRunnerPids(ctx.pool, [run.runnerId])).get(run.runnerId);
     if (pid === undefined || isProcessAlive(pid)) {
-      return { repaired: false, detail: "its runner process is alive" };
+      return moot("its runner process is alive");
     }
     const requeued = await settleLostRun(ctx.pool, run, "runner died", by, where(ctx));
     return requeued
       ? { repaired: true, detail: "requeued, uncharged" }
-      : { repaired: false, detail: "another process settled the run first" };
+      : moot("another process settled the run first");
   },
 };

@@ -1,7 +1,7 @@
 import { findDeadOutbox, rearmDeadOutbox } from "../../db/outbox.js";
 import { appendTaskEvent } from "../../db/task-events.js";
 import type { Detector } from "../detector.js";
-import { factNumber, findingId, issueOf } from "./common.js";
+import { factNumber, findingId, issueOf, moot } from "./common.js";
 
 /** A GitHub write the outbox gave up on: re-armed once, escalated when it dies again. */
 export const outboxDead: Detector = {
@@ -34,7 +34,7 @@ export const outboxDead: Detector = {
     const id = factNumber(finding, "outboxId");
     const again = finding.facts.again === true;
     if (!(await rearmDeadOutbox(ctx.pool, id, { again }))) {
-      return { repaired: false, detail: "no longer dead (delivered, superseded or re-armed already)" };
+      return moot("no longer dead (delivered, superseded or re-armed already)");
     }
     if (finding.taskId) {
       await appendTaskEvent(ctx.pool, {

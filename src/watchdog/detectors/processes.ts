@@ -6,7 +6,7 @@ import {
   processGroupStartTimes,
 } from "../../runner/process-group.js";
 import type { Detector } from "../detector.js";
-import { factNumber, findingId } from "./common.js";
+import { factNumber, findingId, moot } from "./common.js";
 
 /** How far back settled runs are checked for a worker that outlived them. */
 const LOOKBACK_MS = 7 * 24 * 3_600_000;
@@ -58,7 +58,7 @@ export const workerWithoutRun: Detector = {
       (candidate) => candidate.id === runId && candidate.pgid === pgid,
     );
     if (!run || !isTheRunsGroup(run)) {
-      return { repaired: false, detail: "the process group is gone, or is no longer the run's" };
+      return moot("the process group is gone, or is no longer the run's");
     }
     await killProcessGroup(pgid, KILL_GRACE_MS);
     await appendTaskEvent(ctx.pool, {

@@ -1,11 +1,11 @@
 import { CHANNELS } from "../../db/notify.js";
 import { listProfilePauses } from "../../db/profiles.js";
 import { findRepeatedFailures } from "../../db/runs.js";
-import { appendTaskEvent } from "../../db/task-events.js";
 import { changeTask } from "../../db/task-changes.js";
+import { appendTaskEvent } from "../../db/task-events.js";
 import { countWaitingForProfile, findStuckTasks, type StuckReason } from "../../db/tasks.js";
 import type { DetectedFinding, Detector, RepairOutcome, WatchdogContext } from "../detector.js";
-import { duration, factNumber, findingId, issueOf } from "./common.js";
+import { duration, factNumber, findingId, issueOf, moot } from "./common.js";
 
 /** A queued, claimable task waiting this long while runners are alive has no explanation. */
 export const STUCK_QUEUED_MS = 3_600_000;
@@ -32,13 +32,15 @@ const STUCK_TEXT: Record<
   queued_unclaimable: {
     repair: "stop it, so it no longer waits in the queue for a claim that cannot come",
     safe: false,
-    advice: "raise `max_attempts` (or `max_revisions`) in .github/overseer.yml, or /cancel then /run to start afresh",
+    advice:
+      "raise `max_attempts` (or `max_revisions`) in .github/overseer.yml, or /cancel then /run to start afresh",
   },
   queued_unclaimed: {
     repair: "wake the runners",
     safe: true,
     escalate: true,
-    advice: "check that a runner knows the task's worker profile (OVERSEER_WORKERS) and is not at capacity with other work; `overseer status` lists runners and profiles",
+    advice:
+      "check that a runner knows the task's worker profile (OVERSEER_WORKERS) and is not at capacity with other work; `overseer status` lists runners and profiles",
   },
 };
 
@@ -74,14 +76,22 @@ export const stuckTask: Detector = {
     const still = (await findStuckTasks(ctx.pool, limits(ctx))).find(
       (task) => task.id === taskId && task.why === finding.facts.why,
     );
-    if (!still) return { repaired: false, detail: "the task moved on" };
+    if (!still) return moot("the task moved on");
     const cause = { actor: by, cause: `finding:${finding.kind}` };
     switch (still.why) {
       case "running_without_run":
-        return outcome(await changeTask(ctx.pool, { id: taskId }, { type: "lease_lost", actor: by }, cause), "requeued, uncharged");
+        return outcome(
+          await changeTask(ctx.pool, { id: taskId }, { type: "lease_lost", actor: by }, cause),
+          "requeued, uncharged",
+        );
       case "queued_unclaimable":
         return outcome(
-          await changeTask(ctx.pool, { id: taskId }, { type: "command", command: "stop", actor: by }, cause),
+          await changeTask(
+            ctx.pool,
+            { id: taskId },
+            { type: "command", command: "stop", actor: by },
+            cause,
+          ),
           "stopped",
         );
       case "queued_unclaimed":
@@ -99,12 +109,9 @@ export const stuckTask: Detector = {
   },
 };
 
-function outcome(
-  result: Awaited<ReturnType<typeof changeTask>>,
-  done: string,
-): RepairOutcome {
-  if (!result) return { repaired: false, detail: "the task no longer exists" };
-  return result.ok ? { repaired: true, detail: done } : { repaired: false, detail: result.reason };
+function outcome(result: Awaited<ReturnType<typeof changeTask>>, done: string): RepairOutcome {
+  if (!result) return moot("the task no longer exists");
+  return result.ok ? { repaired: true, detail: done } : moot(result.reason);
 }
 
 /** The same failure twice in a row, uncharged: retrying by itself will not help. */
@@ -133,7 +140,7 @@ export const repeatedFailure: Detector = {
     const still = (await findRepeatedFailures(ctx.pool)).find(
       (task) => task.taskId === taskId && task.runIds[1] === finding.facts.lastRun,
     );
-    if (!still) return { repaired: false, detail: "the task moved on" };
+    if (!still) return moot("the task moved on");
     return outcome(
       await changeTask(
         ctx.pool,
@@ -151,7 +158,10 @@ export const profilePaused: Detector = {
   kind: "profile_paused",
   async detect(ctx) {
     const pauses = await listProfilePauses(ctx.pool);
-    const waiting = await countWaitingForProfile(ctx.pool, pauses.map((pause) => pause.profile));
+    const waiting = await countWaitingForProfile(
+      ctx.pool,
+      pauses.map((pause) => pause.profile),
+    );
     return pauses.map((pause) => {
       const subject = `profile:${pause.profile}`;
       return {

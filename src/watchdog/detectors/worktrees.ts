@@ -7,6 +7,7 @@ import {
   requeueLostRun,
 } from "../../db/runs.js";
 import { appendTaskEvent } from "../../db/task-events.js";
+import { isProcessGroupAlive, killProcessGroup } from "../../runner/process-group.js";
 import {
   ensureWorktree,
   listWorktreeDirs,
@@ -16,9 +17,8 @@ import {
 } from "../../workspace/index.js";
 import { resolveTaskPaths } from "../../workspace/paths.js";
 import { linkedAdminDir, pathKind } from "../../workspace/registry.js";
-import { isProcessGroupAlive, killProcessGroup } from "../../runner/process-group.js";
 import type { DetectedFinding, Detector, WatchdogContext } from "../detector.js";
-import { duration, factNumber, findingId, issueOf } from "./common.js";
+import { duration, factNumber, findingId, issueOf, moot } from "./common.js";
 
 /** An orphan directory is left alone this long, so nothing that is being set up is touched. */
 export const ORPHAN_WORKTREE_GRACE_MS = 3_600_000;
@@ -54,7 +54,8 @@ export const worktreeMissing: Detector = {
           ? "requeue the run uncharged and stop its worker; the next attempt recreates the worktree"
           : "recreate it from the task branch (ensureWorktree; unknown files are quarantined)",
         safe: true,
-        advice: "look at what removed it (disk cleanup, a person); `overseer doctor` on this host shows it",
+        advice:
+          "look at what removed it (disk cleanup, a person); `overseer doctor` on this host shows it",
         issue: issueOf(recorded),
         facts: { taskId: recorded.taskId, runId: recorded.run.id },
       });
@@ -67,7 +68,7 @@ export const worktreeMissing: Detector = {
       (candidate) => candidate.run.id === runId,
     );
     if (!recorded || (await healthOf(ctx, recorded)) === "healthy") {
-      return { repaired: false, detail: "the worktree is back, or the task moved on" };
+      return moot("the worktree is back, or the task moved on");
     }
     const cause = { actor: by, cause: `finding:${finding.kind}` };
     if (recorded.run.state === "running") {
@@ -76,12 +77,18 @@ export const worktreeMissing: Detector = {
         requeueLostRun(client, recorded.run, "worktree missing on disk", by),
       );
       const pgid = recorded.run.pgid;
-      if (requeued && pgid && pgid > 1 && recorded.run.host === ctx.host && isProcessGroupAlive(pgid)) {
+      if (
+        requeued &&
+        pgid &&
+        pgid > 1 &&
+        recorded.run.host === ctx.host &&
+        isProcessGroupAlive(pgid)
+      ) {
         await killProcessGroup(pgid, 2_000);
       }
       return requeued
         ? { repaired: true, detail: "requeued uncharged; the next attempt recreates the worktree" }
-        : { repaired: false, detail: "the run settled meanwhile" };
+        : moot("the run settled meanwhile");
     }
     const token =
       recorded.installationId === null
@@ -153,10 +160,10 @@ export const orphanWorktree: Detector = {
   async repair(ctx, finding, by) {
     const path = String(finding.facts.path);
     const dir = (await listWorktreeDirs(ctx.env.home)).find((candidate) => candidate.path === path);
-    if (!dir) return { repaired: false, detail: "the directory is gone" };
+    if (!dir) return moot("the directory is gone");
     const owner = (await findWorktreeOwners(ctx.pool, [dir]))[0];
     if (owner && owner.finishedAt === null) {
-      return { repaired: false, detail: `its task is ${owner.state} again` };
+      return moot(`its task is ${owner.state} again`);
     }
     if (!owner) {
       const movedTo = await quarantineOrphanWorktree(dir, { home: ctx.env.home, log: ctx.log });
