@@ -153,7 +153,7 @@ export const runTimeout: Detector = {
         : moot("the run is no longer running");
     }
     const run = await getRun(ctx.pool, runId);
-    if (!run || run.state !== "running" || run.leaseToken !== factString(finding, "leaseToken")) {
+    if (run?.state !== "running" || run.leaseToken !== factString(finding, "leaseToken")) {
       return moot("the run settled meanwhile");
     }
     const settlement = workerTimedOut(
