@@ -60,10 +60,10 @@ export class Watchdog {
     return this.#lock.held;
   }
 
+  /** The first turn comes one interval after start, as every later one does. */
   start(): void {
     this.#stopped = false;
     this.#timer = setInterval(() => this.#turn(), this.#context.env.tickIntervalMs);
-    this.#turn();
   }
 
   /** Stops ticking and gives the lock up, so another process leads from its next interval. */
