@@ -632,6 +632,9 @@ export interface TimedRun extends RunRow {
   elapsedMs: number;
   stopRequestedAt: Date | null;
   stopReason: "timed_out" | null;
+  installationId: number | null;
+  repoFullName: string;
+  issueNumber: number;
 }
 
 /**
@@ -647,8 +650,11 @@ export async function findLongRuns(
     `SELECT ${RUN_COLUMNS},
             (EXTRACT(EPOCH FROM now() - COALESCE(runs.worker_started_at, runs.started_at)) * 1000)::float8
               AS "elapsedMs",
-            runs.stop_requested_at AS "stopRequestedAt", runs.stop_reason AS "stopReason"
+            runs.stop_requested_at AS "stopRequestedAt", runs.stop_reason AS "stopReason",
+            r.installation_id AS "installationId", r.full_name AS "repoFullName",
+            t.issue_number AS "issueNumber"
        FROM runs JOIN runners ON runners.id = runs.runner_id
+       JOIN tasks t ON t.id = runs.task_id JOIN repos r ON r.id = t.repo_id
       WHERE runs.state = 'running' AND runners.stopped_at IS NULL
         AND runners.heartbeat_at >= now() - $1 * interval '1 millisecond'
         AND COALESCE(runs.worker_started_at, runs.started_at) < now() - $2 * interval '1 millisecond'

@@ -429,6 +429,65 @@ describe("runners and leases", () => {
   });
 });
 
+describe("a runner that ignores the stop asked for", () => {
+  it("run_timeout turns unsafe: escalated once; --force settles it timed_out without its runner", async () => {
+    const taskId = await seedTask();
+    await runner("deaf-runner");
+    const claimed = await claim("deaf-runner");
+    const worker = spawnGroup();
+    await recordRunProcess(
+      db.pool,
+      { runId: claimed.run.id, token: claimed.run.leaseToken },
+      {
+        pid: worker.pid ?? 0,
+        pgid: worker.pid ?? 0,
+        worktree: path.join(home, "nowhere"),
+        logPath: path.join(home, "run.log"),
+        profile: "default",
+        logFormat: "text",
+      },
+    );
+    await db.pool.query(
+      // (No worktree recorded: this test is about the run, not its disk.)
+      `UPDATE runs SET worker_started_at = now() - interval '3 hours', stop_reason = 'timed_out',
+                       worktree = NULL,
+                       stop_requested_at = now() - interval '10 minutes',
+                       stop_requested_by = 'watchdog:run_timeout' WHERE id = $1`,
+      [claimed.run.id],
+    );
+    const watcher = watchdog();
+
+    const report = await watcher.tick();
+    await watcher.tick();
+
+    const finding = report.handled.find((item) => item.finding.kind === "run_timeout");
+    expect(finding?.finding.safe).toBe(false);
+    expect(finding?.applied).toEqual({ action: "left", why: "unsafe" });
+    expect((await escalations()).map((comment) => comment.key)).toEqual([
+      `escalation:run_timeout:run:${claimed.run.id}`,
+    ]);
+    expect(await run(claimed.run.id)).toMatchObject({ state: "running" });
+    const before = await inventory();
+
+    const { diagnose, handle } = await import("../../src/watchdog/diagnosis.js");
+    const ctx = context();
+    const found = (await diagnose(ctx, localDetectors, () => false)).found.filter(
+      (item) => item.finding.kind === "run_timeout",
+    );
+    const [forced] = await handle(ctx, found, {
+      apply: "all",
+      escalate: false,
+      by: "operator:alice",
+    });
+
+    expect(forced?.applied).toMatchObject({ action: "repaired" });
+    expect(await run(claimed.run.id)).toMatchObject({ state: "timed_out" });
+    expect(await task(taskId)).toMatchObject({ state: "failed" });
+    expect(isProcessGroupAlive(worker.pid ?? 0)).toBe(false);
+    await expectNothingLost(before);
+  });
+});
+
 describe("worktrees on disk", () => {
   async function taskWithWorktree(state: "failed" | "running") {
     const title = `Worktree ${issue + 1}`;
@@ -614,6 +673,24 @@ describe("outbox, tasks and profiles", () => {
       expect.objectContaining({ event: "lease_lost", actor: "watchdog:stuck_task" }),
     );
     await expectNothingLost(before);
+  });
+
+  it("task queued and claimable for an hour while a runner is alive: runners woken, a person told", async () => {
+    const taskId = await seedTask();
+    await runner("idle-runner");
+    await db.pool.query("UPDATE tasks SET updated_at = now() - interval '2 hours' WHERE id = $1", [
+      taskId,
+    ]);
+
+    await watchdog().tick();
+
+    expect(await eventsOf(taskId)).toContainEqual(
+      expect.objectContaining({ event: "runners_woken", actor: "watchdog:stuck_task" }),
+    );
+    expect((await escalations()).map((comment) => comment.key)).toEqual([
+      `escalation:stuck_task:task:${taskId}`,
+    ]);
+    expect(await task(taskId)).toMatchObject({ state: "queued" });
   });
 
   it("task queued with its attempts used up: not repaired automatically, escalated once", async () => {

@@ -14,7 +14,7 @@ import { settleLostRun } from "../../runner/lost-runs.js";
 import { isProcessAlive, killProcessGroup } from "../../runner/process-group.js";
 import { workerTimedOut } from "../../runner/settlements.js";
 import type { DetectedFinding, Detector, WatchdogContext } from "../detector.js";
-import { duration, factNumber, factString, findingId, moot } from "./common.js";
+import { duration, factNumber, factString, findingId, issueOf, moot } from "./common.js";
 
 /**
  * Runners and the leases of their runs: a runner gone silent, a lease run out, a run past
@@ -82,7 +82,13 @@ export const expiredLease: Detector = {
 function runFinding(
   kind: string,
   run: RunRow,
-  text: { evidence: string; repair: string; safe?: boolean; advice?: string },
+  text: {
+    evidence: string;
+    repair: string;
+    safe?: boolean;
+    advice?: string;
+    issue?: DetectedFinding["issue"];
+  },
 ): DetectedFinding {
   const subject = `run:${run.id}`;
   return {
@@ -94,6 +100,7 @@ function runFinding(
     repair: text.repair,
     safe: text.safe ?? true,
     ...(text.advice ? { advice: text.advice } : {}),
+    ...(text.issue ? { issue: text.issue } : {}),
     facts: { runId: run.id, leaseToken: run.leaseToken },
   };
 }
@@ -135,6 +142,7 @@ export const runTimeout: Detector = {
               repair:
                 "settle the run as timed out without its runner (and kill its worker on this host)",
               safe: false,
+              issue: issueOf(run),
               advice: `look at runner ${run.runnerId} on ${run.host} (its log, whether it is stuck); \`overseer doctor --apply --force\` on that host ends the run`,
             })
           : runFinding(this.kind, run, {
