@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -118,6 +119,27 @@ describe("overseer doctor", () => {
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
     expect(result.stderr).toMatch(/^overseer doctor: could not check: database unreachable/);
+  });
+
+  it("says in one line that it could not check when GitHub does not answer (exit 2)", async () => {
+    const { privateKey } = generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      publicKeyEncoding: { type: "spki", format: "pem" },
+    });
+    const port = await findFreePort();
+    const result = await runOverseer(["doctor"], {
+      ...doctorEnv(),
+      LOG_LEVEL: "silent",
+      APP_ID: "123",
+      PRIVATE_KEY: privateKey,
+      WEBHOOK_SECRET: "doctor-test-secret",
+      GHE_HOST: `127.0.0.1:${port}`,
+      GHE_PROTOCOL: "http",
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toMatch(/^overseer doctor: could not check: GitHub unreachable: /);
   });
 
   it("shows the findings and changes nothing without --apply; --apply repairs the safe ones, --force the rest", async () => {
