@@ -11,6 +11,8 @@ import { createRunnerGithub } from "./runner/github.js";
 import { Runner } from "./runner/runner.js";
 import { assertSandboxWorks, unsandboxedProfiles } from "./runner/sandbox.js";
 import { overseerSecrets } from "./runner/secrets.js";
+import { type WatchdogSourceDependencies, watchdogContext } from "./watchdog/findings-source.js";
+import { Watchdog } from "./watchdog/watchdog.js";
 import { createDashboard } from "./web/dashboard.js";
 import { findingsSourceFor } from "./web/findings.js";
 import { healthHandler } from "./web/health.js";
@@ -32,6 +34,8 @@ export interface Overseer {
   dispatcher: OutboxDispatcher | undefined;
   /** Claims and runs tasks; absent in `serve` mode and in setup mode. */
   runner: Runner | undefined;
+  /** Competes for the watchdog's lock; ticks while it holds it. */
+  watchdog: Watchdog;
   stop(): Promise<void>;
 }
 
@@ -64,8 +68,16 @@ export async function startOverseer(
     }
   }
   const db = await openDatabase(env, log);
+  let watchdog: Watchdog | undefined;
   try {
-    const findings = findingsSourceFor({ pool: db.pool, env, log });
+    const watchdogDeps: WatchdogSourceDependencies = {
+      pool: db.pool,
+      env,
+      log,
+      workers,
+      counts: () => watchdog?.countsByKind() ?? {},
+    };
+    const findings = findingsSourceFor(watchdogDeps);
     const metrics = new OverseerMetrics({
       pool: db.pool,
       findings,
@@ -93,6 +105,13 @@ export async function startOverseer(
         })
       : undefined;
     await dispatcher?.start();
+    if (probot) {
+      watchdogDeps.github = { forInstallation: (installationId) => probot.auth(installationId) };
+      watchdogDeps.workspaceToken = async (installationId) =>
+        createRunnerGithub(await probot.auth(installationId)).installationToken();
+    }
+    // Every process competes for the watchdog's lock; only its holder ticks.
+    watchdog = new Watchdog({ context: watchdogContext(watchdogDeps), databaseUrl: db.url });
     const runner =
       probot && processMode !== "serve"
         ? new Runner({
@@ -110,6 +129,7 @@ export async function startOverseer(
       throw new Error("overseer runner needs GitHub App credentials: set APP_ID and PRIVATE_KEY");
     }
     await runner?.start();
+    watchdog.start();
     let stopping: Promise<void> | undefined;
     const dashboard = createDashboard({
       pool: db.pool,
@@ -151,8 +171,10 @@ export async function startOverseer(
       metrics,
       dispatcher,
       runner,
+      watchdog,
       stop() {
         stopping ??= (async () => {
+          await watchdog?.stop();
           await runner?.stop();
           await dashboard.close();
           await closeServer(server);
@@ -163,6 +185,7 @@ export async function startOverseer(
       },
     };
   } catch (error) {
+    await watchdog?.stop();
     await db.close();
     throw error;
   }

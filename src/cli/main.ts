@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { cancelCommand } from "./cancel.js";
+import { doctorCommand } from "./doctor.js";
 import { logsCommand } from "./logs.js";
 import { migrateCommand } from "./migrate.js";
 import { runProcess } from "./process.js";
@@ -39,6 +40,16 @@ program
   .description("database, queue depth, tasks by state, outbox, runners and heartbeats, watchdog")
   .option("--json", "print JSON")
   .action(statusCommand);
+
+program
+  .command("doctor")
+  .description(
+    "the watchdog's findings on this host; exit 0 clean, 1 findings remain, 2 could not check",
+  )
+  .option("--apply", "repair the findings that are safe to repair")
+  .option("--force", "with --apply: repair the others too")
+  .option("--json", "print JSON")
+  .action(doctorCommand);
 
 program
   .command("tasks")

@@ -10,7 +10,9 @@ export type OutboxKind =
   | "reaction"
   | "completion_comment"
   | "merge_pr"
-  | "check_run";
+  | "check_run"
+  /** The watchdog's one comment about a finding it could not repair (dedupe: kind and subject). */
+  | "escalation";
 
 export interface OutboxEntry {
   id: number;
@@ -226,4 +228,87 @@ export async function outboxView(db: Queryable): Promise<OutboxView> {
        FROM outbox WHERE delivered_at IS NULL`,
   );
   return result.rows[0] ?? { pending: 0, dead: 0, oldestPendingAgeSeconds: null };
+}
+
+/** An entry given up on: re-armed once by the watchdog, escalated after a second death. */
+export interface DeadOutboxEntry {
+  id: number;
+  taskId: number | null;
+  installationId: number;
+  repoFullName: string;
+  kind: OutboxKind;
+  issueNumber: number | null;
+  attempts: number;
+  lastError: string | null;
+  deadAt: Date;
+  rearmedAt: Date | null;
+}
+
+export async function findDeadOutbox(db: Queryable): Promise<DeadOutboxEntry[]> {
+  const result = await db.query<DeadOutboxEntry>(
+    `SELECT id, task_id AS "taskId", installation_id AS "installationId",
+            repo_full_name AS "repoFullName", kind,
+            (payload->>'issueNumber')::int AS "issueNumber", attempts,
+            last_error AS "lastError", dead_at AS "deadAt", rearmed_at AS "rearmedAt"
+       FROM outbox WHERE dead_at IS NOT NULL AND delivered_at IS NULL
+        -- Superseded: a later write under the same coalesce key was sent or is pending.
+        AND NOT EXISTS (SELECT 1 FROM outbox newer
+                         WHERE newer.coalesce_key = outbox.coalesce_key AND newer.id > outbox.id
+                           AND newer.dead_at IS NULL)
+      ORDER BY id LIMIT 100`,
+  );
+  return result.rows;
+}
+
+/**
+ * Makes a dead entry due again with a fresh count of attempts, once (`again`: a person said
+ * to try once more): false when it is no longer dead or was re-armed before. The NOTIFY wakes the dispatchers on commit.
+ */
+export async function rearmDeadOutbox(
+  db: Queryable,
+  id: number,
+  options: { again?: boolean } = {},
+): Promise<boolean> {
+  const result = await db.query(
+    `WITH rearmed AS (
+       UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = now(),
+                         locked_until = NULL, rearmed_at = now(), updated_at = now()
+        WHERE id = $1 AND dead_at IS NOT NULL AND delivered_at IS NULL
+          AND (rearmed_at IS NULL OR $3)
+          -- A newer pending entry under the same coalesce key already carries the latest text.
+          AND NOT EXISTS (SELECT 1 FROM outbox pending
+                           WHERE pending.coalesce_key = outbox.coalesce_key
+                             AND pending.delivered_at IS NULL AND pending.dead_at IS NULL)
+        RETURNING id)
+     SELECT pg_notify($2, '') FROM rearmed`,
+    [id, CHANNELS.outbox, options.again ?? false],
+  );
+  return result.rowCount === 1;
+}
+
+/**
+ * Queues an entry under a dedupe key unless one was ever queued under it; returns whether
+ * this call queued it (the watchdog escalates each finding once, however many ticks see it).
+ */
+export async function enqueueOnce(
+  db: Queryable,
+  entry: NewOutboxEntry & { key: { dedupe: string } },
+): Promise<boolean> {
+  const result = await db.query(
+    `WITH queued AS (
+       INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, dedupe_key)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING
+       RETURNING id)
+     SELECT pg_notify($7, '') FROM queued`,
+    [
+      entry.taskId,
+      entry.installationId,
+      entry.repoFullName,
+      entry.kind,
+      JSON.stringify(entry.payload),
+      entry.key.dedupe,
+      CHANNELS.outbox,
+    ],
+  );
+  return result.rowCount === 1;
 }

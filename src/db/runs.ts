@@ -233,15 +233,48 @@ export async function heartbeatRun(
   db: Queryable,
   lease: Lease,
   leaseMs: number,
-): Promise<{ held: boolean; stopRequested: boolean }> {
-  const result = await db.query<{ stopRequested: boolean }>(
+): Promise<{ held: boolean; stopRequested: boolean; stopReason?: "timed_out" }> {
+  const result = await db.query<{ stopRequested: boolean; stopReason: "timed_out" | null }>(
     `UPDATE runs SET heartbeat_at = now(), lease_expires_at = now() + $3 * interval '1 millisecond'
       WHERE id = $1 AND lease_token = $2 AND state = 'running'
-      RETURNING stop_requested_at IS NOT NULL AS "stopRequested"`,
+      RETURNING stop_requested_at IS NOT NULL AS "stopRequested", stop_reason AS "stopReason"`,
     [lease.runId, lease.token, leaseMs],
   );
   const row = result.rows[0];
-  return { held: row !== undefined, stopRequested: row?.stopRequested ?? false };
+  return {
+    held: row !== undefined,
+    stopRequested: row?.stopRequested ?? false,
+    ...(row?.stopReason ? { stopReason: row.stopReason } : {}),
+  };
+}
+
+/** The NOTIFY payload of a stop: the run's id, and `:timed_out` when that is why. */
+export function parseStopPayload(payload: string): { runId: number; timedOut: boolean } {
+  const [id, reason] = payload.split(":");
+  return { runId: Number(id), timedOut: reason === "timed_out" };
+}
+
+/**
+ * Asks the run's runner to end it as timed out (the watchdog found it past its timeout
+ * while its runner still heartbeats): the stop request the runner reads on its NOTIFY and
+ * on every heartbeat. False when the run is no longer running.
+ */
+export async function requestRunTimeout(
+  db: Queryable,
+  runId: number,
+  by: string,
+): Promise<boolean> {
+  const result = await db.query(
+    `WITH stopping AS (
+       UPDATE runs SET stop_requested_at = COALESCE(stop_requested_at, now()),
+                       stop_requested_by = COALESCE(stop_requested_by, $2),
+                       stop_reason = 'timed_out'
+        WHERE id = $1 AND state = 'running'
+        RETURNING id)
+     SELECT pg_notify($3, id::text || ':timed_out') FROM stopping`,
+    [runId, by, CHANNELS.stop],
+  );
+  return (result.rowCount ?? 0) > 0;
 }
 
 /**
@@ -592,4 +625,204 @@ export async function latestRunProfile(db: Queryable, taskId: number): Promise<s
     [taskId],
   );
   return result.rows[0]?.profile ?? null;
+}
+
+/** A running run, with how long its worker has run and whether a stop was asked for. */
+export interface TimedRun extends RunRow {
+  elapsedMs: number;
+  stopRequestedAt: Date | null;
+  stopReason: "timed_out" | null;
+  installationId: number | null;
+  repoFullName: string;
+  issueNumber: number;
+}
+
+/**
+ * Running runs older than `minTimeoutMs` whose runner still heartbeats (a silent runner's
+ * runs are the stale-runner finding's): the caller compares each with its profile's timeout.
+ */
+export async function findLongRuns(
+  db: Queryable,
+  staleAfterMs: number,
+  minTimeoutMs: number,
+): Promise<TimedRun[]> {
+  const result = await db.query<TimedRun>(
+    `SELECT ${RUN_COLUMNS},
+            (EXTRACT(EPOCH FROM now() - COALESCE(runs.worker_started_at, runs.started_at)) * 1000)::float8
+              AS "elapsedMs",
+            runs.stop_requested_at AS "stopRequestedAt", runs.stop_reason AS "stopReason",
+            r.installation_id AS "installationId", r.full_name AS "repoFullName",
+            t.issue_number AS "issueNumber"
+       FROM runs JOIN runners ON runners.id = runs.runner_id
+       JOIN tasks t ON t.id = runs.task_id JOIN repos r ON r.id = t.repo_id
+      WHERE runs.state = 'running' AND runners.stopped_at IS NULL
+        AND runners.heartbeat_at >= now() - $1 * interval '1 millisecond'
+        AND COALESCE(runs.worker_started_at, runs.started_at) < now() - $2 * interval '1 millisecond'
+      ORDER BY runs.id LIMIT 100`,
+    [staleAfterMs, minTimeoutMs],
+  );
+  return result.rows;
+}
+
+/** A settled run of this host that recorded a worker process group. */
+export interface SettledRunProcess extends RunRow {
+  state: RunOutcome;
+  workerStartedAt: Date | null;
+  finishedAt: Date;
+}
+
+/** Settled runs on `host` from the last `withinMs` that recorded a process group. */
+export async function findSettledRunsWithProcess(
+  db: Queryable,
+  host: string,
+  withinMs: number,
+): Promise<SettledRunProcess[]> {
+  const result = await db.query<SettledRunProcess>(
+    `SELECT ${RUN_COLUMNS}, runs.state, runs.worker_started_at AS "workerStartedAt",
+            runs.finished_at AS "finishedAt"
+       FROM runs
+      WHERE runs.host = $1 AND runs.state <> 'running' AND runs.pgid IS NOT NULL
+        AND runs.finished_at > now() - $2 * interval '1 millisecond'
+        -- A later run of the same task on this host owns that group now if it is the same.
+        AND NOT EXISTS (SELECT 1 FROM runs live WHERE live.state = 'running'
+                         AND live.host = runs.host AND live.pgid = runs.pgid)
+      ORDER BY runs.id DESC LIMIT 500`,
+    [host, withinMs],
+  );
+  return result.rows;
+}
+
+/** A task's worktree as recorded on this host, for tasks that still need one. */
+export interface RecordedWorktree {
+  taskId: number;
+  taskState: string;
+  run: RunRow & { state: RunOutcome | "running" };
+  installationId: number | null;
+  repoFullName: string;
+  issueNumber: number;
+  title: string;
+  base: string;
+  branch: string | null;
+}
+
+/** The latest recorded worktree of each live task on `host` (not removed, task not final). */
+export async function findRecordedWorktrees(
+  db: Queryable,
+  host: string,
+): Promise<RecordedWorktree[]> {
+  const result = await db.query<RecordedWorktree>(
+    `SELECT DISTINCT ON (t.id) t.id AS "taskId", t.state AS "taskState",
+            json_build_object('id', runs.id, 'taskId', runs.task_id, 'attempt', runs.attempt,
+              'runnerId', runs.runner_id, 'host', runs.host, 'leaseToken', runs.lease_token,
+              'pid', runs.pid, 'pgid', runs.pgid, 'worktree', runs.worktree,
+              'logPath', runs.log_path, 'profile', runs.profile, 'revision', runs.revision,
+              'state', runs.state) AS run,
+            r.installation_id AS "installationId", r.full_name AS "repoFullName",
+            t.issue_number AS "issueNumber", t.title,
+            COALESCE(t.base_branch, r.default_branch) AS base, t.branch
+       FROM runs
+       JOIN tasks t ON t.id = runs.task_id
+       JOIN repos r ON r.id = t.repo_id
+      WHERE runs.host = $1 AND runs.worktree IS NOT NULL AND runs.worktree_removed_at IS NULL
+        AND t.state NOT IN ('done', 'cancelled')
+      ORDER BY t.id, runs.id DESC
+      LIMIT 500`,
+    [host],
+  );
+  return result.rows;
+}
+
+/** What the database knows of the task a worktree directory on disk belongs to. */
+export interface WorktreeOwner {
+  repoFullName: string;
+  issueNumber: number;
+  taskId: number;
+  state: string;
+  title: string;
+  base: string;
+  branch: string | null;
+  cloneUrl: string;
+  /** When the task became final (null while it is live). */
+  finishedAt: Date | null;
+}
+
+/** Tasks for (repository, issue) pairs, names compared as on disk (lower case). */
+export async function findWorktreeOwners(
+  db: Queryable,
+  pairs: { repoFullName: string; issueNumber: number }[],
+): Promise<WorktreeOwner[]> {
+  if (pairs.length === 0) return [];
+  const result = await db.query<WorktreeOwner>(
+    `SELECT r.full_name AS "repoFullName", t.issue_number AS "issueNumber", t.id AS "taskId",
+            t.state, t.title, COALESCE(t.base_branch, r.default_branch) AS base, t.branch,
+            r.clone_url AS "cloneUrl",
+            CASE WHEN t.state IN ('done', 'cancelled') THEN COALESCE(t.finished_at, t.updated_at) END
+              AS "finishedAt"
+       FROM unnest($1::text[], $2::int[]) AS wanted (name, issue)
+       JOIN repos r ON lower(r.full_name) = wanted.name
+       JOIN tasks t ON t.repo_id = r.id AND t.issue_number = wanted.issue`,
+    [pairs.map((pair) => pair.repoFullName.toLowerCase()), pairs.map((pair) => pair.issueNumber)],
+  );
+  return result.rows;
+}
+
+/** Two uncharged requeues in a row for the same reason, since anyone last (re)started it. */
+export interface RepeatedFailure {
+  taskId: number;
+  state: string;
+  reason: string;
+  runIds: number[];
+  installationId: number | null;
+  repoFullName: string;
+  issueNumber: number;
+}
+
+/**
+ * Queued tasks whose last two runs ended the same way without being charged (a worker that
+ * takes its runner down, an infrastructure error that keeps coming back): retrying by
+ * itself will not help. Runs from before the task's latest restart by a person (label,
+ * /run, /retry) do not count, so a person's retry is never stopped for an old failure.
+ * Reasons are compared without their "(not counted …; retry N …)" tail.
+ */
+export async function findRepeatedFailures(db: Queryable): Promise<RepeatedFailure[]> {
+  const result = await db.query<RepeatedFailure>(
+    `WITH restarts AS (
+       SELECT task_id, max(at) AS at FROM task_events
+        WHERE event IN ('labeled', 'command:run', 'command:retry') GROUP BY task_id),
+     recent AS (
+       SELECT runs.id, runs.task_id, runs.state, runs.charged,
+              regexp_replace(runs.failure_reason, '\\s*\\((not counted|retry \\d)[^)]*\\)', '', 'g')
+                AS reason,
+              row_number() OVER (PARTITION BY runs.task_id ORDER BY runs.id DESC) AS nth
+         FROM runs JOIN tasks t ON t.id = runs.task_id
+         LEFT JOIN restarts ON restarts.task_id = runs.task_id
+        WHERE t.state IN ('queued', 'awaiting_approval') AND NOT t.revision_pending
+          AND runs.state <> 'running'
+          AND (restarts.at IS NULL OR runs.started_at > restarts.at))
+     SELECT t.id AS "taskId", t.state, last.reason,
+            ARRAY[previous.id, last.id]::int[] AS "runIds",
+            r.installation_id AS "installationId", r.full_name AS "repoFullName",
+            t.issue_number AS "issueNumber"
+       FROM recent last
+       JOIN recent previous ON previous.task_id = last.task_id AND previous.nth = 2
+       JOIN tasks t ON t.id = last.task_id
+       JOIN repos r ON r.id = t.repo_id
+      WHERE last.nth = 1 AND last.state = previous.state AND last.state = 'lost'
+        AND NOT last.charged AND NOT previous.charged
+        AND last.reason IS NOT NULL AND last.reason = previous.reason
+      ORDER BY t.id LIMIT 100`,
+  );
+  return result.rows;
+}
+
+/** A run as the watchdog re-reads it before repairing: still running, same lease? */
+export async function getRun(
+  db: Queryable,
+  runId: number,
+): Promise<(RunRow & { state: RunOutcome | "running" }) | null> {
+  const result = await db.query<RunRow & { state: RunOutcome | "running" }>(
+    `SELECT ${RUN_COLUMNS}, runs.state FROM runs WHERE id = $1`,
+    [runId],
+  );
+  return result.rows[0] ?? null;
 }

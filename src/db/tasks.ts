@@ -340,3 +340,92 @@ export async function movePullHead(
   );
   return result.rowCount === 1;
 }
+
+/** Why a task looks stuck: the watchdog's three cases (see findStuckTasks). */
+export type StuckReason = "running_without_run" | "queued_unclaimable" | "queued_unclaimed";
+
+export interface StuckTask {
+  id: number;
+  state: TaskState;
+  why: StuckReason;
+  /** Seconds in this state (since its last change, by the database's clock). */
+  forSeconds: number;
+  attempts: number;
+  maxAttempts: number;
+  installationId: number | null;
+  repoFullName: string;
+  issueNumber: number;
+}
+
+/**
+ * Tasks in one state past a threshold with nothing to explain it:
+ * - running, with no run running for longer than a lease (nothing will ever settle it);
+ * - queued with its attempts (or revisions) used up, so no claim can take it;
+ * - queued and claimable for longer than `queuedAfterMs` while a runner heartbeats, its
+ *   repository has a free slot and its profile is not paused (waiting for a backoff, an
+ *   approval or a merge is explained, and not a finding).
+ */
+export async function findStuckTasks(
+  db: Queryable,
+  limits: { runningGraceMs: number; queuedAfterMs: number; staleAfterMs: number },
+): Promise<StuckTask[]> {
+  const result = await db.query<StuckTask>(
+    `SELECT * FROM (
+       SELECT t.id, t.state,
+              CASE
+                WHEN t.state = 'running' THEN 'running_without_run'
+                WHEN CASE WHEN t.revision_pending THEN t.revisions >= t.max_revisions
+                          ELSE t.attempts >= t.max_attempts END THEN 'queued_unclaimable'
+                ELSE 'queued_unclaimed' END AS why,
+              (EXTRACT(EPOCH FROM now() - t.updated_at))::float8 AS "forSeconds",
+              t.attempts, t.max_attempts AS "maxAttempts",
+              r.installation_id AS "installationId", r.full_name AS "repoFullName",
+              t.issue_number AS "issueNumber", t.updated_at, t.not_before,
+              r.running < COALESCE((t.config->>'concurrency')::int, 2) AS "repoHasRoom",
+              EXISTS (SELECT 1 FROM worker_profiles wp
+                       WHERE wp.name = COALESCE(t.worker_profile, t.config->>'worker')
+                         AND wp.paused_until > now()) AS paused
+         FROM tasks t JOIN repos r ON r.id = t.repo_id
+        WHERE t.state IN ('running', 'queued')
+          AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.task_id = t.id AND runs.state = 'running')
+     ) candidate
+     WHERE (why = 'running_without_run'
+             AND updated_at < now() - $1 * interval '1 millisecond')
+        OR why = 'queued_unclaimable'
+        OR (why = 'queued_unclaimed'
+             AND updated_at < now() - $2 * interval '1 millisecond'
+             AND (not_before IS NULL OR not_before <= now())
+             AND "repoHasRoom" AND NOT paused
+             AND EXISTS (SELECT 1 FROM runners WHERE stopped_at IS NULL
+                           AND heartbeat_at >= now() - $3 * interval '1 millisecond'))
+     ORDER BY id LIMIT 100`,
+    [limits.runningGraceMs, limits.queuedAfterMs, limits.staleAfterMs],
+  );
+  return result.rows.map(({ id, state, why, forSeconds, attempts, maxAttempts, ...rest }) => ({
+    id,
+    state,
+    why,
+    forSeconds,
+    attempts,
+    maxAttempts,
+    installationId: rest.installationId,
+    repoFullName: rest.repoFullName,
+    issueNumber: rest.issueNumber,
+  }));
+}
+
+/** Queued tasks per worker profile (by the profile they run with), for these profiles. */
+export async function countWaitingForProfile(
+  db: Queryable,
+  profiles: string[],
+): Promise<Map<string, number>> {
+  if (profiles.length === 0) return new Map();
+  const result = await db.query<{ profile: string; waiting: number }>(
+    `SELECT COALESCE(worker_profile, config->>'worker') AS profile, count(*)::int AS waiting
+       FROM tasks WHERE state = 'queued'
+        AND COALESCE(worker_profile, config->>'worker') = ANY($1)
+      GROUP BY 1`,
+    [profiles],
+  );
+  return new Map(result.rows.map((row) => [row.profile, row.waiting]));
+}

@@ -67,6 +67,9 @@ export interface RunnerSecrets {
 
 export const NO_SECRETS: RunnerSecrets = { values: [], files: [] };
 
+/** Why a run the watchdog stopped failed (its own timer should have ended it first). */
+const WATCHDOG_TIMEOUT = "timed_out: still running past its timeout; stopped by the watchdog";
+
 /** A profile paused with no reset time from the agent waits this long first (then doubles). */
 const DEFAULT_USAGE_LIMIT_BACKOFF_MS = 5 * 60_000;
 
@@ -85,19 +88,22 @@ export interface RunContext {
   metrics?: RunnerMetrics;
 }
 
+export type StopReason = "stopped" | "shutdown" | "timed_out";
+
 /** A claimed run in progress; the runner keeps these to deliver stops and shutdowns. */
 export class ActiveRun {
   worker: WorkerHandle | undefined;
-  stopReason: "stopped" | "shutdown" | undefined;
+  /** `timed_out`: the watchdog found the run past its timeout and asked for it to end. */
+  stopReason: StopReason | undefined;
   leaseLost = false;
   readonly lease: Lease;
   constructor(readonly claim: Claim) {
     this.lease = { runId: claim.run.id, token: claim.run.leaseToken };
   }
 
-  requestStop(reason: "stopped" | "shutdown"): void {
+  requestStop(reason: StopReason): void {
     this.stopReason ??= reason;
-    void this.worker?.stop(reason);
+    void this.worker?.stop(reason === "shutdown" ? "shutdown" : "stopped");
   }
 }
 
@@ -143,13 +149,13 @@ export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<vo
 
 function beat(ctx: RunContext, active: ActiveRun, log: Logger): void {
   heartbeatRun(ctx.pool, active.lease, ctx.env.leaseMs).then(
-    ({ held, stopRequested }) => {
+    ({ held, stopRequested, stopReason }) => {
       if (!held) {
         // Someone else owns the run now: stop the worker and write nothing more.
         active.leaseLost = true;
         active.requestStop("shutdown");
       } else if (stopRequested) {
-        active.requestStop("stopped");
+        active.requestStop(stopReason ?? "stopped");
       }
     },
     (error: unknown) => log.warn({ err: error }, "heartbeat failed; retrying next beat"),
@@ -184,6 +190,9 @@ export interface Prepared {
 
 async function attempt(ctx: RunContext, active: ActiveRun, log: Logger): Promise<Settlement> {
   const prepared = await prepare(ctx, active, log);
+  if (active.stopReason === "timed_out") {
+    return workerTimedOut(ctx.runnerId, WATCHDOG_TIMEOUT, { exitCode: null, signal: null });
+  }
   if (active.stopReason) {
     return stopped(ctx.runnerId, active.stopReason, null, "stopped before the worker started");
   }
@@ -314,7 +323,8 @@ async function superviseWorker(
     },
   });
   active.worker = worker;
-  if (active.stopReason) void worker.stop(active.stopReason);
+  if (active.stopReason)
+    void worker.stop(active.stopReason === "shutdown" ? "shutdown" : "stopped");
   const started = await recordRunProcess(ctx.pool, active.lease, {
     pid: worker.pid,
     pgid: worker.pgid,
@@ -377,6 +387,9 @@ async function judge(
         () => "",
       ),
     );
+  if (active.stopReason === "timed_out") {
+    return workerTimedOut(runner, `${WATCHDOG_TIMEOUT}\n${await tail()}`.trim(), exit);
+  }
   if (exit.outcome === "stopped" || exit.outcome === "shutdown" || active.stopReason) {
     const commitOnStop = (active.claim.task.config as { commitOnStop?: boolean }).commitOnStop;
     let reason = exit.reason ?? null;

@@ -203,3 +203,47 @@ export function survivorsMessage(pgid: number): string {
     .map((m) => `${m.pid} (${m.comm}, state ${m.state})`);
   return `process group ${pgid} still has processes ${KILL_WAIT_MS} ms after SIGKILL${left.length > 0 ? `: ${left.join(", ")}` : ""}`;
 }
+
+/** Linux reports process start times in clock ticks; USER_HZ is 100 on every Linux ABI. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function bootTimeMs(): number | null {
+  try {
+    const line = readFileSync("/proc/stat", "utf8")
+      .split("\n")
+      .find((row) => row.startsWith("btime "));
+    return line ? Number(line.slice(6)) * 1_000 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * When each living member of the group started (Linux; empty elsewhere). A recorded pgid
+ * is only trusted to be the same group when a member started inside the run's lifetime:
+ * pids are reused, and killing a stranger's group is the one mistake recovery must not make.
+ */
+export function processGroupStartTimes(pgid: number): Date[] {
+  assertPgid(pgid);
+  const boot = hasProc() ? bootTimeMs() : null;
+  if (boot === null) return [];
+  const times: Date[] = [];
+  for (const member of listProcessGroup(pgid)) {
+    if (isDead(member)) continue;
+    const started = startTicks(member.pid);
+    if (started !== null) times.push(new Date(boot + (started / CLOCK_TICKS_PER_SECOND) * 1_000));
+  }
+  return times;
+}
+
+function startTicks(pid: number): number | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 22 (starttime), counted from the state field (3) after the comm's ")".
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[19]);
+    return Number.isFinite(ticks) ? ticks : null;
+  } catch {
+    return null;
+  }
+}

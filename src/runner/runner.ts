@@ -17,8 +17,8 @@ import {
   listRunnerPids,
   markWorktreesRemoved,
   nextBackoffEndsInMs,
+  parseStopPayload,
   type RunRow,
-  requeueLostRun,
 } from "../db/runs.js";
 import { appendTaskEvent } from "../db/task-events.js";
 import { actor } from "../domain/actors.js";
@@ -26,8 +26,9 @@ import { errorMessage } from "../errors.js";
 import { removeWorktree, repositoryUrl } from "../workspace/index.js";
 import { ActiveRun, type RunnerSecrets, runAttempt } from "./attempt.js";
 import type { RunnerGithub } from "./github.js";
+import { settleLostRun } from "./lost-runs.js";
 import type { RunnerMetrics } from "./metrics.js";
-import { isProcessAlive, killProcessGroup, listProcessGroup } from "./process-group.js";
+import { isProcessAlive } from "./process-group.js";
 
 export interface RunnerDependencies {
   pool: Pool;
@@ -54,9 +55,6 @@ export interface RunnerDependencies {
   version?: string;
   metrics?: RunnerMetrics;
 }
-
-/** Grace for killing a worker left behind by a dead runner. */
-const ORPHAN_GRACE_MS = 2_000;
 
 export function newRunnerId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -119,8 +117,9 @@ export class Runner {
       databaseUrl: this.#deps.databaseUrl,
       channels: [CHANNELS.queue, CHANNELS.stop],
       onNotification: (channel, payload) => {
-        if (channel === CHANNELS.stop) this.#active.get(Number(payload))?.requestStop("stopped");
-        else this.wake();
+        if (channel !== CHANNELS.stop) return this.wake();
+        const stop = parseStopPayload(payload);
+        this.#active.get(stop.runId)?.requestStop(stop.timedOut ? "timed_out" : "stopped");
       },
       onLost: (error) =>
         this.#log.warn({ err: error }, "runner listener lost; polling until it is back"),
@@ -303,19 +302,10 @@ export class Runner {
   }
 
   async #settleLost(run: RunRow, reason: string): Promise<void> {
-    if (
-      run.host === this.host &&
-      run.pgid &&
-      run.pgid > 1 &&
-      listProcessGroup(run.pgid).length > 0
-    ) {
-      this.#log.warn({ run: run.id, pgid: run.pgid }, "killing a worker left by a dead runner");
-      await killProcessGroup(run.pgid, ORPHAN_GRACE_MS);
-    }
-    const requeued = await withTransaction(this.#deps.pool, (client) =>
-      requeueLostRun(client, run, reason, actor.runner(this.id)),
-    );
-    if (requeued) this.#log.warn({ run: run.id, task: run.taskId, reason }, "requeued a lost run");
+    await settleLostRun(this.#deps.pool, run, reason, actor.runner(this.id), {
+      host: this.host,
+      log: this.#log,
+    });
   }
 }
 

@@ -33,7 +33,11 @@ export function workerFailed(
   };
 }
 
-export function workerTimedOut(runner: string, reason: string, exit: WorkerExit): Settlement {
+export function workerTimedOut(
+  runner: string,
+  reason: string,
+  exit: Pick<WorkerExit, "exitCode" | "signal">,
+): Settlement {
   return {
     outcome: "timed_out",
     failureReason: reason,

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { OverseerEnv } from "../config/env.js";
+import type { WorkerProfiles } from "../config/workers.js";
 import type { Pool } from "../db/pool.js";
 import type { GithubRequester } from "../github/octokit.js";
 import type { Finding, RepairOutcome } from "../web/findings.js";
@@ -16,6 +17,12 @@ export interface DetectedFinding extends Finding {
   issue?: { installationId: number; repoFullName: string; number: number } | null;
   /** Detector-private facts (ids, SHAs, paths) that the repair re-reads and re-checks. */
   facts: Record<string, unknown>;
+  /** What a person should do when the watchdog cannot (said in the escalation comment). */
+  advice?: string;
+  /** Escalate even when the repair succeeds: the repair only stops the damage. */
+  escalate?: boolean;
+  /** Nothing to repair: reported so people know (a paused profile resumes by itself). */
+  notice?: boolean;
 }
 
 /**
@@ -42,6 +49,10 @@ export interface WatchdogContext {
    * free).
    */
   readOnly?: boolean;
+  /** The worker profiles this process knows (their timeouts); absent: OVERSEER_MAX_RUN only. */
+  workers?: WorkerProfiles;
+  /** An installation token for git (recreating a worktree fetches); absent: none is sent. */
+  workspaceToken?: (installationId: number) => Promise<string | undefined>;
 }
 
 /**

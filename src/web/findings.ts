@@ -1,6 +1,7 @@
-import type { Logger } from "pino";
-import type { OverseerEnv } from "../config/env.js";
-import type { Pool } from "../db/pool.js";
+import {
+  type WatchdogSourceDependencies,
+  watchdogFindingsSource,
+} from "../watchdog/findings-source.js";
 
 /**
  * What the operator surface needs from the watchdog: its findings, a way to apply a safe
@@ -38,6 +39,8 @@ export interface WatchdogHealth {
 export interface RepairOutcome {
   repaired: boolean;
   detail: string;
+  /** The condition no longer stood when the repair re-checked it: nothing was done or needed. */
+  moot?: boolean;
 }
 
 export interface FindingsSource {
@@ -69,16 +72,14 @@ export const UNAVAILABLE_WATCHDOG: FindingsSource = {
   countsByKind: () => ({}),
 };
 
-export interface FindingsDependencies {
-  pool: Pool;
-  env: OverseerEnv;
-  log: Logger;
-}
+export type FindingsDependencies = WatchdogSourceDependencies;
 
 /**
  * The one place that picks the findings source for a process (the dashboard, `overseer
- * status`, /metrics): the watchdog's, once one is wired in here.
+ * status`, /metrics): the watchdog's. Health comes from the elected watchdog's record in
+ * the database, so a process that does not lead (or runs no watchdog, like `overseer
+ * status`) reports it all the same.
  */
-export function findingsSourceFor(_deps: FindingsDependencies): FindingsSource {
-  return UNAVAILABLE_WATCHDOG;
+export function findingsSourceFor(deps: FindingsDependencies): FindingsSource {
+  return watchdogFindingsSource(deps);
 }

@@ -7,6 +7,7 @@ export {
 } from "./changes.js";
 export { GitCommandError, LockTimeoutError, WorkspaceBusyError, WorkspaceError } from "./errors.js";
 export { checkMirror, ensureMirror, type MirrorFindings, remoteBranchSha } from "./mirror.js";
+export { listWorktreeDirs, quarantineOrphanWorktree, type WorktreeDir } from "./orphans.js";
 export { pushBranch, RemoteBranchMovedError } from "./push.js";
 export { assertOnConfiguredHost, repositoryUrl } from "./remote-url.js";
 export { removeWorktree } from "./remove.js";

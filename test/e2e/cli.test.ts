@@ -547,7 +547,8 @@ describe("overseer status", () => {
       /tasks {5}queued \d+ · awaiting_approval \d+ · running \d+ · awaiting_merge \d+ · done \d+ · failed \d+ · stopped \d+ · cancelled \d+/,
     );
     expect(out).toMatch(/outbox {4}\d+ pending.* · \d+ given up/);
-    expect(out).toContain("watchdog  watchdog not available in this process");
+    // No process of this test holds the watchdog's lock: the report says when it last ticked.
+    expect(out).toMatch(/watchdog {2}(ok|late) · (last tick \S+ on \S+|no tick yet)/);
     expect(out).toMatch(/ID\s+HOST\s+PID\s+CAPACITY\s+ACTIVE\s+HEARTBEAT\s+STATUS/);
     expect(out).toMatch(/cli-test-runner\s+\S+\s+\d+\s+4\s+0\s+.+ ago\s+stopped/);
 
@@ -558,7 +559,7 @@ describe("overseer status", () => {
       tasks: { cancelled: 2, stopped: 1 },
       queue: { depth: 0, claimable: 0, running: 0 },
       outbox: { pending: expect.any(Number), dead: 0 },
-      watchdog: { available: false, status: "unavailable" },
+      watchdog: { available: true, status: expect.stringMatching(/^(ok|late)$/) },
     });
     expect(json.runners).toEqual([
       expect.objectContaining({

@@ -445,21 +445,22 @@ describe("the task page and its live log", () => {
     });
     expect(JSON.parse(detail.body)).toMatchObject({
       database: "up",
-      watchdog: { available: false },
+      watchdog: { available: true },
     });
     const charts = await request(open, "/charts");
     expect(charts.body.match(/<svg class="chart"/g)).toHaveLength(4);
     expect(charts.body).toContain("Tasks finished per day");
     const findings = await request(open, "/findings");
-    expect(findings.body).toContain("watchdog not available in this process");
-    // No finding, so no form on that page: any page's token will do.
+    expect(findings.body).toContain("<h1>Watchdog findings</h1>");
+    expect(findings.body).not.toContain("watchdog not available");
+    // Any page's token will do.
     const csrf = await csrfFrom(open, "/tasks/1");
     const repair = await request(open, "/findings/repair", {
       form: { csrf, id: "expired_lease:run:1" },
       headers: { cookie: `overseer_csrf=${csrf}` },
     });
     expect(repair.status).toBe(409);
-    expect(repair.body).toContain("Not repaired: watchdog not available in this process");
+    expect(repair.body).toContain("Not repaired: no such finding now");
   });
 
   it("/readyz: ready when the database answers with the schema this code expects", async () => {

@@ -49,6 +49,7 @@ export const DELIVERERS: Record<OutboxKind, Deliverer> = {
   reaction: deliverReaction,
   merge_pr: deliverMerge,
   check_run: deliverCheckRun,
+  escalation: deliverEscalation,
 };
 
 export function deliveryContext(
@@ -131,6 +132,22 @@ async function deliverCompletionComment({ pool, octokit, entry, target, appId }:
 
 async function deliverReply({ octokit, entry, target, appId }: DeliveryContext) {
   const marker = `<!-- overseer:reply id=${entry.id} -->`;
+  await upsertMarkedComment(octokit, target, `${marker}\n${String(entry.payload.body)}`, {
+    appId,
+    knownId: null,
+    marker,
+    mayExist: entry.attempts > 1,
+    createOnly: true,
+  });
+}
+
+/**
+ * The watchdog's one comment about a finding it could not repair. The marker names the
+ * entry's dedupe key (finding kind and subject), so a retried delivery finds the comment
+ * it already posted instead of posting a second.
+ */
+async function deliverEscalation({ octokit, entry, target, appId }: DeliveryContext) {
+  const marker = `<!-- overseer:escalation key=${entry.dedupeKey ?? entry.id} -->`;
   await upsertMarkedComment(octokit, target, `${marker}\n${String(entry.payload.body)}`, {
     appId,
     knownId: null,

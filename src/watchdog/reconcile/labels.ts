@@ -101,6 +101,7 @@ async function refuse(
   });
   return {
     repaired: false,
+    moot: true,
     detail: `refused: ${refusal.who.login} may not ${refusal.what} (${verdict.reason})`,
   };
 }
@@ -174,7 +175,7 @@ export const missedLabel: Detector = {
     const number = Number(finding.facts.issueNumber);
     if (repo.installationId === null) return { repaired: false, detail: "not installed" };
     if (await findTask(ctx.pool, repo.id, number)) {
-      return { repaired: false, detail: "no longer stands: the issue has a task" };
+      return { repaired: false, moot: true, detail: "no longer stands: the issue has a task" };
     }
     const github = await installations(ctx)(repo.installationId);
     const config = await readPolledConfig(ctx, github, repo);
@@ -188,6 +189,7 @@ export const missedLabel: Detector = {
     ) {
       return {
         repaired: false,
+        moot: true,
         detail: `no longer stands: the issue is not open with \`${label}\``,
       };
     }
@@ -321,7 +323,7 @@ export const missedCancel: Detector = {
   async repair(ctx, finding, by) {
     const task = await getTask(ctx.pool, Number(finding.facts.taskId));
     if (!task || task.state === "done" || task.state === "cancelled") {
-      return { repaired: false, detail: "no longer stands: the task is settled" };
+      return { repaired: false, moot: true, detail: "no longer stands: the task is settled" };
     }
     const repo = await getRepo(ctx.pool, task.repoId);
     if (repo.installationId === null) return { repaired: false, detail: "not installed" };
@@ -329,16 +331,21 @@ export const missedCancel: Detector = {
     const label = taskConfig(task).label;
     const cancel = cancelSince(await issueEvents(ctx, github, repo, task.issueNumber), task, label);
     if (!cancel || cancel.event.id !== finding.facts.eventId || !cancel.event.actor) {
-      return { repaired: false, detail: "no longer stands: the issue's events changed" };
+      return {
+        repaired: false,
+        moot: true,
+        detail: "no longer stands: the issue's events changed",
+      };
     }
     const issue = await readIssue(ctx, github, repo, task.issueNumber);
     const stands =
       cancel.type === "issue_closed"
         ? issue?.state === "closed"
         : issue !== null && !issue.labels.some((each) => each.name === label);
-    if (!stands) return { repaired: false, detail: "no longer stands: the issue changed back" };
+    if (!stands)
+      return { repaired: false, moot: true, detail: "no longer stands: the issue changed back" };
     if (cancel.type === "issue_closed" && (await pullMerged(ctx, github, { task, repo }))) {
-      return { repaired: false, detail: "no longer stands: the task's PR merged" };
+      return { repaired: false, moot: true, detail: "no longer stands: the task's PR merged" };
     }
     const who = cancel.event.actor;
     const refused = await refuse(ctx, github, repo, {

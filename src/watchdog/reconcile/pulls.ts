@@ -136,6 +136,7 @@ function watchesClosedPull(task: TaskRow): boolean {
 
 const NO_LONGER: RepairOutcome = {
   repaired: false,
+  moot: true,
   detail: "no longer stands: the task moved on or has another PR",
 };
 
@@ -184,7 +185,7 @@ export const missedPullClose: Detector = {
       },
     );
     if (settled === "not_closed" || settled === "ignored") {
-      return { repaired: false, detail: `no longer stands: the PR is ${pull.state}` };
+      return { repaired: false, moot: true, detail: `no longer stands: the PR is ${pull.state}` };
     }
     return outcomeOf(
       result,
@@ -229,7 +230,8 @@ export const missedPullReopen: Detector = {
         login: actor.watchdog(MISSED_PR_REOPEN),
       },
     );
-    if (!reopened) return { repaired: false, detail: `no longer stands: the PR is ${pull.state}` };
+    if (!reopened)
+      return { repaired: false, moot: true, detail: `no longer stands: the PR is ${pull.state}` };
     return outcomeOf(result, "task resumed: awaiting merge");
   },
 };

@@ -67,8 +67,8 @@ export async function applyRepair(
 }
 
 export function outcomeOf(result: ChangeResult | null, done: string) {
-  if (!result) return { repaired: false, detail: "the task no longer exists" };
-  if (!result.ok) return { repaired: false, detail: `refused: ${result.reason}` };
+  if (!result) return { repaired: false, moot: true, detail: "the task no longer exists" };
+  if (!result.ok) return { repaired: false, moot: true, detail: `refused: ${result.reason}` };
   return { repaired: true, detail: done };
 }
 
