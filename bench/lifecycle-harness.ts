@@ -9,10 +9,10 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 import type { Issue, RepoModel, StandIn } from "../test/support/github-stand-in.js";
 import { startGithubStandIn } from "../test/support/github-stand-in.js";
 import { type OverseerProcess, spawnOverseer } from "../test/support/process.js";
-import pg from "pg";
 import { openDatabase } from "./app-harness.js";
 
 const WORKER = [
