@@ -105,32 +105,43 @@ export async function startLifecycleRig(
     throw error;
   }
   const running = app;
+  const drive = async (repo: RepoModel, issue: Issue): Promise<Issue> => {
+    const labelled = await github.label(repo, issue.number, "overseer");
+    if (labelled.status !== 200) throw new Error(`label delivery answered ${labelled.status}`);
+    const pull = await until(`the PR for #${issue.number}`, () =>
+      [...repo.pulls.values()].find((candidate) =>
+        candidate.head.startsWith(`overseer/${issue.number}-`),
+      ),
+    );
+    await until(`awaiting-merge on #${issue.number}`, () =>
+      issue.labels.includes("overseer:awaiting-merge"),
+    );
+    const merged = await github.merge(repo, pull.number);
+    if (merged.status !== 200) throw new Error(`merge delivery answered ${merged.status}`);
+    await until(
+      `done and the completion comment on #${issue.number}`,
+      () =>
+        issue.labels.includes("overseer:done") &&
+        issue.comments.some((comment) => comment.body.includes("overseer:completion")),
+    );
+    return issue;
+  };
   return {
     github,
     app: running,
     databaseUrl: db.url,
     async lifecycle(repo, title) {
       const issue = github.openIssue(repo, title, { body: "Do the work." });
-      const labelled = await github.label(repo, issue.number, "overseer");
-      if (labelled.status !== 200) throw new Error(`label delivery answered ${labelled.status}`);
-      const pull = await until(`the PR for #${issue.number}`, () =>
-        [...repo.pulls.values()].find((candidate) =>
-          candidate.head.startsWith(`overseer/${issue.number}-`),
-        ),
-      );
-      await until(`awaiting-merge on #${issue.number}`, () =>
-        issue.labels.includes("overseer:awaiting-merge"),
-      );
-      const merged = await github.merge(repo, pull.number);
-      if (merged.status !== 200) throw new Error(`merge delivery answered ${merged.status}`);
-      await until(
-        `done and the completion comment on #${issue.number}`,
-        () =>
-          issue.labels.includes("overseer:done") &&
-          issue.comments.some((comment) => comment.body.includes("overseer:completion")),
-      );
-      return issue;
+      try {
+        return await drive(repo, issue);
+      } catch (error) {
+        const said = issue.comments.map((comment) => comment.body).join("\n---\n");
+        throw new Error(
+          `${(error as Error).message}; labels ${issue.labels.join(", ")}; comments:\n${said}\napp output:\n${running.output().slice(-3_000)}`,
+        );
+      }
     },
+
     async settled() {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
