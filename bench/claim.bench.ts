@@ -2,14 +2,16 @@
  * Claim throughput: claimNextTask (the real claim path: SKIP LOCKED pick, applyTaskEvent
  * with task_events, outbox and NOTIFY, the runs row) against a bare
  * `FOR UPDATE SKIP LOCKED` UPDATE loop, on the same PostgreSQL with the same number of
- * concurrent claimers. Every round claims all seeded tasks; double claims are counted
+ * concurrent claimers; and claim + settle (claimNextTask, then settleRun in a transaction
+ * of its own, as a runner does) against graphile-worker 0.16.6 running no-op jobs on the
+ * same server (bench/graphile-peer.ts). Every round claims all seeded tasks; double claims are counted
  * from what the claimers returned and from the tables, and any double or lost claim makes
  * the script exit non-zero. Uses DATABASE_URL (a fresh database in it) or an embedded
  * server in a temporary directory.
  *
  *   npx tsx bench/claim.bench.ts [tasks]
  *
- * Target: ours / raw ≥ 0.5 (medians of 3 rounds).
+ * Targets: claims ≥ 0.5× raw; claim + settle ahead of graphile-worker (medians of 3 rounds).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -22,11 +24,13 @@ import { migrate } from "../src/db/migrate.js";
 import { createPool, type Pool, withTransaction } from "../src/db/pool.js";
 import { type RepoRow, upsertRepo } from "../src/db/repos.js";
 import { registerRunner } from "../src/db/runners.js";
-import { claimNextTask } from "../src/db/runs.js";
+import { claimNextTask, settleRun } from "../src/db/runs.js";
 import { withDatabase } from "../src/db/url.js";
 import { isProcessAlive } from "../src/runner/process-group.js";
+import { reportFigure } from "./figures.js";
+import { graphileRound, prepareGraphileWorker } from "./graphile-peer.js";
 
-const TASKS = Number(process.argv[2] ?? 2_000);
+const TASKS = Number(process.argv[2] ?? 1_000);
 const ROUNDS = 3;
 const CLAIMER_COUNTS = [1, 4, 8];
 const SPREAD_REPOS = 200;
@@ -228,6 +232,33 @@ const ours: ClaimOnce = async (pool, runnerId) => {
   return claim?.task.id ?? null;
 };
 
+/** Claim, then settle as a runner does when its worker succeeded (PR opened). */
+const oursSettled: ClaimOnce = async (pool, runnerId) => {
+  const claim = await withTransaction(pool, (client) =>
+    claimNextTask(client, { runnerId, host: "bench-host", leaseMs: LEASE_MS, profiles: PROFILES }),
+  );
+  if (!claim) return null;
+  const settled = await withTransaction(pool, (client) =>
+    settleRun(
+      client,
+      { runId: claim.run.id, token: claim.run.leaseToken },
+      {
+        outcome: "succeeded",
+        exitCode: 0,
+        signal: null,
+        headSha: "0".repeat(40),
+        event: { type: "run_succeeded", runner: runnerId, prNumber: claim.task.id },
+        changes: {
+          prUrl: `https://github.com/bench/pull/${claim.task.id}`,
+          prHeadSha: "0".repeat(40),
+        },
+      },
+    ),
+  );
+  if (!settled) throw new Error(`run ${claim.run.id} did not settle`);
+  return claim.task.id;
+};
+
 const raw: ClaimOnce = async (pool) => {
   const result = await withTransaction(pool, (client) => client.query<{ id: number }>(RAW_CLAIM));
   return result.rows[0]?.id ?? null;
@@ -238,7 +269,7 @@ async function runRound(
   repos: RepoRow[],
   claimers: number,
   claim: ClaimOnce,
-  side: "ours" | "raw",
+  side: "ours" | "raw" | "settled",
 ): Promise<Round> {
   const table = side === "raw" ? RAW_TABLE : "tasks";
   await seed(pool, repos, table);
@@ -277,10 +308,21 @@ async function runRound(
   ).rows[0] as Record<string, number>;
   const { inserted = 0, running = 0, queued = 0 } = counts;
   if (inserted !== TASKS) problems.push(`${inserted} tasks in the table, ${TASKS} seeded`);
-  if (running !== inserted || queued !== 0) {
-    problems.push(`${running} running and ${queued} queued of ${inserted}`);
+  const endState = side === "settled" ? "awaiting_merge" : "running";
+  const ended =
+    side === "settled"
+      ? Number(
+          (
+            await pool.query<{ n: number }>(
+              "SELECT count(*)::int AS n FROM tasks WHERE state = 'awaiting_merge'",
+            )
+          ).rows[0]?.n,
+        )
+      : running;
+  if (ended !== inserted || queued !== 0) {
+    problems.push(`${ended} ${endState} and ${queued} queued of ${inserted}`);
   }
-  if (side === "ours") {
+  if (side !== "raw") {
     const { runs = 0, runTasks = 0, events = 0, eventTasks = 0, reattempted = 0 } = counts;
     // Each source counts the same event; a double claim shows in any of them.
     doubles = Math.max(doubles, runs - runTasks, events - eventTasks, reattempted);
@@ -362,27 +404,54 @@ function medianRound(rounds: Round[]): Round {
 
 const rate = (round: Round) => (round.claims / round.ms) * 1000;
 
-async function scenario(pool: Pool, label: string, repos: RepoRow[]): Promise<string[]> {
+interface ScenarioOptions {
+  /** Also claim + settle and graphile-worker (the one-repo case measures the claim only). */
+  withPeer: boolean;
+  /** Where the headline figures come from. */
+  report: boolean;
+  url: string;
+}
+
+async function scenario(
+  pool: Pool,
+  label: string,
+  repos: RepoRow[],
+  options: ScenarioOptions,
+): Promise<string[]> {
   const failures: string[] = [];
   const cell = (text: string, width: number) => ` ${text.padStart(width)} `;
-  const widths = [8, 15, 15, 12, 13];
+  const heads = ["claimers", "claim/s", "raw/s", "claim/raw", "claim+settle/s"];
+  if (options.withPeer) heads.push("graphile/s", "settle/graphile");
+  heads.push("double claims");
+  const widths = heads.map((head) => Math.max(8, head.length));
   const row = (cells: string[]) =>
     `|${cells.map((text, i) => cell(text, widths[i] ?? 8)).join("|")}|`;
   const detail: string[] = [];
   console.log(`\n${label}: ${TASKS} tasks, ${repos.length} repo(s); median of ${ROUNDS} rounds`);
-  console.log(row(["claimers", "ours claims/s", "raw claims/s", "ratio", "double claims"]));
+  console.log(row(heads));
   console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
   for (const claimers of CLAIMER_COUNTS) {
     const oursRounds: Round[] = [];
     const rawRounds: Round[] = [];
+    const settledRounds: Round[] = [];
+    const graphileRates: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      // Interleaved, so drift in machine load hits both sides alike.
+      // Interleaved, so drift in machine load hits every side alike.
       oursRounds.push(await runRound(pool, repos, claimers, ours, "ours"));
       rawRounds.push(await runRound(pool, repos, claimers, raw, "raw"));
+      if (options.withPeer) {
+        settledRounds.push(await runRound(pool, repos, claimers, oursSettled, "settled"));
+        const peer = await graphileRound(options.url, TASKS, claimers);
+        if (peer.completed !== TASKS) {
+          failures.push(`graphile-worker completed ${peer.completed} of ${TASKS} jobs`);
+        }
+        graphileRates.push((peer.completed / peer.ms) * 1000);
+      }
     }
     for (const [side, rounds] of [
       ["ours", oursRounds],
       ["raw", rawRounds],
+      ["claim+settle", settledRounds],
     ] as const) {
       for (const [i, round] of rounds.entries()) {
         for (const problem of round.problems) {
@@ -393,16 +462,54 @@ async function scenario(pool: Pool, label: string, repos: RepoRow[]): Promise<st
     const oursRate = median(oursRounds.map(rate));
     const rawRate = median(rawRounds.map(rate));
     const ratio = oursRate / rawRate;
-    const doubles = [...oursRounds, ...rawRounds].reduce((sum, r) => sum + r.doubles, 0);
-    console.log(
-      row([
-        String(claimers),
-        oursRate.toFixed(0),
-        rawRate.toFixed(0),
-        `${ratio.toFixed(2)} ${ratio >= TARGET_RATIO ? "ok" : "MISSED"}`,
-        String(doubles),
-      ]),
+    const doubles = [...oursRounds, ...rawRounds, ...settledRounds].reduce(
+      (sum, r) => sum + r.doubles,
+      0,
     );
+    const cells = [
+      String(claimers),
+      oursRate.toFixed(0),
+      rawRate.toFixed(0),
+      `${ratio.toFixed(2)} ${ratio >= TARGET_RATIO ? "ok" : "MISSED"}`,
+    ];
+    let settledRate = Number.NaN;
+    let graphileRate = Number.NaN;
+    if (options.withPeer) {
+      settledRate = median(settledRounds.map(rate));
+      graphileRate = median(graphileRates);
+      const ahead = settledRate / graphileRate;
+      cells.push(
+        settledRate.toFixed(0),
+        graphileRate.toFixed(0),
+        `${ahead.toFixed(2)} ${ahead > 1 ? "ok" : "MISSED"}`,
+      );
+    } else {
+      cells.push("–");
+    }
+    cells.push(String(doubles));
+    console.log(row(cells));
+    if (options.report) {
+      reportFigure({
+        figure: `claims/s, ${claimers} claimer${claimers > 1 ? "s" : ""}`,
+        value: oursRate,
+        unit: "/s",
+        reference: rawRate,
+        referenceName: "raw SKIP LOCKED",
+        target: `≥ ${TARGET_RATIO}× raw`,
+        met: ratio >= TARGET_RATIO,
+      });
+      if (options.withPeer) {
+        reportFigure({
+          figure: `claim + settle/s, ${claimers} claimer${claimers > 1 ? "s" : ""}`,
+          value: settledRate,
+          unit: "/s",
+          reference: graphileRate,
+          referenceName: "graphile-worker",
+          target: "> 1× graphile-worker",
+          met: settledRate > graphileRate,
+        });
+      }
+    }
     const o = medianRound(oursRounds);
     const r = medianRound(rawRounds);
     detail.push(
@@ -455,9 +562,19 @@ async function main(): Promise<void> {
   await runRound(pool, oneRepo, maxClaimers, ours, "ours");
   await runRound(pool, oneRepo, maxClaimers, raw, "raw");
 
+  await prepareGraphileWorker(db.url);
+  await graphileRound(db.url, 100, maxClaimers);
   const failures = [
-    ...(await scenario(pool, "all tasks in one repo", oneRepo)),
-    ...(await scenario(pool, `tasks spread over ${SPREAD_REPOS} repos`, repos)),
+    ...(await scenario(pool, `tasks spread over ${SPREAD_REPOS} repos`, repos, {
+      withPeer: true,
+      report: true,
+      url: db.url,
+    })),
+    ...(await scenario(pool, "all tasks in one repo", oneRepo, {
+      withPeer: false,
+      report: false,
+      url: db.url,
+    })),
   ];
 
   console.log(
@@ -465,7 +582,7 @@ async function main(): Promise<void> {
   );
   console.log("| finished tasks | one repo ms | spread ms |");
   console.log("|---------------:|------------:|----------:|");
-  for (const history of [0, 10 * TASKS, 50 * TASKS]) {
+  for (const history of [0, 50 * TASKS]) {
     const single = await probeClaim(pool, oneRepo, history);
     const spread = await probeClaim(pool, repos, history);
     console.log(

@@ -42,6 +42,7 @@ import {
   row,
   unmockGithub,
 } from "./app-harness.js";
+import { reportFigure } from "./figures.js";
 
 const RUNS = Number(process.argv[2] ?? 30);
 const WARMUP = 2;
@@ -275,6 +276,13 @@ async function main(): Promise<void> {
     console.log(row("  ensureWorktree alone, new issue (w/ fetch)", alone.worktree, 50));
     const floor = figures(bare).p50 + figures(spawned).p50;
     const p50 = figures(total).p50;
+    reportFigure({
+      figure: "label → worker start p50 (warm mirror)",
+      value: p50,
+      unit: "ms",
+      reference: floor,
+      referenceName: "bare webhook + direct spawn",
+    });
     console.log(
       `p50 label → start ${p50.toFixed(1)} ms = ${(p50 / floor).toFixed(2)}× the floor (bare webhook + direct spawn, ${floor.toFixed(1)} ms); ${(p50 / figures(spawned).p50).toFixed(2)}× the direct spawn alone`,
     );

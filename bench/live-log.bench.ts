@@ -32,6 +32,7 @@ import { LIVE_LOG_KEEP_BYTES, LiveLogPublisher } from "../src/runner/live-log.js
 import { readTranscript } from "../src/runner/transcripts/index.js";
 import { renderTranscriptText } from "../src/runner/transcripts/render-text.js";
 import { entriesHtml } from "../src/web/transcript-html.js";
+import { reportFigure } from "./figures.js";
 
 const LINES = 400;
 const LINE_INTERVAL_MS = 10;
@@ -106,7 +107,7 @@ async function claimRun(pool: pg.Pool, issue: number): Promise<Lease> {
   return { runId: claim.run.id, token: claim.run.leaseToken };
 }
 
-async function followerLatency(url: string, pool: pg.Pool): Promise<void> {
+async function followerLatency(url: string, pool: pg.Pool): Promise<number> {
   const lease = await claimRun(pool, 1);
   const notifications = await LogNotifications.start(url);
   const seen: number[] = [];
@@ -152,6 +153,7 @@ async function followerLatency(url: string, pool: pg.Pool): Promise<void> {
   console.log(
     `  ${chunks} chunk inserts for ${LINES} writes: ${(chunks / seconds).toFixed(1)} statements/s`,
   );
+  return percentile(sorted, 50);
 }
 
 /** The reference: a bare NOTIFY from one connection seen on another, on the same server. */
@@ -233,7 +235,14 @@ try {
   console.log(
     `reference, a bare NOTIFY seen on another connection: p50 ${percentile(reference, 50).toFixed(1)} ms · p95 ${percentile(reference, 95).toFixed(1)} ms`,
   );
-  await followerLatency(db.url, pool);
+  const follower = await followerLatency(db.url, pool);
+  reportFigure({
+    figure: "live log: write → seen by a follower, p50",
+    value: follower,
+    unit: "ms",
+    reference: percentile(reference, 50),
+    referenceName: "bare NOTIFY round trip",
+  });
   await flood(pool);
   transcriptSpeed();
 } finally {

@@ -22,6 +22,7 @@ import {
   repositoryUrl,
 } from "../src/workspace/index.js";
 import { startGitServer } from "../test/support/git-http.js";
+import { reportFigure } from "./figures.js";
 
 const RUNS = Number(process.argv[2] ?? 20);
 const TOKEN = "ghs_benchtoken";
@@ -131,6 +132,13 @@ async function main(): Promise<void> {
     const firstPlain = median(plain.map((s) => s.firstLineMs));
     const firstBoxed = median(boxed.map((s) => s.firstLineMs));
     console.log(row("startWorker() → first line of output", firstPlain, firstBoxed));
+    reportFigure({
+      figure: "sandboxed worker start → first line",
+      value: firstBoxed,
+      unit: "ms",
+      reference: firstPlain,
+      referenceName: "same worker unsandboxed",
+    });
     console.log(
       row(
         "whole run of `true` (start → group gone)",

@@ -42,6 +42,7 @@ import {
   row,
   unmockGithub,
 } from "./app-harness.js";
+import { reportFigure } from "./figures.js";
 
 const RUNS = Number(process.argv[2] ?? 20);
 const GRACE_MS = 5_000;
@@ -246,6 +247,13 @@ async function main(): Promise<void> {
         ),
       );
       const ratio = figures(totals).p50 / figures(reference).p50;
+      reportFigure({
+        figure: `/stop → group gone p50, ${scenario.profile}`,
+        value: figures(totals).p50,
+        unit: "ms",
+        reference: figures(reference).p50,
+        referenceName: "in-process stop()",
+      });
       ratios.push(`${scenario.profile} ${ratio.toFixed(2)}×`);
       console.log(
         `  p50 ratio webhook / in-process: ${ratio.toFixed(2)}× (+${(figures(totals).p50 - figures(reference).p50).toFixed(1)} ms)`,

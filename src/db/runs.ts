@@ -140,8 +140,10 @@ async function pickTask(
 ): Promise<Picked | null> {
   const names = [...profiles.limits.keys()];
   const limits = names.map((name) => profiles.limits.get(name) ?? 0);
-  const picked = await client.query<Picked>(
-    `WITH candidate AS MATERIALIZED (
+  // Named, so each connection parses and plans this statement once, not on every claim.
+  const picked = await client.query<Picked>({
+    name: "overseer-claim-pick",
+    text: `WITH candidate AS MATERIALIZED (
        SELECT ${TASK_COLUMNS}, ${PROFILE_OF("tasks", "$5")} AS profile,
               limits.max_running AS "profileLimit"
          FROM tasks JOIN repos ON repos.id = tasks.repo_id
@@ -190,7 +192,7 @@ async function pickTask(
             candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)
               AS "profileFull"
        FROM candidate JOIN repos ON repos.id = candidate."repoId"`,
-    [
+    values: [
       fullRepos,
       runner.runnerId,
       runner.host,
@@ -200,7 +202,7 @@ async function pickTask(
       limits,
       fullProfiles,
     ],
-  );
+  });
   const row = picked.rows[0];
   if (!row) return null;
   // The pick's own columns are not part of the task.

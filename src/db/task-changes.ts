@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { RepoConfig } from "../config/repo-config.js";
 import { branchName } from "../domain/branch.js";
 import { agentProfileFromLabels, hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
@@ -276,11 +277,13 @@ async function runTransitionStatement(
     ...signals.map((s, i) => `${s} AS s${i}`),
   ];
   const from = plan.update ? " FROM updated" : "";
-  const written = await client.query<TaskRow>(
-    `${withClause(ctes)}
-     SELECT ${selected.join(", ")}${from}`,
-    params.values,
-  );
+  const text = `${withClause(ctes)}
+     SELECT ${selected.join(", ")}${from}`;
+  const written = await client.query<TaskRow>({
+    name: preparedName(text),
+    text,
+    values: params.values,
+  });
   if (!plan.update) return null;
   const row = written.rows[0];
   if (!row) return null;
@@ -288,6 +291,24 @@ async function runTransitionStatement(
   const task = { ...row } as TaskRow & Record<string, unknown>;
   for (let i = 0; i < signals.length; i += 1) delete task[`s${i}`];
   return task;
+}
+
+const preparedNames = new Map<string, string>();
+
+/**
+ * The statement's text varies only with the shape of the change (which columns, how many
+ * outbox entries), so there are few of them: naming each by its text lets every
+ * connection parse and plan it once instead of on every transition.
+ */
+function preparedName(text: string): string {
+  let name = preparedNames.get(text);
+  if (name === undefined) {
+    name = `overseer-transition-${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+    // A bound on what the cache may hold, should shapes turn out to be many after all.
+    if (preparedNames.size >= 1_000) preparedNames.clear();
+    preparedNames.set(text, name);
+  }
+  return name;
 }
 
 /** The GitHub writes among a transition's effects. */

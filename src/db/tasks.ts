@@ -144,13 +144,15 @@ export async function lockTaskWithRepo(
 ): Promise<{ task: TaskRow; repo: RepoRow } | null> {
   const where = "id" in ref ? "tasks.id = $1" : "tasks.repo_id = $1 AND tasks.issue_number = $2";
   const values = "id" in ref ? [ref.id] : [ref.repoId, ref.issueNumber];
-  const result = await db.query<TaskRow & { repo: RepoRow }>(
-    `SELECT ${TASK_COLUMNS}, ${REPO_JSON} AS repo
+  // Named (two shapes), so each connection plans it once: every state change starts here.
+  const result = await db.query<TaskRow & { repo: RepoRow }>({
+    name: "id" in ref ? "overseer-lock-task-by-id" : "overseer-lock-task-by-issue",
+    text: `SELECT ${TASK_COLUMNS}, ${REPO_JSON} AS repo
        FROM tasks JOIN repos ON repos.id = tasks.repo_id
       WHERE ${where}
         FOR UPDATE OF tasks`,
     values,
-  );
+  });
   const row = result.rows[0];
   if (!row) return null;
   const { repo, ...task } = row;

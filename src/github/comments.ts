@@ -31,15 +31,31 @@ import { hasCommandPermission, refusalText } from "./permissions.js";
  */
 export function registerCommands(app: Probot, deps: HandlerDependencies): void {
   app.on("issue_comment.created", (context) =>
-    oncePerDelivery(deps, context, (delivery) =>
-      onComment(
-        deps,
-        delivery,
-        parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created"),
-        ISSUE_COMMENT,
-      ),
+    oncePerDelivery(
+      deps,
+      context,
+      (delivery) =>
+        onComment(
+          deps,
+          delivery,
+          parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created"),
+          ISSUE_COMMENT,
+        ),
+      { ignores: asksNothing },
     ),
   );
+}
+
+/**
+ * A well-formed comment that onComment would return from at once: a bot's, Overseer's
+ * own, or one without a command line. Most comments are conversation; they cost no query.
+ */
+function asksNothing(payload: unknown): boolean {
+  const parsed = issueCommentSchema.safeParse(payload);
+  if (!parsed.success) return false;
+  if (isFromBotOrOverseer(parsed.data)) return true;
+  const { commands, unknown } = parseCommands(parsed.data.comment.body);
+  return commands.length === 0 && unknown.length === 0;
 }
 
 /** Where a comment carrying commands was written; review comments answer in their own way. */

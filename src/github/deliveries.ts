@@ -51,13 +51,21 @@ function actionOf(context: Context): string | null {
 /**
  * A redelivery (same X-GitHub-Delivery id) is dropped before any API call. A payload that
  * does not have the shape we read is recorded as rejected and answered 400 (the
- * PayloadError's status): GitHub will not fix it by sending it again.
+ * PayloadError's status): GitHub will not fix it by sending it again. A delivery the
+ * handler would ignore anyway (`ignores`: a well-formed payload that asks nothing, such as
+ * a conversation comment or one of Overseer's own labels) is answered without touching
+ * the database, redelivered or not.
  */
 export async function oncePerDelivery(
   deps: HandlerDependencies,
   context: Context,
   handle: (delivery: Delivery) => Promise<void>,
+  options: { ignores?: (payload: unknown) => boolean } = {},
 ): Promise<void> {
+  if (options.ignores?.(context.payload)) {
+    deps.metrics?.delivery("processed");
+    return;
+  }
   const action = actionOf(context);
   const log = deps.log.child({
     delivery: context.id,

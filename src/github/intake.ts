@@ -41,7 +41,9 @@ export const DEFAULT_TRIGGER_LABEL = "overseer";
  */
 export function registerIntake(app: Probot, deps: HandlerDependencies): void {
   app.on("issues.labeled", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onLabeled(deps, delivery)),
+    oncePerDelivery(deps, context, (delivery) => onLabeled(deps, delivery), {
+      ignores: isOwnStateLabel,
+    }),
   );
   app.on("issues.unlabeled", (context) =>
     oncePerDelivery(deps, context, (delivery) => onUnlabeled(deps, delivery)),
@@ -53,6 +55,14 @@ export function registerIntake(app: Probot, deps: HandlerDependencies): void {
       if (existing) await cancelOnRequest(deps, delivery, event, existing, "issue_closed");
     }),
   );
+}
+
+/** Overseer's own state labels come back as labeled events; well-formed, they cost no query. */
+function isOwnStateLabel(payload: unknown): boolean {
+  const parsed = issueEventSchema.safeParse(payload);
+  if (!parsed.success) return false;
+  const name = parsed.data.label?.name ?? "";
+  return name === "" || name.startsWith(STATE_LABEL_PREFIX);
 }
 
 async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise<void> {

@@ -1,4 +1,4 @@
-import { lstat, readFile } from "node:fs/promises";
+import { lstat, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { type GitRunOptions, git } from "./git.js";
 
@@ -50,6 +50,41 @@ export function parseWorktreeList(out: string): WorktreeEntry[] {
 
 export async function listWorktrees(mirror: string, opts: GitRunOptions) {
   return parseWorktreeList(await git(mirror, ["worktree", "list", "--porcelain", "-z"], opts));
+}
+
+/**
+ * True when no worktree of `mirror` is registered at `worktree` and none has `branch`
+ * checked out, read from the admin dirs (<mirror>/worktrees/<name>/gitdir and HEAD, the
+ * files `git worktree list` reads) without spawning git. False whenever anything there is
+ * not plainly so (a relative or missing gitdir, an unreadable HEAD): then ask git.
+ */
+export async function nothingRegisteredFor(
+  mirror: string,
+  worktree: string,
+  branch: string,
+): Promise<boolean> {
+  const adminRoot = path.join(mirror, "worktrees");
+  let names: string[];
+  try {
+    names = await readdir(adminRoot);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
+    return false;
+  }
+  const dotGit = path.join(worktree, ".git");
+  const checks = await Promise.all(
+    names.map(async (name) => {
+      const adminDir = path.join(adminRoot, name);
+      const [gitdir, head] = await Promise.all([
+        readText(path.join(adminDir, "gitdir")),
+        readText(path.join(adminDir, "HEAD")),
+      ]);
+      const target = gitdir?.trim();
+      if (!target || !path.isAbsolute(target) || head === null) return false;
+      return target !== dotGit && head.trim() !== `ref: refs/heads/${branch}`;
+    }),
+  );
+  return checks.every(Boolean);
 }
 
 export type PathKind = "missing" | "directory" | "other";

@@ -19,6 +19,7 @@ import {
   checkedOutBranch,
   linkedAdminDir,
   listWorktrees,
+  nothingRegisteredFor,
   pathKind,
   type WorktreeEntry,
 } from "./registry.js";
@@ -124,7 +125,10 @@ async function repairAndCreate(
   branch: string,
   opts: WorkspaceOptions,
 ): Promise<EnsuredWorktree> {
-  const entries = await listWorktrees(p.mirror, local(opts));
+  // The common case (a new task: nothing at its path, its branch nowhere) needs no git.
+  const entries = (await nothingRegisteredFor(p.mirror, p.worktree, branch))
+    ? []
+    : await listWorktrees(p.mirror, local(opts));
   const entry = entries.find((candidate) => candidate.path === p.worktree);
   const settled = entry
     ? await settleRegistered(entry, p, branch, opts)

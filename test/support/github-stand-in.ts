@@ -209,8 +209,10 @@ const TOKEN = "ghs_standininstallationtoken";
 const RATE_LIMIT = 5_000;
 
 export async function startGithubStandIn(
-  options: { webhookSecret?: string } = {},
+  options: { webhookSecret?: string; rateLimit?: number } = {},
 ): Promise<StandIn> {
+  const rateLimit = options.rateLimit ?? RATE_LIMIT;
+  let counted = 0;
   const git = await startGitServer({ tokens: [TOKEN] });
   const repos = new Map<string, RepoModel>();
   const calls: ApiCall[] = [];
@@ -597,6 +599,7 @@ export async function startGithubStandIn(
       const fault = faults?.({ method, route: candidate.template }) ?? null;
       if (fault) {
         calls.push({ method, route: candidate.template, status: fault.status, counted: true });
+        counted += 1;
         send(
           res,
           {
@@ -639,17 +642,18 @@ export async function startGithubStandIn(
         return;
       }
       calls.push({ method, route: candidate.template, status: answer.status, counted: true });
+      counted += 1;
       send(res, answer, etag);
     });
     return true;
   };
 
-  const rateLimitUsed = () => calls.filter((call) => call.counted).length;
+  const rateLimitUsed = () => counted;
 
   function send(res: http.ServerResponse, answer: Answer, etag: string | null): void {
     const headers: Record<string, string> = {
-      "x-ratelimit-limit": String(RATE_LIMIT),
-      "x-ratelimit-remaining": String(Math.max(0, RATE_LIMIT - rateLimitUsed())),
+      "x-ratelimit-limit": String(rateLimit),
+      "x-ratelimit-remaining": String(Math.max(0, rateLimit - rateLimitUsed())),
       "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 3600),
       ...(etag ? { etag } : {}),
       ...answer.headers,
