@@ -125,6 +125,8 @@ export async function claimDueOutbox(
         WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
           AND (locked_until IS NULL OR locked_until < now())
           AND (coalesce_key IS NULL OR updated_at <= now() - $3 * interval '1 millisecond')
+          AND NOT EXISTS (SELECT 1 FROM github_pauses p
+                           WHERE p.installation_id = outbox.installation_id AND p.until > now())
         ORDER BY next_attempt_at, id
         LIMIT $1
         FOR UPDATE SKIP LOCKED)
@@ -169,6 +171,19 @@ export async function markOutboxRetry(
   );
 }
 
+/**
+ * Hands claimed entries back untried (their installation was paused meanwhile): unlocked,
+ * and the claim's attempt not counted.
+ */
+export async function releaseOutbox(db: Queryable, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(
+    `UPDATE outbox SET locked_until = NULL, attempts = GREATEST(0, attempts - 1)
+      WHERE id = ANY($1::bigint[])`,
+    [ids],
+  );
+}
+
 export async function markOutboxDead(db: Queryable, id: number, error: string): Promise<void> {
   await db.query(
     `UPDATE outbox SET locked_until = NULL, last_error = $2, dead_at = now(), updated_at = now()
@@ -184,8 +199,10 @@ export async function nextOutboxDueInMs(db: Queryable, settleMs = 0): Promise<nu
               next_attempt_at,
               COALESCE(locked_until, next_attempt_at),
               CASE WHEN coalesce_key IS NULL THEN next_attempt_at
-                   ELSE updated_at + $1 * interval '1 millisecond' END)) - now())) * 1000)::float8 AS ms
-       FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`,
+                   ELSE updated_at + $1 * interval '1 millisecond' END,
+              COALESCE(p.until, next_attempt_at))) - now())) * 1000)::float8 AS ms
+       FROM outbox LEFT JOIN github_pauses p ON p.installation_id = outbox.installation_id
+      WHERE delivered_at IS NULL AND dead_at IS NULL`,
     [settleMs],
   );
   return result.rows[0]?.ms ?? null;

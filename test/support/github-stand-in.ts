@@ -86,12 +86,19 @@ export interface ApiCall {
   status: number;
   /** False for a 304: conditional requests that match cost no rate limit. */
   counted: boolean;
+  /** When it arrived (Date.now()). */
+  at: number;
 }
 
 export interface Fault {
   status: number;
   headers?: Record<string, string>;
   body?: unknown;
+  /**
+   * Carry the request out, then answer with the fault anyway: a 502 from a proxy after
+   * GitHub did the write, which a client cannot tell from a write that never happened.
+   */
+  afterEffect?: boolean;
 }
 
 export interface StandIn {
@@ -513,9 +520,10 @@ export async function startGithubStandIn(
       const params = Object.fromEntries(
         candidate.names.map((name, i) => [name, match[i + 1] ?? ""]),
       );
+      const at = Date.now();
       const fault = faults?.({ method, route: candidate.template }) ?? null;
-      if (fault) {
-        calls.push({ method, route: candidate.template, status: fault.status, counted: true });
+      if (fault && !fault.afterEffect) {
+        calls.push({ method, route: candidate.template, status: fault.status, counted: true, at });
         send(
           res,
           {
@@ -546,6 +554,19 @@ export async function startGithubStandIn(
             ? { status: 404, body: { message: "Not Found" } }
             : { status: 500, body: { message: String(error) } };
       }
+      if (fault) {
+        calls.push({ method, route: candidate.template, status: fault.status, counted: true, at });
+        send(
+          res,
+          {
+            status: fault.status,
+            body: fault.body ?? { message: "Server Error" },
+            headers: fault.headers,
+          },
+          null,
+        );
+        return;
+      }
       const etag =
         method === "GET" && answer.status === 200
           ? `"${createHash("sha1")
@@ -553,11 +574,11 @@ export async function startGithubStandIn(
               .digest("hex")}"`
           : null;
       if (etag && req.headers["if-none-match"] === etag) {
-        calls.push({ method, route: candidate.template, status: 304, counted: false });
+        calls.push({ method, route: candidate.template, status: 304, counted: false, at });
         res.writeHead(304, { etag }).end();
         return;
       }
-      calls.push({ method, route: candidate.template, status: answer.status, counted: true });
+      calls.push({ method, route: candidate.template, status: answer.status, counted: true, at });
       send(res, answer, etag);
     });
     return true;
