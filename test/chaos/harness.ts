@@ -2,7 +2,11 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { Pool } from "../../src/db/pool.js";
+import { ensureDatabaseExists } from "../../src/db/database.js";
+import { startEmbeddedPostgres } from "../../src/db/embedded.js";
+import { migrate } from "../../src/db/migrate.js";
+import { createPool, type Pool } from "../../src/db/pool.js";
+import { withDatabase } from "../../src/db/url.js";
 import { type StandIn, startGithubStandIn } from "../support/github-stand-in.js";
 import { type OverseerProcess, spawnOverseer } from "../support/process.js";
 
@@ -155,4 +159,45 @@ export async function until<T>(
 
 export function outputOf(stack: ChaosStack): string {
   return stack.started.map((running) => running.output().slice(-4000)).join("\n---\n");
+}
+
+/**
+ * A PostgreSQL server of the test's own (the shared test server is never restarted),
+ * with a migrated `overseer` database. `restart` stops it and starts it again on the same
+ * port, as a managed database's failover or maintenance restart would look to clients.
+ */
+export interface DedicatedPostgres {
+  url: string;
+  pool: Pool;
+  stopServer(): Promise<void>;
+  startServer(): Promise<void>;
+  drop(): Promise<void>;
+}
+
+export async function startDedicatedPostgres(): Promise<DedicatedPostgres> {
+  const home = await mkdtemp(path.join(os.tmpdir(), "overseer-chaos-pg-"));
+  let server = await startEmbeddedPostgres(home, undefined, { sameProcessGroup: true });
+  const port = server.port;
+  await ensureDatabaseExists(server.adminUrl, "overseer");
+  const url = withDatabase(server.adminUrl, "overseer");
+  await migrate(url);
+  const pool = createPool(url);
+  let running = true;
+  return {
+    url,
+    pool,
+    async stopServer() {
+      await server.stop();
+      running = false;
+    },
+    async startServer() {
+      server = await startEmbeddedPostgres(home, undefined, { sameProcessGroup: true, port });
+      running = true;
+    },
+    async drop() {
+      await pool.end().catch(() => undefined);
+      if (running) await server.stop();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
 }

@@ -111,7 +111,8 @@ export interface StandIn {
   botLogin: string;
   calls: ApiCall[];
   unknownCalls: string[];
-  deliveries: { id: string; event: string; status: number }[];
+  /** Every delivery attempt, with its payload (to redeliver it, as GitHub's UI can). */
+  deliveries: { id: string; event: string; status: number; payload: unknown }[];
   /** Where webhooks go: set once the app listens. */
   webhookUrl: string | undefined;
   webhookSecret: string;
@@ -716,7 +717,7 @@ export async function startGithubStandIn(
       } catch {
         // A delivery that reached nobody; GitHub records it as failed and moves on.
       }
-      deliveries.push({ id, event, status });
+      deliveries.push({ id, event, status, payload });
       return { status, id };
     },
     stop: () => git.stop(),
