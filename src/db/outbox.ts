@@ -196,13 +196,13 @@ export async function markOutboxDead(db: Queryable, id: number, error: string): 
 export async function nextOutboxDueInMs(db: Queryable, settleMs = 0): Promise<number | null> {
   const result = await db.query<{ ms: number | null }>(
     `SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(GREATEST(
-              next_attempt_at,
-              COALESCE(locked_until, next_attempt_at),
-              CASE WHEN coalesce_key IS NULL THEN next_attempt_at
-                   ELSE updated_at + $1 * interval '1 millisecond' END,
-              COALESCE(p.until, next_attempt_at))) - now())) * 1000)::float8 AS ms
-       FROM outbox LEFT JOIN github_pauses p ON p.installation_id = outbox.installation_id
-      WHERE delivered_at IS NULL AND dead_at IS NULL`,
+              o.next_attempt_at,
+              COALESCE(o.locked_until, o.next_attempt_at),
+              CASE WHEN o.coalesce_key IS NULL THEN o.next_attempt_at
+                   ELSE o.updated_at + $1 * interval '1 millisecond' END,
+              COALESCE(p.until, o.next_attempt_at))) - now())) * 1000)::float8 AS ms
+       FROM outbox o LEFT JOIN github_pauses p ON p.installation_id = o.installation_id
+      WHERE o.delivered_at IS NULL AND o.dead_at IS NULL`,
     [settleMs],
   );
   return result.rows[0]?.ms ?? null;

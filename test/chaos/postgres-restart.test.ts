@@ -89,7 +89,8 @@ describe("PostgreSQL restarted mid-run and during a webhook burst", () => {
     for (const failed of refused) {
       const original = github.deliveries.find((delivery) => delivery.id === failed.id);
       const again = await github.deliver("issue_comment", original?.payload, failed.id);
-      if (again.status !== 200) console.log(burst.map((d) => d.status).join(","), failed.id, context());
+      if (again.status !== 200)
+        console.log(burst.map((d) => d.status).join(","), failed.id, context());
       expect(again.status).toBe(200);
     }
     expect(await stored(burst.map((delivery) => delivery.id))).toEqual(
