@@ -35,13 +35,14 @@ export interface ChaosStack {
   stop(pool?: Pool): Promise<void>;
 }
 
-/** A worker that waits `seconds`, then commits one file and writes its summary. */
+/** A worker that waits `seconds`, then commits one file (once) and writes its summary. */
 export function committingWorker(seconds: number): string[] {
   const script = [
     `sleep ${seconds}`,
     'echo "work for #$OVERSEER_ISSUE" > "work-$OVERSEER_ISSUE.txt"',
     "git add -A",
-    `git -c user.name=agent -c user.email=agent@example.com commit -qm "Work for #$OVERSEER_ISSUE"`,
+    // A run resumed from a branch pushed by an earlier attempt finds its work already there.
+    `(git diff --cached --quiet || git -c user.name=agent -c user.email=agent@example.com commit -qm "Work for #$OVERSEER_ISSUE")`,
     'echo "Did the work." > "$OVERSEER_SUMMARY_FILE"',
   ].join(" && ");
   return ["sh", "-c", script];
@@ -144,14 +145,18 @@ async function killRecordedWorkerGroups(pool: Pool): Promise<void> {
 export async function until<T>(
   what: string,
   probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  options: { timeoutMs?: number; intervalMs?: number; context?: () => string } = {},
+  options: {
+    timeoutMs?: number;
+    intervalMs?: number;
+    context?: () => string | Promise<string>;
+  } = {},
 ): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   for (;;) {
     const value = await probe();
     if (value) return value;
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}\n${options.context?.() ?? ""}`);
+      throw new Error(`timed out waiting for ${what}\n${(await options.context?.()) ?? ""}`);
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
   }

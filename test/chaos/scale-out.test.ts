@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import type { RepoModel } from "../support/github-stand-in.js";
 import type { OverseerProcess } from "../support/process.js";
-import { type ChaosStack, committingWorker, outputOf, startChaosStack, until } from "./harness.js";
+import {
+  type ChaosStack,
+  committingWorker,
+  FAST_INTERVALS,
+  outputOf,
+  startChaosStack,
+  until,
+} from "./harness.js";
 
 /**
  * Scale-out as the README describes it: three `overseer runner` processes, each with its
@@ -19,6 +26,8 @@ import { type ChaosStack, committingWorker, outputOf, startChaosStack, until } f
 const REPOS = 3;
 const ISSUES_PER_REPO = 20;
 const LIMIT = 2;
+/** Ten heartbeats per lease: on two busy cores a shorter lease expires under live runners. */
+const LEASE = { OVERSEER_LEASE: "3s", OVERSEER_HEARTBEAT_INTERVAL: "300ms" };
 
 let db: TestDatabase;
 let stack: ChaosStack;
@@ -63,14 +72,31 @@ function maxOverlap(runs: RunInterval[]): number {
 describe("three runners and two servers on one PostgreSQL", () => {
   it("runs 60 tasks once each within per-repository limits, surviving a killed runner", async () => {
     const { github } = stack;
-    const context = () => outputOf(stack);
+    const context = async () =>
+      `${outputOf(stack)}\n${JSON.stringify(
+        (
+          await db.pool.query(
+            `SELECT repos.full_name, repos.running, tasks.state, count(*)::int
+               FROM tasks JOIN repos ON repos.id = tasks.repo_id
+              GROUP BY 1, 2, 3 ORDER BY 1, 3`,
+          )
+        ).rows,
+      )}\n${JSON.stringify(
+        (
+          await db.pool.query(
+            `SELECT runner_id, state, failure_reason, count(*)::int FROM runs
+              WHERE state <> 'succeeded' OR failure_reason IS NOT NULL
+              GROUP BY 1, 2, 3 ORDER BY 1, 2`,
+          )
+        ).rows,
+      )}`;
     const [servers, runners] = await Promise.all([
       Promise.all([0, 1].map(() => stack.spawn("serve", {}))),
       Promise.all(
         [0, 1, 2].map((n) =>
           stack.spawn(
             "runner",
-            { OVERSEER_RUNNER_CAPACITY: String(LIMIT) },
+            { OVERSEER_RUNNER_CAPACITY: String(LIMIT), ...LEASE },
             { home: path.join(stack.home, `host-${n}`) },
           ),
         ),
@@ -119,15 +145,20 @@ describe("three runners and two servers on one PostgreSQL", () => {
     // Kill the runner that holds the most running runs once the fleet is busy.
     const pulls = () => repos.reduce((sum, repo) => sum + repo.pulls.size, 0);
     await until("a busy fleet", () => pulls() >= 12, { context, timeoutMs: 90_000 });
-    const busiest = await db.pool.query<{ pid: number; runnerId: string; n: number }>(
-      `SELECT runners.pid, runners.id AS "runnerId", count(*)::int AS n
-         FROM runs JOIN runners ON runners.id = runs.runner_id
-        WHERE runs.state = 'running' AND runs.pgid IS NOT NULL
-        GROUP BY runners.id, runners.pid ORDER BY n DESC LIMIT 1`,
+    const victim = await until(
+      "a runner with workers running",
+      async () =>
+        (
+          await db.pool.query<{ pid: number; runnerId: string; n: number }>(
+            `SELECT runners.pid, runners.id AS "runnerId", count(*)::int AS n
+               FROM runs JOIN runners ON runners.id = runs.runner_id
+              WHERE runs.state = 'running' AND runs.pgid IS NOT NULL
+              GROUP BY runners.id, runners.pid ORDER BY n DESC LIMIT 1`,
+          )
+        ).rows[0],
+      { context, intervalMs: 20 },
     );
-    const victim = busiest.rows[0];
-    expect(victim?.n).toBeGreaterThan(0);
-    const killed = runners.find((running) => running.child.pid === victim?.pid) as OverseerProcess;
+    const killed = runners.find((running) => running.child.pid === victim.pid) as OverseerProcess;
     expect(killed).toBeDefined();
     const killedAt = Date.now();
     await stack.kill9(killed);
@@ -161,7 +192,7 @@ describe("three runners and two servers on one PostgreSQL", () => {
     expect(new Set(succeeded.map((run) => run.taskId)).size).toBe(REPOS * ISSUES_PER_REPO);
     const lost = runs.filter((run) => run.state === "lost");
     expect(lost.length).toBeGreaterThan(0);
-    expect(lost.every((run) => run.runnerId === victim?.runnerId)).toBe(true);
+    expect(lost.every((run) => run.runnerId === victim.runnerId)).toBe(true);
     expect(runs.filter((run) => run.state !== "succeeded" && run.state !== "lost")).toEqual([]);
     const tasks = await db.pool.query("SELECT DISTINCT attempts FROM tasks");
     expect(tasks.rows).toEqual([{ attempts: 1 }]);
@@ -181,7 +212,7 @@ describe("three runners and two servers on one PostgreSQL", () => {
     // The lost tasks finished elsewhere.
     const recoveries = lost.map((run) => {
       const replacement = succeeded.find((next) => next.taskId === run.taskId);
-      expect(replacement?.runnerId).not.toBe(victim?.runnerId);
+      expect(replacement?.runnerId).not.toBe(victim.runnerId);
       return (replacement?.startedAt.getTime() ?? Number.NaN) - killedAt;
     });
     const runnersUsed = new Set(succeeded.map((run) => run.runnerId)).size;
@@ -192,7 +223,7 @@ describe("three runners and two servers on one PostgreSQL", () => {
         `Scale-out: ${REPOS * ISSUES_PER_REPO} tasks, 3 runners × capacity ${LIMIT}, 2 servers, concurrency ${LIMIT} per repository`,
         `  label → 60 PRs, all awaiting merge: ${(wallMs / 1000).toFixed(1)} s`,
         `  most running at once per repository: ${perRepo.join(", ")} (from run intervals), ${sampledMax} (sampled)`,
-        `  runner killed with ${victim?.n} running: ${lost.length} runs lost, re-claimed elsewhere ${recoveries.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")} after the kill (lease ${1.5} s, poll 0.3 s)`,
+        `  runner killed with ${victim.n} running: ${lost.length} runs lost, re-claimed elsewhere ${recoveries.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")} after the kill (lease ${LEASE.OVERSEER_LEASE}, poll ${FAST_INTERVALS.OVERSEER_POLL_INTERVAL})`,
       ].join("\n"),
     );
   }, 180_000);
