@@ -47,6 +47,8 @@ const STOP_TIMEOUT_MS = 30_000;
 export interface EmbeddedOptions {
   /** Keep the server in this process's group (tests: an interrupted run takes it along). */
   sameProcessGroup?: boolean;
+  /** Listen on this port instead of a free one (a server restarted where clients expect it). */
+  port?: number;
 }
 
 export async function startEmbeddedPostgres(
@@ -82,7 +84,7 @@ export async function startEmbeddedPostgres(
   }
   const binDir = path.join(nativeDir, "bin");
   await initialiseIfNeeded(binDir, dataDir, password, account, log);
-  const port = await findFreePort();
+  const port = options.port ?? (await findFreePort());
   const started = Date.now();
   const { pid } = await startPostmaster(binDir, dataDir, port, account, {
     timeoutMs: START_TIMEOUT_MS,

@@ -128,6 +128,8 @@ export async function claimDueOutbox(
         WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
           AND (locked_until IS NULL OR locked_until < now())
           AND (coalesce_key IS NULL OR updated_at <= now() - $3 * interval '1 millisecond')
+          AND NOT EXISTS (SELECT 1 FROM github_pauses p
+                           WHERE p.installation_id = outbox.installation_id AND p.until > now())
         ORDER BY next_attempt_at, id
         LIMIT $1
         FOR UPDATE SKIP LOCKED)
@@ -173,6 +175,19 @@ export async function markOutboxRetry(
 }
 
 /**
+ * Hands claimed entries back untried (their installation was paused meanwhile): unlocked,
+ * and the claim's attempt not counted.
+ */
+export async function releaseOutbox(db: Queryable, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(
+    `UPDATE outbox SET locked_until = NULL, attempts = GREATEST(0, attempts - 1)
+      WHERE id = ANY($1::bigint[])`,
+    [ids],
+  );
+}
+
+/**
  * Gives up on an entry and, for a task's entry, records why in its trail, in one
  * statement: whoever sees the entry dead also sees the event.
  */
@@ -201,11 +216,13 @@ export async function markOutboxDead(
 export async function nextOutboxDueInMs(db: Queryable, settleMs = 0): Promise<number | null> {
   const result = await db.query<{ ms: number | null }>(
     `SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(GREATEST(
-              next_attempt_at,
-              COALESCE(locked_until, next_attempt_at),
-              CASE WHEN coalesce_key IS NULL THEN next_attempt_at
-                   ELSE updated_at + $1 * interval '1 millisecond' END)) - now())) * 1000)::float8 AS ms
-       FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`,
+              o.next_attempt_at,
+              COALESCE(o.locked_until, o.next_attempt_at),
+              CASE WHEN o.coalesce_key IS NULL THEN o.next_attempt_at
+                   ELSE o.updated_at + $1 * interval '1 millisecond' END,
+              COALESCE(p.until, o.next_attempt_at))) - now())) * 1000)::float8 AS ms
+       FROM outbox o LEFT JOIN github_pauses p ON p.installation_id = o.installation_id
+      WHERE o.delivered_at IS NULL AND o.dead_at IS NULL`,
     [settleMs],
   );
   return result.rows[0]?.ms ?? null;

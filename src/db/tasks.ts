@@ -258,7 +258,9 @@ export function updateTaskSql(
     `revisions = ${params.add(next.revisions)}`,
     `revision_pending = ${params.add(next.revisionPending)}`,
     "updated_at = now()",
-    `queued_at = CASE WHEN ${state} = 'queued' AND ${before} <> 'queued'
+    // Back from running means requeued through no fault of its own (a runner died, shut
+    // down, or met an outage): it keeps its place in the queue.
+    `queued_at = CASE WHEN ${state} = 'queued' AND ${before} NOT IN ('queued', 'running')
        THEN now() ELSE queued_at END`,
     `started_at = CASE WHEN ${state} = 'running' AND ${before} <> 'running'
        THEN now() ELSE started_at END`,

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { withTransaction } from "../../src/db/pool.js";
 import { type RepoRow, upsertRepo } from "../../src/db/repos.js";
 import { registerRunner } from "../../src/db/runners.js";
-import { type Claim, claimNextTask } from "../../src/db/runs.js";
+import { type Claim, claimNextTask, findExpiredRuns, requeueLostRun } from "../../src/db/runs.js";
 import { insertTaskIfAbsent } from "../../src/db/tasks.js";
+import { actor } from "../../src/domain/actors.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 let db: TestDatabase;
@@ -103,6 +104,24 @@ async function runningByRepo(): Promise<Record<string, number>> {
 }
 
 describe("claimNextTask", () => {
+  it("gives a task whose runner died its place in the queue back, ahead of younger tasks", async () => {
+    const first = await seed(quiet, { concurrency: 10 });
+    const claim = await claimOnce("claimer-0");
+    expect(claim?.task.id).toBe(first);
+    const younger = [
+      await seed(quiet, { concurrency: 10 }),
+      await seed(quiet, { concurrency: 10 }),
+    ];
+    await db.pool.query("UPDATE runs SET lease_expires_at = now() - interval '1 second'");
+    const [expired] = await findExpiredRuns(db.pool);
+    if (!expired) throw new Error("no expired run");
+    await withTransaction(db.pool, (client) =>
+      requeueLostRun(client, expired, "lease expired", actor.runner("claimer-1")),
+    );
+    const order = (await drain(["claimer-1"])).map((next) => next.task.id);
+    expect(order).toEqual([first, ...younger]);
+  });
+
   it("takes the most urgent task first (priority, then age)", async () => {
     const low = await seed(quiet, { priority: 3, concurrency: 10 });
     const olderMedium = await seed(quiet, { priority: 2, concurrency: 10 });

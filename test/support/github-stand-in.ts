@@ -101,12 +101,19 @@ export interface ApiCall {
   status: number;
   /** False for a 304: conditional requests that match cost no rate limit. */
   counted: boolean;
+  /** When it arrived (Date.now()). */
+  at: number;
 }
 
 export interface Fault {
   status: number;
   headers?: Record<string, string>;
   body?: unknown;
+  /**
+   * Carry the request out, then answer with the fault anyway: a 502 from a proxy after
+   * GitHub did the write, which a client cannot tell from a write that never happened.
+   */
+  afterEffect?: boolean;
 }
 
 export interface StandIn {
@@ -119,7 +126,8 @@ export interface StandIn {
   botLogin: string;
   calls: ApiCall[];
   unknownCalls: string[];
-  deliveries: { id: string; event: string; status: number }[];
+  /** Every delivery attempt, with its payload (to redeliver it, as GitHub's UI can). */
+  deliveries: { id: string; event: string; status: number; payload: unknown }[];
   /** Where webhooks go: set once the app listens. */
   webhookUrl: string | undefined;
   webhookSecret: string;
@@ -596,9 +604,10 @@ export async function startGithubStandIn(
       const params = Object.fromEntries(
         candidate.names.map((name, i) => [name, match[i + 1] ?? ""]),
       );
+      const at = Date.now();
       const fault = faults?.({ method, route: candidate.template }) ?? null;
-      if (fault) {
-        calls.push({ method, route: candidate.template, status: fault.status, counted: true });
+      if (fault && !fault.afterEffect) {
+        calls.push({ method, route: candidate.template, status: fault.status, counted: true, at });
         counted += 1;
         send(
           res,
@@ -630,6 +639,20 @@ export async function startGithubStandIn(
             ? { status: 404, body: { message: "Not Found" } }
             : { status: 500, body: { message: String(error) } };
       }
+      if (fault) {
+        calls.push({ method, route: candidate.template, status: fault.status, counted: true, at });
+        counted += 1;
+        send(
+          res,
+          {
+            status: fault.status,
+            body: fault.body ?? { message: "Server Error" },
+            headers: fault.headers,
+          },
+          null,
+        );
+        return;
+      }
       const etag =
         method === "GET" && answer.status === 200
           ? `"${createHash("sha1")
@@ -637,11 +660,11 @@ export async function startGithubStandIn(
               .digest("hex")}"`
           : null;
       if (etag && req.headers["if-none-match"] === etag) {
-        calls.push({ method, route: candidate.template, status: 304, counted: false });
+        calls.push({ method, route: candidate.template, status: 304, counted: false, at });
         res.writeHead(304, { etag }).end();
         return;
       }
-      calls.push({ method, route: candidate.template, status: answer.status, counted: true });
+      calls.push({ method, route: candidate.template, status: answer.status, counted: true, at });
       counted += 1;
       send(res, answer, etag);
     });
@@ -837,7 +860,7 @@ export async function startGithubStandIn(
       } catch {
         // A delivery that reached nobody; GitHub records it as failed and moves on.
       }
-      deliveries.push({ id, event, status });
+      deliveries.push({ id, event, status, payload });
       return { status, id };
     },
     stop: () => git.stop(),

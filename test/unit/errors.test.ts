@@ -134,13 +134,24 @@ describe("outbox retry policy", () => {
 
   it("honours Retry-After over its own backoff", () => {
     const decision = decideRetry(requestError(403, { "retry-after": "60" }), 1, policy, NOW);
-    expect(decision).toMatchObject({ retry: true, delayMs: 60_000 });
+    expect(decision).toMatchObject({ retry: true, delayMs: 60_000, toldToWait: true });
+  });
+
+  it("says whose wait it is: GitHub's (the installation's) or its own backoff", () => {
+    expect(decideRetry(requestError(502), 1, policy, NOW, noJitter)).toMatchObject({
+      retry: true,
+      toldToWait: false,
+    });
   });
 
   it("honours x-ratelimit-reset when the primary limit is exhausted", () => {
     const reset = String(NOW / 1000 + 300);
     const error = requestError(403, { "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset });
-    expect(decideRetry(error, 2, policy, NOW)).toMatchObject({ retry: true, delayMs: 300_000 });
+    expect(decideRetry(error, 2, policy, NOW)).toMatchObject({
+      retry: true,
+      delayMs: 300_000,
+      toldToWait: true,
+    });
   });
 
   it("never retries an entry that cannot be delivered", () => {

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { installationPausedForMs, pauseInstallation } from "../../db/github-pauses.js";
 import { CHANNELS, type Listener, listen } from "../../db/notify.js";
 import {
   claimDueOutbox,
@@ -7,6 +8,7 @@ import {
   markOutboxRetry,
   nextOutboxDueInMs,
   type OutboxEntry,
+  releaseOutbox,
 } from "../../db/outbox.js";
 import type { Pool } from "../../db/pool.js";
 import { actor } from "../../domain/actors.js";
@@ -117,8 +119,24 @@ export class OutboxDispatcher {
         this.#options.settleMs,
       );
       if (entries.length === 0) return;
-      for (const entry of entries) await this.#deliverOne(entry);
+      const paused = new Set<number>();
+      for (const entry of entries) {
+        if (paused.has(entry.installationId) || (await this.#pausedNow(entry.installationId))) {
+          paused.add(entry.installationId);
+          await releaseOutbox(this.#options.pool, [entry.id]);
+        } else if (!(await this.#deliverOne(entry))) {
+          paused.add(entry.installationId);
+        }
+      }
     }
+  }
+
+  /**
+   * GitHub's rate limits hold for the whole installation, and another process may have
+   * been told to wait since this batch was claimed.
+   */
+  async #pausedNow(installationId: number): Promise<boolean> {
+    return (await installationPausedForMs(this.#options.pool, installationId)) > 0;
   }
 
   async #scheduleNext(): Promise<void> {
@@ -133,7 +151,8 @@ export class OutboxDispatcher {
     this.#timer = setTimeout(() => this.wake(), Math.max(delay, 10));
   }
 
-  async #deliverOne(entry: OutboxEntry): Promise<void> {
+  /** False when GitHub asked for a wait: the installation is paused. */
+  async #deliverOne(entry: OutboxEntry): Promise<boolean> {
     const { pool } = this.#options;
     const log = this.#options.log.child({ outbox: entry.id, kind: entry.kind, task: entry.taskId });
     try {
@@ -143,19 +162,23 @@ export class OutboxDispatcher {
       );
       await markOutboxDelivered(pool, entry);
       log.debug("outbox entry delivered");
+      return true;
     } catch (error) {
-      await this.#failed(entry, error, log);
+      return this.#failed(entry, error, log);
     }
   }
 
-  async #failed(entry: OutboxEntry, error: unknown, log: Logger): Promise<void> {
+  async #failed(entry: OutboxEntry, error: unknown, log: Logger): Promise<boolean> {
     const { pool } = this.#options;
     const decision = decideRetry(error, entry.attempts, this.#options);
     const message = `${entry.kind}: ${decision.message}`;
     if (decision.retry) {
+      if (decision.toldToWait) {
+        await pauseInstallation(pool, entry.installationId, decision.delayMs, message);
+      }
       await markOutboxRetry(pool, entry.id, message, decision.delayMs);
       log.warn({ err: error, delay: decision.delayMs }, "outbox delivery will retry");
-      return;
+      return !decision.toldToWait;
     }
     await markOutboxDead(
       pool,
@@ -174,5 +197,6 @@ export class OutboxDispatcher {
           },
     );
     log.error({ err: error, attempts: entry.attempts }, "outbox delivery gave up");
+    return true;
   }
 }

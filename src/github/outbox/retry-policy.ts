@@ -9,7 +9,13 @@ import { classify } from "../../errors.js";
  */
 
 export type RetryDecision =
-  | { retry: true; delayMs: number; message: string }
+  | {
+      retry: true;
+      delayMs: number;
+      /** GitHub named the wait (a rate limit): it holds for the whole installation. */
+      toldToWait: boolean;
+      message: string;
+    }
   | { retry: false; message: string };
 
 export function decideRetry(
@@ -26,6 +32,7 @@ export function decideRetry(
   return {
     retry: true,
     delayMs: failure.retryAfterMs ?? backoff(policy.backoffBaseMs, attempts, random),
+    toldToWait: failure.retryAfterMs !== null,
     message: failure.message,
   };
 }
