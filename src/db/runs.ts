@@ -214,12 +214,18 @@ async function pickTask(
  * Milliseconds until the first queued task waiting out a backoff, or a worker profile's
  * pause, may be claimed (null: none).
  */
-export async function nextBackoffEndsInMs(db: Queryable): Promise<number | null> {
+export async function nextBackoffEndsInMs(
+  db: Queryable,
+  since: Date = new Date(),
+): Promise<number | null> {
+  // A backoff that ended after `since` (the failed claim) but before this statement counts
+  // too (a negative wait: wake now); otherwise its task would wait for the next poll.
   const result = await db.query<{ ms: number | null }>(
     `SELECT (EXTRACT(EPOCH FROM (LEAST(
-              (SELECT min(not_before) FROM tasks WHERE state = 'queued' AND not_before > now()),
-              (SELECT min(paused_until) FROM worker_profiles WHERE paused_until > now()))
+              (SELECT min(not_before) FROM tasks WHERE state = 'queued' AND not_before > $1),
+              (SELECT min(paused_until) FROM worker_profiles WHERE paused_until > $1))
             - now())) * 1000)::float8 AS ms`,
+    [since],
   );
   return result.rows[0]?.ms ?? null;
 }

@@ -172,6 +172,7 @@ export class Runner {
     const { pool, env } = this.#deps;
     while (!this.#stopping && this.#active.size < env.runnerCapacity) {
       const asked = performance.now();
+      const askedAt = new Date();
       const claim = await withTransaction(pool, (client) =>
         claimNextTask(client, {
           runnerId: this.id,
@@ -181,7 +182,7 @@ export class Runner {
         }),
       );
       if (!claim) {
-        await this.#wakeWhenBackoffEnds();
+        await this.#wakeWhenBackoffEnds(askedAt);
         return;
       }
       this.#deps.metrics?.claimed(performance.now() - asked);
@@ -201,8 +202,8 @@ export class Runner {
   }
 
   /** A task waiting out a backoff becomes claimable without a NOTIFY: wake for it then. */
-  async #wakeWhenBackoffEnds(): Promise<void> {
-    const dueIn = await nextBackoffEndsInMs(this.#deps.pool);
+  async #wakeWhenBackoffEnds(claimedAt: Date): Promise<void> {
+    const dueIn = await nextBackoffEndsInMs(this.#deps.pool, claimedAt);
     clearTimeout(this.#backoffTimer);
     if (dueIn === null || dueIn >= this.#deps.env.pollIntervalMs) return;
     this.#backoffTimer = setTimeout(() => this.wake(), Math.max(10, dueIn));
