@@ -3,7 +3,7 @@ import type { OverseerEnv } from "../config/env.js";
 import type { WorkerProfiles } from "../config/workers.js";
 import type { Pool } from "../db/pool.js";
 import type { GithubRequester } from "../github/octokit.js";
-import type { Finding, RepairOutcome } from "../web/findings.js";
+import type { Finding, RepairOutcome } from "./findings.js";
 
 export type { Finding, RepairOutcome };
 

@@ -4,9 +4,9 @@ import type { OverseerEnv } from "../config/env.js";
 import type { WorkerProfiles } from "../config/workers.js";
 import type { Pool } from "../db/pool.js";
 import { readWatchdogState } from "../db/watchdog.js";
-import type { FindingsSource, WatchdogHealth } from "../web/findings.js";
 import type { DetectedFinding, GithubReader, WatchdogContext } from "./detector.js";
 import { diagnose, handle } from "./diagnosis.js";
+import type { FindingsSource, WatchdogHealth } from "./findings.js";
 import { allDetectors, needsGithub } from "./index.js";
 
 export interface WatchdogSourceDependencies {
