@@ -606,18 +606,28 @@ export async function startGithubStandIn(
       );
       const at = Date.now();
       const fault = faults?.({ method, route: candidate.template }) ?? null;
-      if (fault && !fault.afterEffect) {
-        calls.push({ method, route: candidate.template, status: fault.status, counted: true, at });
+      // A fault counts like any answer GitHub gives, before or after the route's effect.
+      const answerFault = (injected: NonNullable<typeof fault>) => {
+        calls.push({
+          method,
+          route: candidate.template,
+          status: injected.status,
+          counted: true,
+          at,
+        });
         counted += 1;
         send(
           res,
           {
-            status: fault.status,
-            body: fault.body ?? { message: "Server Error" },
-            headers: fault.headers,
+            status: injected.status,
+            body: injected.body ?? { message: "Server Error" },
+            headers: injected.headers,
           },
           null,
         );
+      };
+      if (fault && !fault.afterEffect) {
+        answerFault(fault);
         return;
       }
       let body: Record<string, unknown> = {};
@@ -640,17 +650,7 @@ export async function startGithubStandIn(
             : { status: 500, body: { message: String(error) } };
       }
       if (fault) {
-        calls.push({ method, route: candidate.template, status: fault.status, counted: true, at });
-        counted += 1;
-        send(
-          res,
-          {
-            status: fault.status,
-            body: fault.body ?? { message: "Server Error" },
-            headers: fault.headers,
-          },
-          null,
-        );
+        answerFault(fault);
         return;
       }
       const etag =
