@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // Runs the compiled CLI when present (the Docker image), the TypeScript sources otherwise.
 import { existsSync } from "node:fs";
 

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
+import { SERVER_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { findFreePort } from "../../src/db/embedded.js";
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
@@ -20,7 +21,8 @@ export async function spawnOverseer(
   options: { cwd?: string } = {},
 ): Promise<OverseerProcess> {
   const port = env.PORT ? Number(env.PORT) : await findFreePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+  const nodeArgs = [...SERVER_NODE_FLAGS, "--import", "tsx", "src/cli/main.ts", ...args];
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: options.cwd ?? REPO_ROOT,
     env: {
       PATH: process.env.PATH,
