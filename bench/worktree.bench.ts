@@ -86,6 +86,9 @@ async function main() {
       base: "main",
     });
     const mirror = await ensureMirror(task(1), opts);
+    // `--no-track`: starting from origin/main, git would otherwise write a [branch] section
+    // into the shared mirror's config on every add, which Overseer (starting from a SHA, so
+    // writing none) would then find changed and restore, paying for the reference's write.
     const raw = (n: number) =>
       run(
         "git",
@@ -93,6 +96,7 @@ async function main() {
           "worktree",
           "add",
           "--quiet",
+          "--no-track",
           "-b",
           `raw-${n}`,
           path.join(root, "raw", String(n)),
@@ -155,7 +159,7 @@ async function main() {
     );
     console.log(row("measurement", "median", "target"));
     console.log(`|${"-".repeat(46)}|${"-".repeat(12)}|${"-".repeat(15)}|`);
-    console.log(row("raw `git worktree add -b x <p> origin/main`", ms(rawMs)));
+    console.log(row("raw `git worktree add --no-track -b x <p> origin/main`", ms(rawMs)));
     console.log(row("raw `git fetch` (nothing new), then the same add", ms(rawFetchMs)));
     console.log(row("ensureWorktree, fresh worktree", ms(freshMs)));
     // The ratio swings with disk load on a shared machine; the absolute overhead does not.
