@@ -165,6 +165,10 @@ export async function git(cwd: string, args: string[], opts: GitRunOptions = {})
     trimmed: false,
     unsafe: OUR_OWN,
     errors: exitCodeErrors,
+    // Done at `close`, when stdout has ended. simple-git's default also finishes 50 ms after
+    // `exit`, which on a loaded host can be before the output arrived: a commit's type read
+    // back as "". The timeout still ends a process whose output never closes.
+    completion: { onClose: true, onExit: false },
     timeout: { block: opts.timeoutMs ?? DEFAULT_GIT_TIMEOUT_MS },
   })
     .env(env)

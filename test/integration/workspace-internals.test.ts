@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { GitCommandError } from "../../src/workspace/errors.js";
+import { git } from "../../src/workspace/git.js";
 import { withFileLock } from "../../src/workspace/file-lock.js";
 import { lockFilesIn } from "../../src/workspace/git-locks.js";
 import { parseWorktreeList } from "../../src/workspace/registry.js";
@@ -204,5 +205,23 @@ describe("decideStart", () => {
       sha,
       keepLocal,
     });
+  });
+});
+
+describe("git", () => {
+  // Under load a process's stdout can close well after it exits (here: a child of git's
+  // still holds the pipe). Its output is only complete at `close`; reading it at `exit`
+  // gave a worker's commit the type "" and failed a finished run as "not a commit".
+  it("returns everything a command printed, even when its output ends after it exits", async () => {
+    const dir = await tempDir();
+    const fake = path.join(dir, "git");
+    await writeFile(fake, "#!/bin/sh\n( sleep 0.3; echo commit ) &\nexit 0\n", { mode: 0o755 });
+    const pathBefore = process.env.PATH;
+    process.env.PATH = `${dir}:${pathBefore}`;
+    try {
+      expect(await git(dir, ["cat-file", "-t", "0".repeat(40)])).toBe("commit\n");
+    } finally {
+      process.env.PATH = pathBefore;
+    }
   });
 });
