@@ -6,7 +6,7 @@
  * (bench/bare-probot-app.ts), and the same Overseer process after its warm-up lifecycles,
  * so growth shows as a ratio.
  *
- *   npx tsx bench/memory.bench.ts [lifecycles]   (default 250, about 2.5 minutes; 1000 takes 10)
+ *   npx tsx bench/memory.bench.ts [lifecycles]   (default 1,000, as the target says: about 6–10 minutes)
  *
  * Targets: idle < 150 MB; after the lifecycles no growth beyond noise. Prints figures.
  */
@@ -21,7 +21,7 @@ import { findFreePort } from "../src/db/embedded.js";
 import { median, reportFigure } from "./figures.js";
 import { startLifecycleRig } from "./lifecycle-harness.js";
 
-const LIFECYCLES = Number(process.argv[2] ?? 250);
+const LIFECYCLES = Number(process.argv[2] ?? 1_000);
 const SEEDED_TASKS = 10_000;
 const WARMUP = Math.min(50, Math.max(1, Math.floor(LIFECYCLES / 10)));
 const IN_FLIGHT = 8;
