@@ -62,13 +62,12 @@ export async function withStoredConfigReads<T>(
   db: Queryable,
   octokit: WrappableOctokit,
   read: () => Promise<T>,
-  now: () => number = Date.now,
 ): Promise<T> {
   let reading = true;
   octokit.hook.wrap("request", async (request, options) => {
     const key = reading ? configFileKey(options) : null;
     if (key === null) return request(options as never);
-    return readStored(db, request, options, key, now);
+    return readStored(db, request, options, key);
   });
   try {
     return await read();
@@ -91,11 +90,10 @@ async function readStored(
   request: Request,
   options: RequestOptions,
   key: string,
-  now: () => number,
 ): Promise<RequestResponse> {
   const stored = await findConditionalRead(db, key);
   const absent = stored !== null && stored.etag === null && stored.body === null;
-  if (absent && now() - stored.fetchedAt.getTime() < ABSENT_CONFIG_TRUST_MS) {
+  if (absent && stored.ageMs < ABSENT_CONFIG_TRUST_MS) {
     // What Probot's reader takes for "no file here": an error with status 404.
     throw new OverseerError("github", `${REPO_CONFIG_PATH} not found (checked recently)`, {
       status: 404,
