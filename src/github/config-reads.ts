@@ -1,4 +1,8 @@
-import { REPO_CONFIG_MAX_BYTES, REPO_CONFIG_PATH } from "../config/repo-config.js";
+import {
+  ConfigTooLargeError,
+  REPO_CONFIG_MAX_BYTES,
+  REPO_CONFIG_PATH,
+} from "../config/repo-config.js";
 import { findConditionalRead, storeConditionalRead } from "../db/github-conditional-reads.js";
 import type { Queryable } from "../db/pool.js";
 import { httpStatusOf, OverseerError } from "../errors.js";
@@ -126,12 +130,18 @@ async function storeAnswer(db: Queryable, key: string, response: RequestResponse
 /**
  * The stored answer as Probot's reader expects the one it stands for: raw text is a file;
  * JSON (what GitHub lists for a directory or submodule at that path) is refused as such.
+ * Text past the size cap (the watchdog keeps whatever it read) is refused here, as the
+ * size check would have refused GitHub's answer.
  */
 function fromStore(notModified: unknown, body: unknown): RequestResponse {
   const response = (notModified as { response?: Partial<RequestResponse> }).response;
+  const url = response?.url ?? "";
+  if (typeof body === "string" && Buffer.byteLength(body) > REPO_CONFIG_MAX_BYTES) {
+    throw new ConfigTooLargeError(Buffer.byteLength(body), url);
+  }
   return {
     status: 200,
-    url: response?.url ?? "",
+    url,
     headers: {
       ...response?.headers,
       "content-type":

@@ -151,4 +151,44 @@ describe("reading .github/overseer.yml for a trigger label", () => {
       .reply(304, "");
     expect(await label(issue + 1000)).toMatchObject({ max_attempts: 6 });
   });
+
+  it("a file over 64 KB is refused whether GitHub sends it or a 304 stands for it, and is not kept", async () => {
+    const big = `label: overseer\n${`# ${"x".repeat(100)}\n`.repeat(700)}`;
+    const told: string[] = [];
+    const replies = () =>
+      nock(API)
+        .post(`${REPO_PATH}/issues/${issue}/comments`, (body) => {
+          told.push(body.body);
+          return true;
+        })
+        .reply(201, { id: 920_000 + told.length });
+    fileFirstRead(big, '"big"');
+    replies();
+    expect((await app.send("issues", labeledPayload(issue))).status).toBe(200);
+    await app.settleOutbox();
+    const kept = await db.pool.query("SELECT key FROM github_conditional_reads");
+    expect(kept.rows).toEqual([]);
+    expectGithubCallsDone();
+
+    // The watchdog keeps whatever it read: such an answer stored with its ETag.
+    await db.pool.query(
+      "INSERT INTO github_conditional_reads (key, etag, body) VALUES ($1, $2, to_jsonb($3::text))",
+      [`config:${OWNER}/Hello-World`.toLowerCase(), '"big"', big],
+    );
+    mockInstallationToken().persist();
+    nock(API, { reqheaders: { "if-none-match": '"big"' } })
+      .get(inRepo)
+      .reply(304, "");
+    // A label on another issue; the reply for a broken config is said once per issue.
+    issue += 1000;
+    replies();
+    expect((await app.send("issues", labeledPayload(issue))).status).toBe(200);
+    await app.settleOutbox();
+    expect(told).toHaveLength(2);
+    for (const body of told) expect(body).toContain("Overseer reads at most 64 KB");
+    const tasks = await db.pool.query("SELECT 1 FROM tasks WHERE issue_number = ANY($1)", [
+      [issue, issue - 1000],
+    ]);
+    expect(tasks.rowCount).toBe(0);
+  });
 });
