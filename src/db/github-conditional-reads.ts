@@ -6,10 +6,13 @@ export interface ConditionalRead {
   etag: string | null;
   body: unknown;
   fetchedAt: Date;
+  /** Milliseconds since it was fetched, by the database's clock (the one fetchedAt is in). */
+  ageMs: number;
   actedOn: string | null;
 }
 
-const COLUMNS = `key, etag, body, fetched_at AS "fetchedAt", acted_on AS "actedOn"`;
+const COLUMNS = `key, etag, body, fetched_at AS "fetchedAt",
+  (EXTRACT(EPOCH FROM now() - fetched_at) * 1000)::float8 AS "ageMs", acted_on AS "actedOn"`;
 
 export async function findConditionalRead(
   db: Queryable,

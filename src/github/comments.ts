@@ -81,7 +81,7 @@ export async function onComment(
   if (parsed.commands.length === 0 && parsed.unknown.length === 0) return;
 
   const existing = await findTaskForComment(deps, delivery, event);
-  const config = await configFor(delivery, existing);
+  const config = await configFor(deps, delivery, existing);
   const replies = new Replies(event, existing, delivery);
   const record = (work: (client: PoolClient, repo: RepoRow) => Promise<void>) =>
     recordDeliveryIn(deps, delivery, event.repository, event.installation?.id ?? null, work);
@@ -194,11 +194,15 @@ async function approvedHeadSha(
 }
 
 /** A known task keeps the config it was queued with; otherwise the repository's is read. */
-async function configFor(delivery: Delivery, task: TaskRow | null): Promise<RepoConfigRead> {
+async function configFor(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  task: TaskRow | null,
+): Promise<RepoConfigRead> {
   if (task) {
     return { ok: true, config: { ...DEFAULT_REPO_CONFIG, ...task.config } as RepoConfig };
   }
-  return readRepoConfig(delivery.context);
+  return readRepoConfig(deps.pool, delivery.context);
 }
 
 /** The replies one comment gets, sent as one comment (once per delivery). */

@@ -10,10 +10,11 @@ import {
   renderConfigProblem,
 } from "../config/repo-config.js";
 import { isDeliverySeen, recordDelivery, recordRejectedDelivery } from "../db/deliveries.js";
-import { type Pool, type PoolClient, withTransaction } from "../db/pool.js";
+import { type Pool, type PoolClient, type Queryable, withTransaction } from "../db/pool.js";
 import { findRepoByGithubId, type RepoRow, upsertRepo } from "../db/repos.js";
 import { findTask, type TaskRow } from "../db/tasks.js";
 import { errorMessage } from "../errors.js";
+import { withStoredConfigReads } from "./config-reads.js";
 import { PayloadError, type Repository } from "./payloads.js";
 import type { PermissionCache } from "./permissions.js";
 
@@ -156,13 +157,17 @@ export type RepoConfigRead =
   | { ok: false; body: string; key: string };
 
 /**
- * `.github/overseer.yml` through Probot's config reader. A broken file comes back as the
+ * `.github/overseer.yml` through Probot's config reader, asking conditionally (see
+ * config-reads.ts: an unchanged file costs no rate limit). A broken file comes back as the
  * comment to post (and a key to post it once per distinct problem); GitHub being
  * unreachable is thrown, failing the delivery.
  */
-export async function readRepoConfig(context: Context): Promise<RepoConfigRead> {
+export async function readRepoConfig(db: Queryable, context: Context): Promise<RepoConfigRead> {
+  // The size check sees GitHub's answers before they are stored (its hook is the inner one).
   const result = await loadRepoConfig(() =>
-    withConfigSizeLimit(context.octokit, () => context.config(REPO_CONFIG_FILE)),
+    withConfigSizeLimit(context.octokit, () =>
+      withStoredConfigReads(db, context.octokit, () => context.config(REPO_CONFIG_FILE)),
+    ),
   );
   if (result.ok) return result;
   const body = renderConfigProblem(result.problems, undefined, result.unreported);

@@ -82,7 +82,7 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
     await recomputeRisk(deps, delivery, event, existing, "labeled");
     return;
   }
-  const config = await readRepoConfig(delivery.context);
+  const config = await readRepoConfig(deps.pool, delivery.context);
   const installationId = event.installation?.id ?? null;
   if (!config.ok) {
     if (labelName !== DEFAULT_TRIGGER_LABEL && !existing) return;

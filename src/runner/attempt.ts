@@ -21,6 +21,7 @@ import {
   settleRun,
 } from "../db/runs.js";
 import { appendTaskEvent } from "../db/task-events.js";
+import { getTask } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
 import { errorMessage } from "../errors.js";
 import {
@@ -234,7 +235,14 @@ async function prepare(ctx: RunContext, active: ActiveRun, log: Logger): Promise
   // What the worker may see and write of the run: its prompt and its summary, not the log.
   const workerFiles = path.join(runDir, "worker");
   await mkdir(workerFiles, { recursive: true, mode: 0o700 });
-  const issue = await github.issueForPrompt(repo.fullName, task.issueNumber);
+  // Looked up before the issue is read: a status comment recorded by then is among the
+  // comments the issue counts (the claim's copy of the task may predate it).
+  const statusCommentId = (await getTask(ctx.pool, task.id))?.statusCommentId ?? null;
+  const issue = await github.issueForPrompt(
+    repo.fullName,
+    task.issueNumber,
+    statusCommentId === null ? 0 : 1,
+  );
   const promptFile = await writePromptFile(
     workerFiles,
     buildPrompt({

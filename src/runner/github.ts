@@ -13,9 +13,15 @@ import {
  * implementation over Octokit (documented REST endpoints only). Tests pass their own.
  */
 export interface RunnerGithub {
+  /**
+   * The issue's title, body and most recent comments. `ownComments`: how many of its
+   * comments Overseer knows are its own (the status comment); an issue with no more
+   * comments than that has none to read.
+   */
   issueForPrompt(
     repo: string,
     issueNumber: number,
+    ownComments?: number,
   ): Promise<{ title: string; body: string | null; comments: PromptComment[] }>;
   /** The open PR whose head is `branch` (opened by anyone, the agent included), or a new one. */
   findOrOpenPullRequest(
@@ -67,12 +73,16 @@ export function createRunnerGithub(
   octokit: GithubRequester & { auth?: (options: object) => Promise<unknown> },
 ): RunnerGithub {
   return {
-    async issueForPrompt(repo, issueNumber) {
+    async issueForPrompt(repo, issueNumber, ownComments = 0) {
       const target = { ...splitRepo(repo), issue_number: issueNumber };
       const issue = (
         await octokit.request("GET /repos/{owner}/{repo}/issues/{issue_number}", target)
       ).data as { title: string; body?: string | null; comments?: number };
-      const comments = await recentComments(octokit, target, issue.comments ?? 0);
+      // Overseer's own comments are left out of the prompt anyway: a task that waited in
+      // the queue long enough for its status comment to be posted reads no comment page
+      // for it alone.
+      const total = issue.comments ?? 0;
+      const comments = total > ownComments ? await recentComments(octokit, target, total) : [];
       return {
         title: issue.title,
         body: issue.body ?? null,

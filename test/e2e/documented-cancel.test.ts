@@ -7,6 +7,7 @@ import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { type GitServer, startGitServer } from "../support/git-http.js";
 import {
   API,
+  ageConfigReads,
   mockInstallationToken,
   mockRepoConfig,
   startTestApp,
@@ -80,6 +81,8 @@ afterAll(async () => {
 /** Labels a fresh issue and waits until the runner's worker for it runs; GitHub is then quiet. */
 async function runningTask(commentId: number) {
   mockInstallationToken().persist();
+  // A config read minutes after the previous test's: the file is asked for again.
+  await ageConfigReads(db.pool);
   mockRepoConfig(OWNER, NAME, null);
   mockIssueForPrompt(issue);
   const sticky = mockStickyEffects(issue, commentId);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import {
   API,
+  ageConfigReads,
   mockInstallationToken,
   mockRepoConfig,
   startTestApp,
@@ -53,6 +54,8 @@ function mockReplyAndReaction(issue: number, commentId: number): { replies: stri
 
 async function queueTask(issue: number) {
   mockInstallationToken().persist();
+  // A config read minutes after the previous test's: the file is asked for again.
+  await ageConfigReads(db.pool);
   mockRepoConfig(OWNER, NAME, null);
   nock(API)
     .post(`${REPO_PATH}/issues/${issue}/comments`)
@@ -108,6 +111,7 @@ describe("/help", () => {
     else {
       mockInstallationToken().persist();
       // Without a task the repository's config says who may command.
+      await ageConfigReads(db.pool);
       mockRepoConfig(OWNER, NAME, null);
     }
     const login = `helper-${issue}`;

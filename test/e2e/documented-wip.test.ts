@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { type GitServer, git as gitIn, startGitServer } from "../support/git-http.js";
 import {
   API,
+  ageConfigReads,
   mockInstallationToken,
   mockRepoConfig,
   startTestApp,
@@ -106,6 +107,8 @@ function originSha(branch: string): string | null {
 /** Labels the issue and waits until its first attempt has drafted the file and waits. */
 async function draftingTask(issue: number, config: string | null) {
   mockInstallationToken().persist();
+  // A config read minutes after the previous test's: the file is asked for again.
+  await ageConfigReads(db.pool);
   mockRepoConfig(OWNER, NAME, config);
   mockIssueForPrompt(issue);
   const sticky = mockStickyEffects(issue, 730_000 + issue);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import {
   API,
+  ageConfigReads,
   mockInstallationToken,
   mockRepoConfig,
   startTestApp,
@@ -43,9 +44,11 @@ afterAll(async () => {
   await app?.stop();
   await db?.drop();
 });
-beforeEach(() => {
+beforeEach(async () => {
   issue += 1;
   mockInstallationToken().persist();
+  // A config read minutes after the previous test's: the file is asked for again.
+  await ageConfigReads(db.pool);
 });
 
 /** A person who is neither the repository's owner nor anyone the tests gave access. */

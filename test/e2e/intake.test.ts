@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import {
   API,
+  ageConfigReads,
   examplePayload,
   mockInstallationToken,
   mockRepoConfig,
@@ -27,8 +28,10 @@ afterAll(async () => {
   await app?.stop();
   await db?.drop();
 });
-beforeEach(() => {
+beforeEach(async () => {
   issueNumber += 1;
+  // Each test's label reads the config afresh, as an event minutes after the last would.
+  await ageConfigReads(db.pool);
   // Installation tokens are cached by Probot; allow one exchange without requiring it.
   mockInstallationToken().persist();
 });

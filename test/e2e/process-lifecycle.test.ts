@@ -82,7 +82,10 @@ describe("overseer start against a GitHub stand-in", () => {
     github.webhookUrl = `http://127.0.0.1:${app.port}/api/github/webhooks`;
 
     const repo = await github.createRepo("octo", "widgets");
-    const issue = github.openIssue(repo, "Make the widget faster", { body: "It is slow." });
+    const issue = github.openIssue(repo, "Make the widget faster", {
+      body: "It is slow.",
+      labels: ["bug"],
+    });
     expect((await github.label(repo, issue.number, "overseer")).status).toBe(200);
 
     const pull = await until("the PR", () => [...repo.pulls.values()][0]);
@@ -90,6 +93,8 @@ describe("overseer start against a GitHub stand-in", () => {
     expect(pull.body).toContain(`Closes #${issue.number}`);
     expect(github.git.git("octo", "widgets", "show", `${pull.headSha}:widget.txt`)).toBe("faster");
     await until("awaiting-merge label", () => issue.labels.includes("overseer:awaiting-merge"));
+    // Someone labels the issue between Overseer's label writes.
+    expect((await github.label(repo, issue.number, "needs-docs")).status).toBe(200);
 
     expect((await github.merge(repo, pull.number)).status).toBe(200);
     await until("done label", () => issue.labels.includes("overseer:done"));
@@ -102,6 +107,12 @@ describe("overseer start against a GitHub stand-in", () => {
     ).toHaveLength(1);
     expect(issue.labels.filter((label) => label.startsWith("overseer:"))).toEqual([
       "overseer:done",
+    ]);
+    // State labels are added and removed one by one: nobody else's label is ever dropped.
+    expect(issue.labels.filter((label) => !label.startsWith("overseer:")).sort()).toEqual([
+      "bug",
+      "needs-docs",
+      "overseer",
     ]);
     const task = await db.pool.query("SELECT state, merge_commit_sha FROM tasks");
     expect(task.rows).toEqual([{ state: "done", merge_commit_sha: pull.mergeCommitSha }]);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { type GitServer, startGitServer } from "../support/git-http.js";
 import {
+  ageConfigReads,
   examplePayload,
   startTestApp,
   type TestApp,
@@ -428,6 +429,8 @@ describe("a revision asked for on the PR", () => {
 
   it("a review asking for changes starts a revision with revise_on_review; max_revisions caps them apart from attempts", async () => {
     github.config = "revise_on_review: true\nmax_revisions: 1\n";
+    // Added minutes after the earlier tests found no file, so it is read.
+    await ageConfigReads(db.pool);
     const first = await label(34, 134);
     github.config = null;
 

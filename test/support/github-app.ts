@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import nock from "nock";
 import { pino } from "pino";
 import { readEnv } from "../../src/config/env.js";
+import type { Queryable } from "../../src/db/pool.js";
 import { type Overseer, type ProcessMode, startOverseer } from "../../src/index.js";
 
 /**
@@ -151,6 +152,18 @@ export function mockInstallationToken(times = 1): nock.Scope {
       permissions: { issues: "write", pull_requests: "write", contents: "write" },
       repository_selection: "all",
     });
+}
+
+/**
+ * Ages what Overseer stored of earlier config reads (github_conditional_reads) past
+ * ABSENT_CONFIG_TRUST_MS, as if the next event came minutes later: a missing file is asked
+ * for again instead of trusted. For tests whose events each read the config afresh.
+ */
+export async function ageConfigReads(db: Queryable): Promise<void> {
+  await db.query(
+    `UPDATE github_conditional_reads SET fetched_at = fetched_at - interval '1 hour'
+      WHERE key LIKE 'config:%'`,
+  );
 }
 
 /** Probot reads .github/overseer.yml from the repository, then from the owner's .github repo. */

@@ -74,6 +74,30 @@ describe("the comments an agent sees", () => {
     expect(await promptComments(100)).toEqual(Array.from({ length: 20 }, (_, i) => i + 81));
   });
 
+  it("only Overseer's status comment: no comment request, the prompt has none", async () => {
+    nock(API).get(ISSUE).reply(200, { title: "T", body: "B", comments: 1 });
+    const issue = await github().issueForPrompt("octo/widgets", 3, 1);
+    expect(issue).toEqual({ title: "T", body: "B", comments: [] });
+  });
+
+  it("one comment besides the status comment: the page is read, Overseer's own left out", async () => {
+    nock(API)
+      .get(ISSUE)
+      .reply(200, { title: "T", body: "B", comments: 2 })
+      .get(`${ISSUE}/comments`)
+      .query({ per_page: "100", page: "1" })
+      .reply(200, [
+        {
+          user: { login: "overseer[bot]" },
+          body: "<!-- overseer:status task=1 -->\nqueued",
+          created_at: "2026-01-01T00:00:00Z",
+        },
+        ...comments(2, 2),
+      ]);
+    const issue = await github().issueForPrompt("octo/widgets", 3, 1);
+    expect(issue.comments.map((comment) => comment.body)).toEqual(["comment 2"]);
+  });
+
   it("no comments: no comment request at all", async () => {
     nock(API).get(ISSUE).reply(200, { title: "T", body: null, comments: 0 });
     const issue = await github().issueForPrompt("octo/widgets", 3);

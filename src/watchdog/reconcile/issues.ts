@@ -7,6 +7,7 @@ import {
 } from "../../config/repo-config.js";
 import type { Queryable } from "../../db/pool.js";
 import type { RepoRow } from "../../db/repos.js";
+import { configReadKey } from "../../github/config-reads.js";
 import type { GithubRequester } from "../../github/octokit.js";
 import type { WatchdogContext } from "../detector.js";
 import { readConditionally } from "./conditional.js";
@@ -70,7 +71,7 @@ async function readConfigFile(
   repo: string,
 ): Promise<string | null> {
   const answer = await readConditionally(ctx.pool, github, {
-    key: `config:${owner}/${repo}`.toLowerCase(),
+    key: configReadKey(owner, repo),
     route: "GET /repos/{owner}/{repo}/contents/{path}",
     params: { owner, repo, path: REPO_CONFIG_PATH, mediaType: { format: "raw" } },
     absentIsAnswer: true,
