@@ -7,6 +7,7 @@ import { type ChangeResult, changeTaskIn, queueTaskFor } from "../db/task-change
 import { appendTaskEvent, type Cause } from "../db/task-events.js";
 import { setWorkerProfile, type TaskRow } from "../db/tasks.js";
 import { actor } from "../domain/actors.js";
+import { type Decision, newestDecision } from "../domain/decisions.js";
 import {
   AGENT_LABEL_PREFIX,
   agentProfileFromLabels,
@@ -14,6 +15,14 @@ import {
   priorityFromLabels,
 } from "../domain/labels.js";
 import { STATE_LABEL_PREFIX } from "../domain/transitions.js";
+import {
+  decidedAt,
+  decideInOrder,
+  HANDLED,
+  orderAgainst,
+  recordDecision,
+  type SeenIssue,
+} from "./decisions.js";
 import {
   type Delivery,
   findTaskForIssue,
@@ -35,6 +44,9 @@ export const DEFAULT_TRIGGER_LABEL = "overseer";
  * recomputes the risk flag. Each handler reads
  * what it needs from GitHub first (the config, the sender's permission), then records the
  * delivery and every change in one transaction and answers; GitHub writes go to the outbox.
+ * The trigger label's additions and removals and the issue's closing are applied in the
+ * order GitHub says they happened, whatever order their deliveries arrive in
+ * (src/github/decisions.ts).
  *
  * Starting, cancelling and picking the agent are commands by other means, so the sender
  * needs `commanders` permission (bots: `trusted_bots`), as for a comment.
@@ -49,11 +61,14 @@ export function registerIntake(app: Probot, deps: HandlerDependencies): void {
     oncePerDelivery(deps, context, (delivery) => onUnlabeled(deps, delivery)),
   );
   app.on("issues.closed", (context) =>
-    oncePerDelivery(deps, context, async (delivery) => {
-      const event = parsePayload(issueEventSchema, delivery.context.payload, "issues.closed");
-      const existing = await findTaskForIssue(deps, event);
-      if (existing) await cancelOnRequest(deps, delivery, event, existing, "issue_closed");
-    }),
+    oncePerDelivery(deps, context, (delivery) =>
+      cancelInOrder(
+        deps,
+        delivery,
+        parsePayload(issueEventSchema, delivery.context.payload, "issues.closed"),
+        "issue_closed",
+      ),
+    ),
   );
 }
 
@@ -117,28 +132,96 @@ async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise
     });
     return;
   }
-  await recordDeliveryIn(deps, delivery, event.repository, installationId, async (client, repo) => {
-    const queued = await queueFromTriggerLabel(
-      client,
-      repo,
-      { ...event.issue, labels: labelNames(event) },
-      config.config,
-      {
-        actor: actor.github(event.sender.login),
-        login: event.sender.login,
-        cause: `delivery:${delivery.id}`,
-      },
-      `reply:${delivery.id}`,
-    );
-    delivery.log.info(
-      {
-        task: queued.task.id,
-        state: queued.task.state,
-        ...(queued.ok ? {} : { refused: queued.reason }),
-      },
-      "trigger label handled",
-    );
+  await queueInOrder(deps, delivery, event, config.config, labelName);
+}
+
+/**
+ * The trigger label added by someone who may start tasks: the task is queued, unless a
+ * newer decision on the issue was recorded (the label removed or the issue closed after
+ * this event, their deliveries having overtaken this one). On an issue with a task that
+ * decision has been applied to it, or will be. On an issue without one it found nothing
+ * to cancel, so the task is queued and at once cancelled in the name of whoever removed the
+ * label or closed the issue, as in-order delivery would have left it; if they may not
+ * cancel, their removal never counted and the task stays queued.
+ */
+async function queueInOrder(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  config: RepoConfig,
+  label: string,
+): Promise<void> {
+  const at = decidedAt(event, "labeled");
+  const login = event.sender.login;
+  await decideInOrder(deps, delivery, event, {
+    labelFor: () => label,
+    prepare: async (seen) => {
+      const overtaken = overtakingDecision(seen, at);
+      if (!overtaken) return { overtaken: null, mayCancel: false };
+      const verdict = await judgeSender(
+        deps,
+        delivery.context.octokit,
+        { ...event, sender: { login: overtaken.login } },
+        config,
+      );
+      return { overtaken, mayCancel: verdict.allowed };
+    },
+    apply: async (client, repo, seen, { overtaken, mayCancel }) => {
+      const order = orderAgainst(seen, { action: "labeled", at });
+      if (order === "same" || (order === "stale" && seen.task)) {
+        delivery.log.info(
+          { task: seen.task?.id, order },
+          "labeled after a newer decision; ignored",
+        );
+        return;
+      }
+      if (order === "newer" && at) {
+        const target = { repoId: repo.id, issueNumber: event.issue.number, label };
+        await recordDecision(client, target, {
+          action: "labeled",
+          at,
+          login,
+          deliveryId: delivery.id,
+        });
+      }
+      const queued = await queueFromTriggerLabel(
+        client,
+        repo,
+        { ...event.issue, labels: labelNames(event) },
+        config,
+        { actor: actor.github(login), login, cause: `delivery:${delivery.id}` },
+        `reply:${delivery.id}`,
+      );
+      const cancelled =
+        overtaken && mayCancel
+          ? await cancelOnIssue(client, queued.task.id, cancelTypeOf(overtaken), overtaken.login, {
+              actor: actor.github(overtaken.login),
+              cause: `delivery:${overtaken.deliveryId ?? delivery.id}`,
+              detail: { after: `delivery:${delivery.id}` },
+            })
+          : null;
+      delivery.log.info(
+        {
+          task: queued.task.id,
+          state: cancelled?.task.state ?? queued.task.state,
+          ...(queued.ok ? {} : { refused: queued.reason }),
+          ...(overtaken ? { overtakenBy: overtaken.action } : {}),
+        },
+        "trigger label handled",
+      );
+    },
   });
+}
+
+/** The newer removal or close a stale `labeled` delivery on an issue without a task follows. */
+function overtakingDecision(seen: SeenIssue, at: Date | null): Decision | null {
+  if (seen.task || orderAgainst(seen, { action: "labeled", at }) !== "stale") return null;
+  const newest = newestDecision([seen.recorded.label, seen.recorded.closed]);
+  return newest && newest.action !== "labeled" ? newest : null;
+}
+
+function cancelTypeOf(decision: Decision): CancelOnIssue {
+  return decision.action === "closed" ? "issue_closed" : "unlabeled";
 }
 
 /**
@@ -161,52 +244,85 @@ export async function queueFromTriggerLabel(
 
 async function onUnlabeled(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
   const event = parsePayload(issueEventSchema, delivery.context.payload, "issues.unlabeled");
-  const existing = await findTaskForIssue(deps, event);
-  if (!existing) return;
-  if (event.label?.name === taskConfig(existing).label) {
-    await cancelOnRequest(deps, delivery, event, existing, "unlabeled");
-  } else if (isAgentLabel(event.label?.name ?? "")) {
-    await onAgentLabel(deps, delivery, event, existing);
-  } else if (!event.label?.name.startsWith(STATE_LABEL_PREFIX)) {
-    await recomputeRisk(deps, delivery, event, existing, "unlabeled");
-  }
+  const name = event.label?.name ?? "";
+  // Overseer's own state labels, swapped as a task moves on, decide nothing.
+  if (name === "" || name.startsWith(STATE_LABEL_PREFIX)) return;
+  await cancelInOrder(deps, delivery, event, "unlabeled", name);
 }
 
-/** Removing the trigger label or closing the issue: a cancel, if the sender may command. */
-async function cancelOnRequest(
+/**
+ * Removing the trigger label or closing the issue: a cancel, if the sender may command and
+ * no newer decision was recorded (the label added again after this event). On an issue
+ * without a task the decision is recorded all the same, for the `labeled` delivery it may
+ * have overtaken; which label is the trigger is known only once a task has a config, so
+ * there any removed label is recorded.
+ */
+async function cancelInOrder(
   deps: HandlerDependencies,
   delivery: Delivery,
   event: IssueEvent,
-  existing: TaskRow,
   type: CancelOnIssue,
+  removed?: string,
 ): Promise<void> {
-  const final = existing.state === "done" || existing.state === "cancelled";
-  // Nothing to cancel costs no permission lookup; the transition records the refusal.
-  if (!final) {
-    const config = taskConfig(existing);
-    const verdict = await judgeSender(deps, delivery.context.octokit, event, config);
-    if (!verdict.allowed) {
-      await refuseSender(deps, delivery, event, existing, verdict, {
+  const action = type === "issue_closed" ? "closed" : "unlabeled";
+  const at = decidedAt(event, action);
+  const login = event.sender.login;
+  await decideInOrder(deps, delivery, event, {
+    labelFor: (task) => (task ? taskConfig(task).label : (removed ?? null)),
+    prepare: async ({ task }) => {
+      if (task && removed !== undefined && removed !== taskConfig(task).label) {
+        await onOtherLabelRemoved(deps, delivery, event, task, removed);
+        return HANDLED;
+      }
+      // Nothing to cancel costs no permission lookup; the transition records the refusal.
+      if (!task || task.state === "done" || task.state === "cancelled") return null;
+      const config = taskConfig(task);
+      const verdict = await judgeSender(deps, delivery.context.octokit, event, config);
+      if (verdict.allowed) return null;
+      await refuseSender(deps, delivery, event, task, verdict, {
         config,
         what: cancelAttempt(type),
       });
-      return;
-    }
-  }
-  const cause = { actor: actor.github(event.sender.login), cause: `delivery:${delivery.id}` };
-  await recordDeliveryIn(
-    deps,
-    delivery,
-    event.repository,
-    event.installation?.id ?? null,
-    async (client) => {
-      const result = await cancelOnIssue(client, existing.id, type, event.sender.login, cause);
+      return HANDLED;
+    },
+    apply: async (client, repo, seen) => {
+      const order = orderAgainst(seen, { action, at });
+      if (order !== "newer") {
+        delivery.log.info(
+          { task: seen.task?.id, order },
+          `${type} after a newer decision; ignored`,
+        );
+        return;
+      }
+      if (at) {
+        const target = {
+          repoId: repo.id,
+          issueNumber: event.issue.number,
+          label: seen.label ?? "",
+        };
+        await recordDecision(client, target, { action, at, login, deliveryId: delivery.id });
+      }
+      if (!seen.task) return;
+      const cause = { actor: actor.github(login), cause: `delivery:${delivery.id}` };
+      const result = await cancelOnIssue(client, seen.task.id, type, login, cause);
       delivery.log.info(
-        { task: existing.id, ...(result && !result.ok ? { refused: result.reason } : {}) },
+        { task: seen.task.id, ...(result && !result.ok ? { refused: result.reason } : {}) },
         `${type} handled`,
       );
     },
-  );
+  });
+}
+
+/** A label other than the task's trigger label removed: the agent, or the risk flag. */
+async function onOtherLabelRemoved(
+  deps: HandlerDependencies,
+  delivery: Delivery,
+  event: IssueEvent,
+  task: TaskRow,
+  name: string,
+): Promise<void> {
+  if (isAgentLabel(name)) await onAgentLabel(deps, delivery, event, task);
+  else await recomputeRisk(deps, delivery, event, task, "unlabeled");
 }
 
 /** What a sender who may not cancel was trying to do, in the refusal's words. */

@@ -27,6 +27,9 @@ const issue = z.object({
   title: z.string(),
   labels: z.array(label).default([]),
   pull_request: z.object({}).passthrough().nullish(),
+  /** When GitHub says the event happened: a label event's time, or a close's (`closed_at`). */
+  updated_at: z.string().nullish(),
+  closed_at: z.string().nullish(),
 });
 
 const base = z.object({

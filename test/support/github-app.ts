@@ -1,10 +1,10 @@
 import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
-import { createRequire } from "node:module";
 import nock from "nock";
 import { pino } from "pino";
 import { readEnv } from "../../src/config/env.js";
 import type { Queryable } from "../../src/db/pool.js";
 import { type Overseer, type ProcessMode, startOverseer } from "../../src/index.js";
+import { type LoosePayload, nextEventTime, webhookExample } from "./webhook-examples.js";
 
 /**
  * GitHub's REST API as the app under test sees it: api.github.com, or, once a test file
@@ -34,25 +34,17 @@ const { privateKey } = generateKeyPairSync("rsa", {
   publicKeyEncoding: { type: "spki", format: "pem" },
 });
 
-const examples = createRequire(import.meta.url)(
-  "@octokit/webhooks-examples/api.github.com/index.json",
-) as { name: string; examples: Record<string, unknown>[] }[];
-
-// Tests reshape GitHub's example payloads freely; their full types would only get in the way.
-// biome-ignore lint/suspicious/noExplicitAny: see above
-type LoosePayload = Record<string, any>;
-
-/** A deep copy of GitHub's own example payload for `event.action`, with our installation. */
+/**
+ * A deep copy of GitHub's own example payload for `event.action`, with our installation.
+ * Its issue was updated now (after every payload built before), as the event's would be.
+ */
 export function examplePayload(event: string, action: string): LoosePayload {
-  const found = examples
-    .find((entry) => entry.name === event)
-    ?.examples.find((example) => example.action === action);
-  if (!found) throw new Error(`no webhook example for ${event}.${action}`);
-  const payload = structuredClone(found) as LoosePayload;
+  const payload = webhookExample(event, action);
   payload.installation = {
     id: INSTALLATION_ID,
     node_id: "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==",
   };
+  if (payload.issue) payload.issue.updated_at = nextEventTime();
   return payload;
 }
 

@@ -4,13 +4,15 @@ import type http from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { type GitServer, startGitServer } from "./git-http.js";
+import { webhookExample } from "./webhook-examples.js";
 
 /**
  * GitHub as a process would meet it: one HTTP server answering the REST API under
  * `/api/v3` (as GitHub Enterprise does, so Overseer reaches it through GHE_HOST and
  * GHE_PROTOCOL=http) and git over smart HTTP at `/<owner>/<name>.git`. It keeps repositories,
- * issues, comments, labels and pull requests in memory, sends signed webhooks to the app
- * (and, like GitHub, never redelivers one that failed), honours conditional requests
+ * issues, comments, labels and pull requests in memory, sends signed webhooks shaped like
+ * GitHub's own examples (and, like GitHub, never redelivers one that failed; a test can hold
+ * a delivery back and send it later, again, or out of order), honours conditional requests
  * (ETag → 304, which costs no rate limit), counts the rate limit, and can be told to fail.
  *
  * It answers only routes that exist in GitHub's published REST description (checked at
@@ -47,6 +49,10 @@ export interface Issue {
   title: string;
   body: string;
   state: "open" | "closed";
+  createdAt: string;
+  /** Moved by every change, as GitHub's `updated_at`. */
+  updatedAt: string;
+  closedAt: string | null;
   labels: string[];
   comments: Comment[];
   reactions: { commentId: number; content: string }[];
@@ -62,9 +68,19 @@ export interface IssueEventRecord {
   created_at: string;
 }
 
-/** Whether a change made on the stand-in is also delivered as a webhook (default: yes). */
+/**
+ * Whether a change made on the stand-in is also delivered as a webhook (default: yes). Not
+ * delivered, it is held in `held` (the delivery GitHub dropped, or one a test sends later).
+ */
 export interface DeliverOption {
   deliver?: boolean;
+}
+
+/** A webhook as GitHub would send it: its delivery id (GUID), event and payload. */
+export interface WebhookDelivery {
+  id: string;
+  event: string;
+  payload: Record<string, unknown>;
 }
 
 export interface Pull {
@@ -128,6 +144,8 @@ export interface StandIn {
   unknownCalls: string[];
   /** Every delivery attempt, with its payload (to redeliver it, as GitHub's UI can). */
   deliveries: { id: string; event: string; status: number; payload: unknown }[];
+  /** Deliveries of changes made with `deliver: false`, in the order the changes were made. */
+  held: WebhookDelivery[];
   /** Where webhooks go: set once the app listens. */
   webhookUrl: string | undefined;
   webhookSecret: string;
@@ -172,7 +190,18 @@ export interface StandIn {
     issue: number,
     body: string,
     login?: string,
+    options?: DeliverOption,
   ): Promise<{ status: number; id: string }>;
+  /**
+   * The `pull_request` webhook GitHub sends for `action` on the PR as it is now (for one
+   * the stand-in does not send itself: `opened` for a PR Overseer opened through the API).
+   */
+  pullRequestWebhook(
+    repo: RepoModel,
+    pull: number,
+    action: string,
+    sender?: string,
+  ): WebhookDelivery;
   /** Merges the PR on the git server (fast-forward of the base) and delivers `pull_request.closed`. */
   merge(
     repo: RepoModel,
@@ -226,6 +255,8 @@ export async function startGithubStandIn(
   const calls: ApiCall[] = [];
   const unknownCalls: string[] = [];
   const deliveries: StandIn["deliveries"] = [];
+  const held: WebhookDelivery[] = [];
+  let lastEventAt = 0;
   let nextId = 1000;
   const userIds = new Map<string, number>();
   let faults: ((call: { method: string; route: string }) => Fault | null) | null = null;
@@ -305,13 +336,15 @@ export async function startGithubStandIn(
         id: appId,
         slug: "overseer",
       });
-      issueOf(params).comments.push(comment);
+      const issue = issueOf(params);
+      issue.comments.push(comment);
+      touch(issue);
       return { status: 201, body: comment };
     }),
     route("PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}", ({ params, body }) => {
       const comment = findComment(repoOf(params), Number(params.comment_id));
       comment.body = String(body.body ?? "");
-      comment.updated_at = new Date().toISOString();
+      comment.updated_at = eventTime();
       return { status: 200, body: comment };
     }),
     route(
@@ -333,6 +366,7 @@ export async function startGithubStandIn(
       for (const label of (body.labels as string[] | undefined) ?? []) {
         if (!issue.labels.includes(label)) issue.labels.push(label);
       }
+      touch(issue);
       return { status: 200, body: issue.labels.map((name) => ({ name })) };
     }),
     route("DELETE /repos/{owner}/{repo}/issues/{issue_number}/labels/{name}", ({ params }) => {
@@ -341,6 +375,7 @@ export async function startGithubStandIn(
       if (!issue.labels.includes(name))
         return { status: 404, body: { message: "Label does not exist" } };
       issue.labels = issue.labels.filter((label) => label !== name);
+      touch(issue);
       return { status: 200, body: issue.labels.map((label) => ({ name: label })) };
     }),
     route("GET /repos/{owner}/{repo}/collaborators/{username}/permission", ({ params }) => {
@@ -458,13 +493,28 @@ export async function startGithubStandIn(
     })),
   ];
 
+  /**
+   * Now, as GitHub would stamp an event, and later than every time stamped before: events
+   * made one after another keep their order in their times even within a millisecond.
+   */
+  function eventTime(): string {
+    lastEventAt = Math.max(Date.now(), lastEventAt + 1);
+    return new Date(lastEventAt).toISOString();
+  }
+
+  /** A change to the issue: its `updated_at` moves, and the change happened then. */
+  function touch(issue: Issue): string {
+    issue.updatedAt = eventTime();
+    return issue.updatedAt;
+  }
+
   function newComment(
     body: string,
     login: string,
     type: string,
     app: Comment["performed_via_github_app"] = null,
   ): Comment {
-    const now = new Date().toISOString();
+    const now = eventTime();
     return {
       id: nextId++,
       body,
@@ -491,18 +541,54 @@ export async function startGithubStandIn(
       event,
       actor: { login, id: userId, type: login.endsWith("[bot]") ? "Bot" : "User" },
       ...(label !== undefined ? { label: { name: label } } : {}),
-      created_at: new Date().toISOString(),
+      created_at: issue.updatedAt,
     });
   }
 
-  /** A change's webhook, or (deliver: false) none: the delivery GitHub dropped. */
+  /** A change's webhook, or (deliver: false) none yet: it is held, with its delivery id. */
   async function maybeDeliver(
     options: DeliverOption | undefined,
     event: string,
-    payload: unknown,
+    payload: Record<string, unknown>,
   ): Promise<{ status: number; id: string }> {
-    if (options?.deliver === false) return { status: 0, id: "" };
+    if (options?.deliver === false) {
+      const id = randomUUID();
+      held.push({ id, event, payload });
+      return { status: 0, id };
+    }
     return standIn.deliver(event, payload);
+  }
+
+  /**
+   * A webhook payload as GitHub shapes it: its example for `event.action` (issues.closed
+   * has none; it is the reopened one, closed), with this repository, installation, sender
+   * and the `parts` the event is about laid over the example's.
+   */
+  function webhookPayload(
+    event: string,
+    action: string,
+    repo: RepoModel,
+    sender: string,
+    parts: Record<string, Record<string, unknown>>,
+  ): Record<string, unknown> {
+    const example = webhookExample(
+      event,
+      event === "issues" && action === "closed" ? "reopened" : action,
+    );
+    const base = webhookBase(repo, sender);
+    const payload: Record<string, unknown> = {
+      ...example,
+      action,
+      installation: base.installation,
+      repository: {
+        ...example.repository,
+        ...base.repository,
+        owner: { ...example.repository.owner, ...base.repository.owner },
+      },
+      sender: { ...example.sender, ...base.sender },
+    };
+    for (const [key, part] of Object.entries(parts)) payload[key] = { ...example[key], ...part };
+    return payload;
   }
 
   function nextIssueNumber(repo: RepoModel): number {
@@ -544,7 +630,7 @@ export async function startGithubStandIn(
     pull.state = "closed";
     pull.merged = true;
     pull.mergeCommitSha = commit;
-    pull.mergedAt = new Date().toISOString();
+    pull.mergedAt = eventTime();
     pull.mergedBy = by;
     pull.headSha = head;
   }
@@ -558,6 +644,9 @@ export async function startGithubStandIn(
       state: issue.state,
       labels: issue.labels.map((name) => ({ name })),
       comments: issue.comments.length,
+      created_at: issue.createdAt,
+      updated_at: issue.updatedAt,
+      closed_at: issue.closedAt,
       html_url: `${base}/${repo.fullName}/issues/${issue.number}`,
       user: { login: "octocat", type: "User" },
     };
@@ -706,6 +795,7 @@ export async function startGithubStandIn(
     calls,
     unknownCalls,
     deliveries,
+    held,
     webhookUrl: undefined,
     webhookSecret: options.webhookSecret ?? "stand-in-webhook-secret",
     async createRepo(owner, name, repoOptions = {}) {
@@ -726,11 +816,15 @@ export async function startGithubStandIn(
       return repo;
     },
     openIssue(repo, title, issueOptions = {}) {
+      const now = eventTime();
       const issue: Issue = {
         number: nextIssueNumber(repo),
         title,
         body: issueOptions.body ?? "",
         state: "open",
+        createdAt: now,
+        updatedAt: now,
+        closedAt: null,
         labels: [...(issueOptions.labels ?? [])],
         comments: [],
         reactions: [],
@@ -744,36 +838,43 @@ export async function startGithubStandIn(
       const issue = repo.issues.get(number);
       if (!issue) throw new Error(`no issue #${number}`);
       if (!issue.labels.includes(label)) issue.labels.push(label);
+      touch(issue);
       recordEvent(issue, "labeled", sender, label);
-      return maybeDeliver(deliverOptions, "issues", {
-        ...webhookBase(repo, sender),
-        action: "labeled",
-        label: { name: label },
-        issue: issueJson(repo, issue),
-      });
+      return maybeDeliver(
+        deliverOptions,
+        "issues",
+        webhookPayload("issues", "labeled", repo, sender, {
+          label: { name: label },
+          issue: issueJson(repo, issue),
+        }),
+      );
     },
     async unlabel(repo, number, label, sender = "octocat", deliverOptions) {
       const issue = repo.issues.get(number);
       if (!issue) throw new Error(`no issue #${number}`);
       issue.labels = issue.labels.filter((each) => each !== label);
+      touch(issue);
       recordEvent(issue, "unlabeled", sender, label);
-      return maybeDeliver(deliverOptions, "issues", {
-        ...webhookBase(repo, sender),
-        action: "unlabeled",
-        label: { name: label },
-        issue: issueJson(repo, issue),
-      });
+      return maybeDeliver(
+        deliverOptions,
+        "issues",
+        webhookPayload("issues", "unlabeled", repo, sender, {
+          label: { name: label },
+          issue: issueJson(repo, issue),
+        }),
+      );
     },
     async closeIssue(repo, number, sender = "octocat", deliverOptions) {
       const issue = repo.issues.get(number);
       if (!issue) throw new Error(`no issue #${number}`);
       issue.state = "closed";
+      issue.closedAt = touch(issue);
       recordEvent(issue, "closed", sender);
-      return maybeDeliver(deliverOptions, "issues", {
-        ...webhookBase(repo, sender),
-        action: "closed",
-        issue: issueJson(repo, issue),
-      });
+      return maybeDeliver(
+        deliverOptions,
+        "issues",
+        webhookPayload("issues", "closed", repo, sender, { issue: issueJson(repo, issue) }),
+      );
     },
     openPull(repo, spec) {
       const headSha = branchSha(repo, spec.head);
@@ -799,35 +900,39 @@ export async function startGithubStandIn(
       if (!pull) throw new Error(`no pull #${number}`);
       if (pull.merged) throw new Error(`pull #${number} is merged`);
       pull.state = state;
-      return maybeDeliver(deliverOptions, "pull_request", {
-        ...webhookBase(repo, sender),
-        action: state === "closed" ? "closed" : "reopened",
-        number,
-        pull_request: pullJson(repo, pull),
-      });
+      const action = state === "closed" ? "closed" : "reopened";
+      const { payload } = standIn.pullRequestWebhook(repo, number, action, sender);
+      return maybeDeliver(deliverOptions, "pull_request", payload);
     },
-    async comment(repo, number, body, login = "octocat") {
+    async comment(repo, number, body, login = "octocat", deliverOptions) {
       const issue = repo.issues.get(number);
       if (!issue) throw new Error(`no issue #${number}`);
       const comment = newComment(body, login, "User");
       issue.comments.push(comment);
-      return standIn.deliver("issue_comment", {
-        ...webhookBase(repo, login),
-        action: "created",
-        issue: issueJson(repo, issue),
-        comment,
+      touch(issue);
+      return maybeDeliver(
+        deliverOptions,
+        "issue_comment",
+        webhookPayload("issue_comment", "created", repo, login, {
+          issue: { ...issueJson(repo, issue), pull_request: undefined },
+          comment: { ...comment },
+        }),
+      );
+    },
+    pullRequestWebhook(repo, number, action, sender = "octocat") {
+      const pull = repo.pulls.get(number);
+      if (!pull) throw new Error(`no pull #${number}`);
+      const payload = webhookPayload("pull_request", action, repo, sender, {
+        pull_request: pullJson(repo, pull),
       });
+      return { id: randomUUID(), event: "pull_request", payload: { ...payload, number } };
     },
     async merge(repo, number, by = "octocat", deliverOptions) {
       const pull = repo.pulls.get(number);
       if (!pull) throw new Error(`no pull #${number}`);
       mergeOnGit(repo, pull, by);
-      return maybeDeliver(deliverOptions, "pull_request", {
-        ...webhookBase(repo, by),
-        action: "closed",
-        number,
-        pull_request: pullJson(repo, pull),
-      });
+      const { payload } = standIn.pullRequestWebhook(repo, number, "closed", by);
+      return maybeDeliver(deliverOptions, "pull_request", payload);
     },
     fail(fault, ms) {
       faults = typeof fault === "function" ? fault : () => fault;

@@ -104,7 +104,7 @@ export function closedIssuePayload(
   payload.action = "closed";
   payload.issue.number = issue;
   payload.issue.state = "closed";
-  payload.issue.closed_at = new Date().toISOString();
+  payload.issue.closed_at = payload.issue.updated_at;
   if (options.sender) payload.sender = { ...payload.sender, login: options.sender };
   return withRepository(payload, options.repository ?? EXAMPLE_REPOSITORY);
 }

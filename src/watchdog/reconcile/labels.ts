@@ -9,6 +9,8 @@ import {
   issuesWithTasks,
   type PolledTask,
 } from "../../db/tasks-polled.js";
+import type { Decision } from "../../domain/decisions.js";
+import { decideRepair } from "../../github/decisions.js";
 import {
   type CancelOnIssue,
   cancelAttempt,
@@ -208,16 +210,34 @@ export const missedLabel: Detector = {
     });
     if (refused) return refused;
     const cause = repairCause(MISSED_LABEL, finding, by);
-    const queued = await withTransaction(ctx.pool, (client) =>
-      queueFromTriggerLabel(
+    const labelled: Decision = {
+      action: "labeled",
+      at: new Date(labelling.created_at),
+      login: who.login,
+      deliveryId: null,
+    };
+    const queued = await withTransaction(ctx.pool, async (client) => {
+      // The same order as deliveries keep: a removal or close recorded after this labelling
+      // (its delivery arrived; this one never did) stands.
+      const target = { repoId: repo.id, issueNumber: number, label };
+      const order = await decideRepair(client, target, labelled);
+      if (order !== "newer") return null;
+      return queueFromTriggerLabel(
         client,
         repo,
         { number, title: issue.title, labels: issue.labels.map((each) => each.name) },
         config.config,
         { ...cause, login: who.login },
         `reply:watchdog-event:${labelling.id}`,
-      ),
-    );
+      );
+    });
+    if (!queued) {
+      return {
+        repaired: false,
+        moot: true,
+        detail: "no longer stands: a newer decision is recorded",
+      };
+    }
     return outcomeOf(
       queued,
       `task ${queued.task.id} ${queued.task.state}, labelled by ${who.login}`,
@@ -358,9 +378,25 @@ export const missedCancel: Detector = {
     });
     if (refused) return refused;
     const cause = repairCause(MISSED_CANCEL, finding, by);
-    const result = await withTransaction(ctx.pool, (client) =>
-      cancelOnIssue(client, task.id, cancel.type, who.login, cause),
-    );
+    const decision: Decision = {
+      action: cancel.type === "issue_closed" ? "closed" : "unlabeled",
+      at: new Date(cancel.event.created_at),
+      login: who.login,
+      deliveryId: null,
+    };
+    const result = await withTransaction(ctx.pool, async (client) => {
+      const target = { repoId: repo.id, issueNumber: task.issueNumber, label };
+      const order = await decideRepair(client, target, decision);
+      if (order !== "newer") return "stale" as const;
+      return cancelOnIssue(client, task.id, cancel.type, who.login, cause);
+    });
+    if (result === "stale") {
+      return {
+        repaired: false,
+        moot: true,
+        detail: "no longer stands: a newer decision is recorded",
+      };
+    }
     return outcomeOf(result, `task cancelled (${cancel.type.replace("_", " ")} by ${who.login})`);
   },
 };
