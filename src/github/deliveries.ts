@@ -97,6 +97,12 @@ export async function oncePerDelivery(
 /**
  * Runs `work` in a transaction that first records the delivery id; a concurrent duplicate
  * of the same delivery loses the insert and changes nothing.
+ *
+ * The repository is recorded first, in a statement of its own: an upsert locks the
+ * repository's row even when it changes nothing, and a runner changing a task's state
+ * locks the task, then that row (its running count). Held through the transaction, the
+ * row lock would meet a runner's the other way round as soon as `work` locks the task:
+ * a deadlock, and the delivery answered 500 (which GitHub never redelivers).
  */
 export async function recordDeliveryIn(
   deps: Pick<HandlerDependencies, "pool">,
@@ -105,14 +111,8 @@ export async function recordDeliveryIn(
   installationId: number | null,
   work: (client: PoolClient, repo: RepoRow) => Promise<void>,
 ): Promise<void> {
+  const repo = await rememberRepository(deps, repository, installationId);
   await withTransaction(deps.pool, async (client) => {
-    const repo = await upsertRepo(client, {
-      githubId: repository.id,
-      fullName: repository.full_name,
-      installationId,
-      cloneUrl: repository.clone_url,
-      defaultBranch: repository.default_branch,
-    });
     const fresh = await recordDelivery(client, {
       id: delivery.id,
       event: delivery.context.name,
