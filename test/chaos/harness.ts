@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { ensureDatabaseExists } from "../../src/db/database.js";
@@ -31,6 +31,8 @@ export interface ChaosStack {
   ): Promise<OverseerProcess>;
   /** SIGKILL, as an OOM killer or a pulled plug would: no shutdown code runs. */
   kill9(process: OverseerProcess): Promise<void>;
+  /** Lets the workers of a stack started with `gate: true` go on (they wait until then). */
+  openGate(): Promise<void>;
   /** Ends every process this stack started, and every worker group recorded in `pool`. */
   stop(pool?: Pool): Promise<void>;
 }
@@ -64,6 +66,11 @@ export async function startChaosStack(options: {
   worker: string[];
   /** Profile settings beyond the command, as YAML lines under the profile. */
   profileYaml?: string;
+  /**
+   * Every worker first waits until `openGate()` (a file the sandbox lets it read): runs can
+   * be claimed, stopped and cancelled meanwhile, but none finishes before the test says.
+   */
+  gate?: boolean;
 }): Promise<ChaosStack> {
   const { privateKey } = generateKeyPairSync("rsa", {
     modulusLength: 2048,
@@ -73,9 +80,19 @@ export async function startChaosStack(options: {
   const github = await startGithubStandIn();
   const home = await mkdtemp(path.join(os.tmpdir(), "overseer-chaos-"));
   const workers = path.join(home, "workers.yml");
+  const gateDir = path.join(home, "gate");
+  const gateFile = path.join(gateDir, "open");
+  let command = options.worker;
+  let profileYaml = options.profileYaml ?? "";
+  if (options.gate) {
+    await mkdir(gateDir);
+    const wait = `while [ ! -e ${JSON.stringify(gateFile)} ]; do sleep 0.1; done; exec "$@"`;
+    command = ["sh", "-c", wait, "gated", ...options.worker];
+    profileYaml += `    sandbox:\n      readable: [${JSON.stringify(gateDir)}]\n`;
+  }
   await writeFile(
     workers,
-    `default: script\nprofiles:\n  script:\n    command: ${JSON.stringify(options.worker)}\n    timeout: 2m\n${options.profileYaml ?? ""}`,
+    `default: script\nprofiles:\n  script:\n    command: ${JSON.stringify(command)}\n    timeout: 2m\n${profileYaml}`,
   );
   const processes = new Set<OverseerProcess>();
   const started: OverseerProcess[] = [];
@@ -109,6 +126,10 @@ export async function startChaosStack(options: {
     async kill9(target) {
       target.child.kill("SIGKILL");
       await target.exited;
+    },
+    async openGate() {
+      if (!options.gate) throw new Error("this stack's workers have no gate");
+      await writeFile(gateFile, "");
     },
     async stop(pool) {
       await Promise.all(
