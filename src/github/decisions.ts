@@ -90,8 +90,19 @@ function samePremises(before: SeenIssue, after: SeenIssue): boolean {
   );
 }
 
-class PremisesChanged extends Error {}
+class PremisesChanged extends Error {
+  constructor() {
+    super(
+      `the issue's task or decisions changed while this delivery was deciding, ${DECIDE_ATTEMPTS} times in a row`,
+    );
+  }
+}
 
+/**
+ * Sees the issue, lets `prepare` ask GitHub what that calls for, then `apply`s the decision
+ * in the delivery's transaction under the issue's lock, on the issue as it is then (the
+ * same, or it looks again).
+ */
 export async function decideInOrder<P>(
   deps: HandlerDependencies,
   delivery: Delivery,
