@@ -24,7 +24,7 @@ import { migrate } from "../src/db/migrate.js";
 import { createPool, type Pool, withTransaction } from "../src/db/pool.js";
 import { type RepoRow, upsertRepo } from "../src/db/repos.js";
 import { registerRunner } from "../src/db/runners.js";
-import { claimNextTask, settleRun } from "../src/db/runs.js";
+import { claimNextTask, settleClaimedRun } from "../src/db/runs.js";
 import { withDatabase } from "../src/db/url.js";
 import { isProcessAlive } from "../src/runner/process-group.js";
 import { reportFigure } from "./figures.js";
@@ -226,34 +226,39 @@ type ClaimOnce = (pool: Pool, runnerId: string) => Promise<number | null>;
 const PROFILES = { defaultProfile: "bench", limits: new Map<string, number>() };
 
 const ours: ClaimOnce = async (pool, runnerId) => {
-  const claim = await withTransaction(pool, (client) =>
-    claimNextTask(client, { runnerId, host: "bench-host", leaseMs: LEASE_MS, profiles: PROFILES }),
-  );
+  const claim = await claimNextTask(pool, {
+    runnerId,
+    host: "bench-host",
+    leaseMs: LEASE_MS,
+    profiles: PROFILES,
+  });
   return claim?.task.id ?? null;
 };
 
 /** Claim, then settle as a runner does when its worker succeeded (PR opened). */
 const oursSettled: ClaimOnce = async (pool, runnerId) => {
-  const claim = await withTransaction(pool, (client) =>
-    claimNextTask(client, { runnerId, host: "bench-host", leaseMs: LEASE_MS, profiles: PROFILES }),
-  );
+  const claim = await claimNextTask(pool, {
+    runnerId,
+    host: "bench-host",
+    leaseMs: LEASE_MS,
+    profiles: PROFILES,
+  });
   if (!claim) return null;
-  const settled = await withTransaction(pool, (client) =>
-    settleRun(
-      client,
-      { runId: claim.run.id, token: claim.run.leaseToken },
-      {
-        outcome: "succeeded",
-        exitCode: 0,
-        signal: null,
-        headSha: "0".repeat(40),
-        event: { type: "run_succeeded", runner: runnerId, prNumber: claim.task.id },
-        changes: {
-          prUrl: `https://github.com/bench/pull/${claim.task.id}`,
-          prHeadSha: "0".repeat(40),
-        },
+  const settled = await settleClaimedRun(
+    pool,
+    claim,
+    { runId: claim.run.id, token: claim.run.leaseToken },
+    {
+      outcome: "succeeded",
+      exitCode: 0,
+      signal: null,
+      headSha: "0".repeat(40),
+      event: { type: "run_succeeded", runner: runnerId, prNumber: claim.task.id },
+      changes: {
+        prUrl: `https://github.com/bench/pull/${claim.task.id}`,
+        prHeadSha: "0".repeat(40),
       },
-    ),
+    },
   );
   if (!settled) throw new Error(`run ${claim.run.id} did not settle`);
   return claim.task.id;

@@ -20,6 +20,30 @@ export async function notify(db: Queryable, channel: Channel, payload = ""): Pro
   await db.query("SELECT pg_notify($1, $2)", [channel, payload]);
 }
 
+export interface Signal {
+  channel: Channel;
+  payload: string;
+}
+
+/**
+ * Sends wake-ups in one statement. A statement on the pool that wrote nothing is a
+ * transaction that flushes nothing: so the hot paths (a claim, a settlement) commit their
+ * writes first and signal after, instead of in the writing transaction. PostgreSQL holds one
+ * lock across every database from a notifying transaction's commit until it is flushed (to
+ * keep the queue in commit order), so NOTIFY inside a writing transaction serializes the
+ * commits of all such transactions, each waiting out the disk flush of the one before: 8
+ * claimers then commit one at a time. Should the process die between the two, the
+ * listener's poll finds the work (notifications are hints; the tables are the truth).
+ */
+export async function notifyAll(db: Queryable, signals: readonly Signal[]): Promise<void> {
+  if (signals.length === 0) return;
+  await db.query({
+    name: "overseer-notify-all",
+    text: "SELECT count(pg_notify(s.channel, s.payload)) FROM unnest($1::text[], $2::text[]) AS s (channel, payload)",
+    values: [signals.map((signal) => signal.channel), signals.map((signal) => signal.payload)],
+  });
+}
+
 export interface Listener {
   close(): Promise<void>;
 }

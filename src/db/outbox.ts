@@ -69,9 +69,14 @@ export async function enqueueOutbox(
 
 /**
  * The INSERTs behind enqueueOutbox as named CTEs, for statements that write more than the
- * outbox; such a statement must also NOTIFY the outbox channel.
+ * outbox; such a statement must also NOTIFY the outbox channel. With `onlyWith`, nothing is
+ * written unless that CTE of the statement has a row.
  */
-export function enqueueOutboxSql(params: Params, entries: NewOutboxEntry[]): [string, string][] {
+export function enqueueOutboxSql(
+  params: Params,
+  entries: NewOutboxEntry[],
+  onlyWith?: string,
+): [string, string][] {
   const dedupe = new Map<string, NewOutboxEntry>();
   const coalesce = new Map<string, NewOutboxEntry>();
   for (const entry of entries) {
@@ -88,7 +93,7 @@ export function enqueueOutboxSql(params: Params, entries: NewOutboxEntry[]): [st
     return `SELECT * FROM unnest(${column((e) => e.taskId, "bigint")},
       ${column((e) => e.installationId, "bigint")}, ${column((e) => e.repoFullName, "text")},
       ${column((e) => e.kind, "text")}, ${column((e) => JSON.stringify(e.payload), "jsonb")},
-      ${params.add([...byKey.keys()])}::text[])`;
+      ${params.add([...byKey.keys()])}::text[])${onlyWith ? ` WHERE EXISTS (SELECT 1 FROM ${onlyWith})` : ""}`;
   };
   const ctes: [string, string][] = [];
   if (dedupe.size > 0) {

@@ -12,7 +12,13 @@ export class Params {
   }
 }
 
-/** `WITH a AS (…), b AS (…)` over named statements, for one round trip. */
-export function withClause(ctes: [name: string, sql: string][]): string {
-  return `WITH ${ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n")}`;
+/**
+ * `WITH a AS (…), b AS (…)` over named statements, for one round trip; a third element
+ * `true` materializes that one (a locking SELECT must run as written, not be folded into
+ * the query that reads it).
+ */
+export function withClause(ctes: [name: string, sql: string, materialized?: boolean][]): string {
+  return `WITH ${ctes
+    .map(([name, sql, materialized]) => `${name} AS ${materialized ? "MATERIALIZED " : ""}(${sql})`)
+    .join(",\n")}`;
 }

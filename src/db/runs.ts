@@ -1,12 +1,21 @@
+import { isDeepStrictEqual } from "node:util";
 import type { LogFormat } from "../config/workers.js";
 import { actor } from "../domain/actors.js";
-import type { TaskEvent } from "../domain/types.js";
-import { CHANNELS } from "./notify.js";
-import type { PoolClient, Queryable } from "./pool.js";
-import { type PauseRequest, pauseProfile, resetPauseStreak } from "./profiles.js";
+import { claimOutcome } from "../domain/claim.js";
+import { transition } from "../domain/transitions.js";
+import type { TaskEvent, TaskSnapshot } from "../domain/types.js";
+import { CHANNELS, notifyAll } from "./notify.js";
+import { Params } from "./params.js";
+import { type Pool, type PoolClient, type Queryable, withTransaction } from "./pool.js";
+import { type PauseRequest, pauseProfile } from "./profiles.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
-import { applyTransition, changeTaskIn } from "./task-changes.js";
-import { TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
+import {
+  applyTransition,
+  applyTransitionIfUnchanged,
+  type ClaimWrites,
+  claimWritesSql,
+} from "./task-changes.js";
+import { snapshotOf, TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
 
 /**
  * The `runs` table: one row per attempt. A claim inserts it with a fresh lease token, and
@@ -65,8 +74,10 @@ const PROFILE_OF = (task: string, defaultParam: string) =>
  * Claims the most urgent claimable task: queued, approved if risk-labelled, under its
  * attempts (or its revisions, when the run is a revision), in a repository under its
  * concurrency, with a worker profile that is not paused and under its own concurrency.
- * Two statements: the pick, then the transition (task, audit event, GitHub effects)
- * through applyTransition.
+ * One statement, so one round trip and, outside a transaction, one commit: the pick, the
+ * run's row, and the claim transition (task, audit event, GitHub effects) as the one write
+ * path makes it (claimWritesSql, from the `claimed` rule's outcome as data). The rule is
+ * checked against the row the statement wrote before the claim is returned.
  *
  * The pick takes the task with FOR UPDATE SKIP LOCKED (the LIMIT inside a MATERIALIZED
  * CTE, so the planner cannot lock more rows than it returns), so concurrent claimers
@@ -77,75 +88,148 @@ const PROFILE_OF = (task: string, defaultParam: string) =>
  * and for a profile with a `concurrency`, the profile's row in worker_profiles on the same
  * condition (its count kept by a trigger on runs; see countProfiles). A claimer that
  * waited for either lock has the condition re-checked against the row the other claim
- * committed. A repository or profile found full is passed over for the next candidate.
- * Profiles without a limit are neither locked nor counted, so their claims cost nothing
- * more and do not queue behind one another.
+ * committed; the counts move in the triggers at the end of the same statement, so no claim
+ * commits with a count that does not include it. A repository or profile found full is
+ * passed over for the next candidate, in a statement of its own. Profiles without a limit
+ * are neither locked nor counted, so their claims cost nothing more and do not queue
+ * behind one another. Tasks waiting out a backoff (not_before) are not claimable yet.
  *
- * The run row is inserted by the pick too, with the attempt (or revision) the claim
- * transition charges; the transition's result is checked against it. The caller holds a
- * transaction. Tasks waiting out a backoff (not_before) are not claimable yet.
+ * Run it on the pool (its own transaction) or inside the caller's.
  */
 export async function claimNextTask(
-  client: PoolClient,
+  db: Queryable,
   runner: { runnerId: string; host: string; leaseMs: number; profiles?: ClaimProfiles },
 ): Promise<Claim | null> {
   const profiles = runner.profiles ?? { defaultProfile: "", limits: new Map() };
   const fullRepos: number[] = [];
   const fullProfiles: string[] = [];
   for (;;) {
-    const picked = await pickTask(client, runner, profiles, fullRepos, fullProfiles);
+    const picked = await claimStatement(db, runner, profiles, fullRepos, fullProfiles);
     if (!picked) return null;
-    const { repo, run, profileFull, ...task } = picked;
-    if (!run) {
+    const {
+      repo,
+      run,
+      before,
+      profileFull,
+      pickedRepoId,
+      profile,
+      writes,
+      claimRunId: _,
+      ...task
+    } = picked;
+    if (!run || task.id === null) {
       // A limited profile whose runs are not counted yet counts as full: its runner counts
       // them (Runner, countProfiles), outside any claim, before its tasks run.
-      if (profileFull) fullProfiles.push(task.profile ?? "");
-      else fullRepos.push(task.repoId);
+      if (profileFull) fullProfiles.push(profile ?? "");
+      else fullRepos.push(pickedRepoId);
       continue;
     }
-    const claimed = await applyTransition(
-      client,
-      repo,
-      task,
-      { type: "claimed", runner: runner.runnerId },
-      { actor: actor.runner(runner.runnerId), cause: `run:${run.id}` },
-    );
-    if (!claimed.ok) throw new Error(`claim of task ${task.id} refused: ${claimed.reason}`);
-    const charged = run.revision === null ? claimed.task.attempts : claimed.task.revisions;
-    const recorded = run.revision ?? run.attempt;
-    if (charged !== recorded) {
-      throw new Error(
-        `claim of task ${task.id} charged ${run.revision === null ? "attempt" : "revision"} ${charged}, not ${recorded}`,
-      );
-    }
-    return { run, task: claimed.task, repo };
+    const claimed = task as TaskRow;
+    await notifyAll(db, writes.signals(claimed));
+    checkClaim(before, claimed, run, runner.runnerId);
+    return { run, task: claimed, repo };
   }
 }
 
-interface Picked extends TaskRow {
+/**
+ * The `claimed` rule, applied to the task as the statement found it, must give the task
+ * it wrote, and the run must record what was charged. A statement that disagrees has
+ * committed a claim the state machine would not have made (it cannot be undone here):
+ * the error stops this claim, and the run's lease running out hands the task back.
+ */
+function checkClaim(before: TaskSnapshot, task: TaskRow, run: RunRow, runnerId: string): void {
+  const expected = transition(before, { type: "claimed", runner: runnerId });
+  const outcome = claimOutcome(before.revisionPending);
+  const problem = !expected.ok
+    ? `the claimed rule refuses it (${expected.reason})`
+    : !isDeepStrictEqual(expected.task, snapshotOf(task))
+      ? `the task was written as ${JSON.stringify(snapshotOf(task))}, the rule says ${JSON.stringify(expected.task)}`
+      : !isDeepStrictEqual(expected.effects, outcome.effects)
+        ? `the rule's effects ${JSON.stringify(expected.effects)} are not the ones written`
+        : (run.revision ?? run.attempt) !== (run.revision === null ? task.attempts : task.revisions)
+          ? `run ${run.id} records ${run.revision === null ? `attempt ${run.attempt}` : `revision ${run.revision}`}, the task ${task.attempts} attempts and ${task.revisions} revisions`
+          : null;
+  if (problem)
+    throw new Error(
+      `claim of task ${task.id} by run ${run.id} disagrees with the state machine: ${problem}`,
+    );
+}
+
+/** The claim statement's row: the claimed task's columns, null when no slot was free. */
+type ClaimedRow = { [K in keyof TaskRow]: TaskRow[K] | null } & {
   repo: RepoRow;
   run: RunRow | null;
+  /** The task as the pick found it, before the claim. */
+  before: TaskSnapshot;
+  pickedRepoId: number;
   /** Null only when no profile is known at all (no default given, none named). */
   profile: string | null;
   /** The profile has a limit and no slot was free (the repository's may have been). */
   profileFull: boolean;
+  claimRunId: number | null;
+};
+
+/** Parameters $1…$8 of the claim statement; the claim's writes add the rest. */
+const CLAIM_PARAMS = 8;
+
+/** Built once: the statement's text depends on the `claimed` rule only, not on the claim. */
+let claimStatementText: { text: string; writes: ClaimWrites } | undefined;
+
+function claimStatementFor(actorName: string): {
+  text: string;
+  writes: ClaimWrites;
+  values: unknown[];
+} {
+  const params = new Params();
+  for (let i = 0; i < CLAIM_PARAMS; i += 1) params.add(null);
+  const writes = claimWritesSql(params, "run", actorName);
+  const values = params.values.slice(CLAIM_PARAMS);
+  claimStatementText ??= { text: claimText(writes), writes };
+  return { ...claimStatementText, values };
 }
 
-async function pickTask(
-  client: PoolClient,
+async function claimStatement(
+  db: Queryable,
   runner: { runnerId: string; host: string; leaseMs: number },
   profiles: ClaimProfiles,
   fullRepos: number[],
   fullProfiles: string[],
-): Promise<Picked | null> {
+): Promise<(ClaimedRow & { writes: ClaimWrites }) | null> {
   const names = [...profiles.limits.keys()];
   const limits = names.map((name) => profiles.limits.get(name) ?? 0);
+  const statement = claimStatementFor(actor.runner(runner.runnerId));
+  const values = [
+    fullRepos,
+    runner.runnerId,
+    runner.host,
+    runner.leaseMs,
+    profiles.defaultProfile,
+    names,
+    limits,
+    fullProfiles,
+    ...statement.values,
+  ];
   // Named, so each connection parses and plans this statement once, not on every claim.
-  const picked = await client.query<Picked>({
-    name: "overseer-claim-pick",
-    text: `WITH candidate AS MATERIALIZED (
-       SELECT ${TASK_COLUMNS}, ${PROFILE_OF("tasks", "$5")} AS profile,
-              limits.max_running AS "profileLimit"
+  const picked = await db.query<ClaimedRow>({
+    name: "overseer-claim",
+    text: statement.text,
+    values,
+  });
+  const row = picked.rows[0];
+  return row ? { ...row, writes: statement.writes } : null;
+}
+
+function claimText(writes: ClaimWrites): string {
+  return `WITH candidate AS MATERIALIZED (
+       SELECT tasks.id, tasks.repo_id AS "repoId", tasks.config, tasks.attempts,
+              tasks.revisions, tasks.revision_pending AS "revisionPending", tasks.branch,
+              json_build_object('state', tasks.state, 'attempts', tasks.attempts,
+                'maxAttempts', tasks.max_attempts, 'riskLabelled', tasks.risk_labelled,
+                'approvedBy', tasks.approved_by, 'approvedSha', tasks.approved_sha,
+                'lastError', tasks.last_error, 'prNumber', tasks.pr_number,
+                'revisions', tasks.revisions, 'maxRevisions', tasks.max_revisions,
+                'revisionPending', tasks.revision_pending) AS before,
+              ${PROFILE_OF("tasks", "$5")} AS profile, limits.max_running AS "profileLimit"
          FROM tasks JOIN repos ON repos.id = tasks.repo_id
          LEFT JOIN worker_profiles wp ON wp.name = ${PROFILE_OF("tasks", "$5")}
          LEFT JOIN unnest($6::text[], $7::int[]) AS limits (name, max_running)
@@ -174,9 +258,11 @@ async function pickTask(
         FOR NO KEY UPDATE OF wp),
      slot AS MATERIALIZED (
        SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
-        WHERE repos.running < ${CONCURRENCY("candidate")}
+        WHERE repos.id = (SELECT "repoId" FROM candidate)
+          AND repos.running < ${CONCURRENCY("candidate")}
           AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))
         FOR NO KEY UPDATE OF repos),
+     -- The attempt (or revision) the claim charges; checkClaim compares it with the task's.
      run AS (
        INSERT INTO runs (task_id, attempt, revision, runner_id, host, lease_token,
                          lease_expires_at, branch, profile)
@@ -187,27 +273,14 @@ async function pickTask(
               $2, $3, gen_random_uuid(), now() + $4 * interval '1 millisecond',
               candidate.branch, candidate.profile
          FROM candidate JOIN slot ON slot.id = candidate."repoId"
-       RETURNING ${RUN_COLUMNS})
-     SELECT candidate.*, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run,
+       RETURNING ${RUN_COLUMNS}),
+     ${writes.ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n     ")}
+     SELECT ${writes.claimed}.*, candidate.before, candidate."repoId" AS "pickedRepoId",
+            candidate.profile, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run,
             candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)
               AS "profileFull"
-       FROM candidate JOIN repos ON repos.id = candidate."repoId"`,
-    values: [
-      fullRepos,
-      runner.runnerId,
-      runner.host,
-      runner.leaseMs,
-      profiles.defaultProfile,
-      names,
-      limits,
-      fullProfiles,
-    ],
-  });
-  const row = picked.rows[0];
-  if (!row) return null;
-  // The pick's own columns are not part of the task.
-  const { profileLimit: _limit, ...rest } = row as Picked & { profileLimit: unknown };
-  return rest;
+       FROM candidate JOIN repos ON repos.id = (SELECT "repoId" FROM candidate)
+       LEFT JOIN ${writes.claimed} ON true`;
 }
 
 /**
@@ -376,73 +449,174 @@ export interface Settlement {
   pause?: Omit<PauseRequest, "runId" | "profile">;
 }
 
+/** The lease fence and the run's columns a settlement writes, over the statement's `params`. */
+function settleSql(params: Params, lease: Lease, settlement: Settlement) {
+  const runId = params.add(lease.runId);
+  const token = params.add(lease.token);
+  const sets = `state = ${params.add(settlement.outcome)}::run_state, finished_at = now(),
+                exit_code = ${params.add(settlement.exitCode ?? null)}::int,
+                signal = ${params.add(settlement.signal ?? null)}::text,
+                failure_reason = ${params.add(settlement.failureReason ?? null)}::text,
+                head_sha = ${params.add(settlement.headSha ?? null)}::text,
+                charged = ${params.add(settlement.charged ?? true)}::boolean`;
+  return {
+    fence: `runs.id = ${runId}::bigint AND runs.lease_token = ${token}::uuid AND runs.state = 'running'`,
+    sets,
+  };
+}
+
+/** A run that ended without hitting a limit starts its profile's backoff over. */
+function resetsPauseStreak(settlement: Settlement): boolean {
+  return !settlement.pause && settlement.outcome !== "lost";
+}
+
+/** The task event's actor and cause for a settlement. */
+function settlementCause(
+  lease: Lease,
+  settlement: Settlement,
+  pause?: { profile: string | null; until: Date },
+) {
+  const event = settlement.event;
+  return {
+    actor: "runner" in event ? actor.runner(event.runner) : event.actor,
+    cause: `run:${lease.runId}`,
+    detail: {
+      outcome: settlement.outcome,
+      ...(settlement.failureReason ? { reason: settlement.failureReason } : {}),
+      ...(pause ? { profile: pause.profile, pausedUntil: pause.until.toISOString() } : {}),
+    },
+  };
+}
+
 /**
- * Settles the run and moves its task, in one transaction, fenced on the lease: returns
- * false (and changes nothing) when another process has taken the run over meanwhile.
- * A task event the task refuses (say, a PR merged while the worker ran, so the task is
- * already done) still settles the run.
+ * Settles a run this runner claimed and moves its task. While the task is as the claim
+ * returned it (the usual case: nothing but the run touches a running task's state), one
+ * statement does it all (settleRunIfUnchanged); when it has changed, and for a run that
+ * hit a limit (its pause is written first), settleRun's transaction does. Returns false
+ * (and changes nothing) when another process has taken the run over meanwhile.
+ */
+export async function settleClaimedRun(
+  pool: Pool,
+  claim: Pick<Claim, "task" | "repo">,
+  lease: Lease,
+  settlement: Settlement,
+): Promise<boolean> {
+  if (!settlement.pause) {
+    const outcome = await settleRunIfUnchanged(pool, claim, lease, settlement);
+    if (outcome !== "task_changed") return outcome === "settled";
+  }
+  return withTransaction(pool, (client) => settleRun(client, lease, settlement));
+}
+
+/**
+ * The one-statement settlement: the run (fenced on the lease), its profile's backoff
+ * streak, and the task's transition computed from `claim.task`, written only if the task
+ * is still as seen (applyTransitionIfUnchanged). `task_changed`: nothing was written (nor
+ * was the transition refused for the task as seen: refusals take settleRun's way too, which
+ * settles the run anyway). Not for a settlement with a pause.
+ */
+export async function settleRunIfUnchanged(
+  db: Queryable,
+  claim: Pick<Claim, "task" | "repo">,
+  lease: Lease,
+  settlement: Settlement,
+): Promise<"settled" | "lease_lost" | "task_changed"> {
+  if (settlement.pause) throw new Error("a settlement that pauses its profile takes settleRun");
+  const reset = resetsPauseStreak(settlement);
+  const change = await applyTransitionIfUnchanged(
+    db,
+    claim,
+    settlement.event,
+    settlementCause(lease, settlement),
+    settlement.changes ?? {},
+    {
+      build: (params, seen) => {
+        const run = settleSql(params, lease, settlement);
+        const ctes: [string, string][] = [
+          [
+            "settled",
+            `UPDATE runs SET ${run.sets}
+              WHERE ${run.fence} AND runs.task_id = (SELECT id FROM ${seen})
+              RETURNING runs.id, runs.profile`,
+          ],
+        ];
+        if (reset) {
+          ctes.push([
+            "streak_reset",
+            `UPDATE worker_profiles SET pause_streak = 0
+              WHERE name = (SELECT profile FROM settled) AND pause_streak > 0`,
+          ]);
+        }
+        return {
+          ctes,
+          select: [`EXISTS (SELECT 1 FROM ${seen}) AS "asSeen"`],
+          // Tells whoever follows the run's log (on any host) that it has ended.
+          signals: [{ channel: CHANNELS.log, payload: String(lease.runId) }],
+        };
+      },
+      gate: "settled",
+    },
+  );
+  if (change.applied) return "settled";
+  // The task was as seen and locked, yet the fenced update found no run: the lease is gone.
+  return change.row?.asSeen === true ? "lease_lost" : "task_changed";
+}
+
+/**
+ * Settles the run and moves its task, in the caller's transaction, fenced on the lease:
+ * returns false (and changes nothing) when another process has taken the run over
+ * meanwhile. A task event the task refuses (say, a PR merged while the worker ran, so the
+ * task is already done) still settles the run. Locks the task before the run, as every
+ * change that stops a run does (the order that keeps the two from deadlocking).
  */
 export async function settleRun(
   client: PoolClient,
   lease: Lease,
   settlement: Settlement,
 ): Promise<boolean> {
+  const params = new Params();
+  const run = settleSql(params, lease, settlement);
+  const reset = params.add(resetsPauseStreak(settlement));
   // The NOTIFY tells whoever follows the run's log (on any host) that it has ended.
-  const run = await client.query<{ taskId: number; profile: string | null }>(
-    `WITH settled AS (
-       UPDATE runs SET state = $3::run_state, finished_at = now(), exit_code = $4, signal = $5,
-                       failure_reason = $6, head_sha = $7, charged = $8
-        WHERE id = $1 AND lease_token = $2 AND state = 'running'
-        RETURNING id, task_id, profile)
-     SELECT task_id AS "taskId", profile, pg_notify($9, id::text) FROM settled`,
-    [
-      lease.runId,
-      lease.token,
-      settlement.outcome,
-      settlement.exitCode ?? null,
-      settlement.signal ?? null,
-      settlement.failureReason ?? null,
-      settlement.headSha ?? null,
-      settlement.charged ?? true,
-      CHANNELS.log,
-    ],
-  );
-  const settled = run.rows[0];
-  if (settled === undefined) return false;
-  const pausedUntil = await settleProfile(client, lease.runId, settled.profile, settlement);
-  const event = settlement.event;
-  const who = "runner" in event ? actor.runner(event.runner) : event.actor;
-  await changeTaskIn(
+  const settledRows = await client.query<TaskRow & { repo: RepoRow; runProfile: string | null }>({
+    name: "overseer-settle-run",
+    text: `WITH task AS MATERIALIZED (
+       SELECT ${TASK_COLUMNS}, ${REPO_JSON} AS repo
+         FROM tasks JOIN repos ON repos.id = tasks.repo_id
+        WHERE tasks.id = (SELECT task_id FROM runs WHERE ${run.fence})
+          FOR UPDATE OF tasks),
+     settled AS (
+       UPDATE runs SET ${run.sets}
+        WHERE ${run.fence} AND runs.task_id = (SELECT id FROM task)
+        RETURNING runs.id, runs.profile),
+     streak_reset AS (
+       UPDATE worker_profiles SET pause_streak = 0
+        WHERE ${reset}::boolean AND name = (SELECT profile FROM settled) AND pause_streak > 0)
+     SELECT task.*, settled.profile AS "runProfile",
+            pg_notify(${params.add(CHANNELS.log)}, settled.id::text)
+       FROM settled CROSS JOIN task`,
+    values: params.values,
+  });
+  const row = settledRows.rows[0];
+  if (row === undefined) return false;
+  const { repo, runProfile, pg_notify: _, ...task } = row as typeof row & { pg_notify: unknown };
+  const pausedUntil =
+    settlement.pause && runProfile !== null
+      ? await pauseProfile(client, { ...settlement.pause, profile: runProfile, runId: lease.runId })
+      : null;
+  await applyTransition(
     client,
-    { id: settled.taskId },
+    repo,
+    task,
     settlement.event,
-    {
-      actor: who,
-      cause: `run:${lease.runId}`,
-      detail: {
-        outcome: settlement.outcome,
-        ...(settlement.failureReason ? { reason: settlement.failureReason } : {}),
-        ...(pausedUntil
-          ? { profile: settled.profile, pausedUntil: pausedUntil.toISOString() }
-          : {}),
-      },
-    },
+    settlementCause(
+      lease,
+      settlement,
+      pausedUntil ? { profile: runProfile, until: pausedUntil } : undefined,
+    ),
     settlement.changes,
   );
   return true;
-}
-
-/** Pauses the run's profile when the agent hit its limit; a run that ended otherwise resets the backoff. */
-async function settleProfile(
-  client: PoolClient,
-  runId: number,
-  profile: string | null,
-  settlement: Settlement,
-): Promise<Date | null> {
-  if (profile === null) return null;
-  if (settlement.pause) return pauseProfile(client, { ...settlement.pause, profile, runId });
-  if (settlement.outcome !== "lost") await resetPauseStreak(client, profile);
-  return null;
 }
 
 /** Runs whose lease ran out: their runner is gone or cut off. */

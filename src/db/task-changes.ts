@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import type { RepoConfig } from "../config/repo-config.js";
 import { branchName } from "../domain/branch.js";
+import { type ClaimOutcome, claimOutcome } from "../domain/claim.js";
 import { agentProfileFromLabels, hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
 import { createTask, transition } from "../domain/transitions.js";
-import type { Effect, TaskEvent, TaskState } from "../domain/types.js";
-import { CHANNELS } from "./notify.js";
-import { enqueueOutbox, enqueueOutboxSql, type NewOutboxEntry } from "./outbox.js";
+import { type Effect, FINAL_STATES, type TaskEvent, type TaskState } from "../domain/types.js";
+import { CHANNELS, notifyAll, type Signal } from "./notify.js";
+import { enqueueOutbox, enqueueOutboxSql, type NewOutboxEntry, type OutboxKind } from "./outbox.js";
 import { Params, withClause } from "./params.js";
 import { type Pool, type Queryable, withTransaction } from "./pool.js";
 import type { RepoRow } from "./repos.js";
@@ -14,6 +15,8 @@ import {
   insertTaskIfAbsent,
   lockTaskWithRepo,
   snapshotOf,
+  stateTimesSql,
+  TASK_COLUMNS,
   type TaskChanges,
   type TaskRef,
   type TaskRow,
@@ -57,9 +60,9 @@ export async function changeTaskIn(
 }
 
 /**
- * For a task the caller has already locked (the claim locks it with SKIP LOCKED). Facts
- * that arrive with the event and that the state machine reasons about (the risk flag, the
- * attempt limit) are applied before the transition, so it decides on what is true now.
+ * For a task the caller has already locked. Facts that arrive with the event and that the
+ * state machine reasons about (the risk flag, the attempt limit) are applied before the
+ * transition, so it decides on what is true now.
  */
 export async function applyTransition(
   client: Queryable,
@@ -69,6 +72,120 @@ export async function applyTransition(
   cause: Cause,
   changes: TaskChanges = {},
 ): Promise<ChangeResult> {
+  const plan = planTransition(repo, locked, event, cause, changes);
+  if (!plan.ok) return { ok: false, reason: plan.reason, task: locked };
+  const written = await runTransitionStatement(client, plan.params, plan.writes);
+  const updated = written.task;
+  if (!updated) {
+    throw new Error(`task ${locked.id} changed state under a held lock (expected ${locked.state})`);
+  }
+  return { ok: true, task: updated, effects: plan.effects, previous: locked.state };
+}
+
+/**
+ * What a change written along with the caller's own writes needs: the caller's CTEs, which
+ * come between the check that the task is as seen and the task's update, and which of them
+ * must have a row for anything to be written.
+ */
+export interface Accompanying {
+  /**
+   * The CTEs (`seen`: the one that holds the task's id if it is as seen, locked), the
+   * columns the statement returns besides the task's, whatever happened (their values go
+   * to the statement's `params`), and what to NOTIFY once the change is written.
+   */
+  build(
+    params: Params,
+    seen: string,
+  ): { ctes: [string, string][]; select: string[]; signals: Signal[] };
+  /** The CTE that must have a row; without one, nothing of the change is written. */
+  gate: string;
+}
+
+export type UnlockedChange =
+  /** `row`: the accompanying columns. */
+  | { applied: true; effects: Effect[]; row: Record<string, unknown> }
+  /**
+   * The task was not as seen, or the gate had no row: the change was not written (nor
+   * anything of the caller's that waits on the gate).
+   */
+  | { applied: false; row: Record<string, unknown> }
+  /** The transition refuses the event for the task as seen: nothing was sent. */
+  | { applied: false; refused: string; row?: undefined };
+
+/**
+ * The same in one statement, for a task the caller read earlier without keeping a lock on
+ * it (a runner settling the run it claimed, with the task as its claim returned it): the
+ * transition is computed from `seen`, and the statement locks the task and writes the
+ * change only if everything the transition and its writes read (the task's snapshot, its
+ * config and issue, the repository's name and installation) is still as seen; a
+ * concurrent change that commits first is re-checked after it (READ COMMITTED re-reads a
+ * row it waited for). Otherwise nothing is written and the caller takes the locking path.
+ * Runs on the pool as its own transaction, or in the caller's.
+ */
+export async function applyTransitionIfUnchanged(
+  db: Queryable,
+  seen: { task: TaskRow; repo: RepoRow },
+  event: TaskEvent,
+  cause: Cause,
+  changes: TaskChanges,
+  accompanying: Accompanying,
+): Promise<UnlockedChange> {
+  const plan = planTransition(seen.repo, seen.task, event, cause, changes, accompanying.gate);
+  if (!plan.ok) return { applied: false, refused: plan.reason };
+  const { params, writes } = plan;
+  const task = seen.task;
+  const check = [
+    ["tasks.state", task.state, "task_state"],
+    ["tasks.attempts", task.attempts, "int"],
+    ["tasks.max_attempts", task.maxAttempts, "int"],
+    ["tasks.risk_labelled", task.riskLabelled, "boolean"],
+    ["tasks.approved_by", task.approvedBy, "text"],
+    ["tasks.approved_sha", task.approvedSha, "text"],
+    ["tasks.last_error", task.lastError, "text"],
+    ["tasks.pr_number", task.prNumber, "int"],
+    ["tasks.revisions", task.revisions, "int"],
+    ["tasks.max_revisions", task.maxRevisions, "int"],
+    ["tasks.revision_pending", task.revisionPending, "boolean"],
+    ["tasks.issue_number", task.issueNumber, "int"],
+    ["tasks.config", JSON.stringify(task.config), "jsonb"],
+    ["repos.full_name", seen.repo.fullName, "text"],
+    ["repos.installation_id", seen.repo.installationId, "bigint"],
+  ] as const;
+  const seenCte: [string, string, boolean] = [
+    "seen",
+    `SELECT tasks.id FROM tasks JOIN repos ON repos.id = tasks.repo_id
+      WHERE tasks.id = ${params.add(task.id)}::bigint
+        AND (${check.map(([column]) => column).join(", ")})
+            IS NOT DISTINCT FROM (${check.map(([, value, type]) => `${params.add(value)}::${type}`).join(", ")})
+        FOR UPDATE OF tasks`,
+    true,
+  ];
+  const own = accompanying.build(params, "seen");
+  const written = await runTransitionStatement(db, params, {
+    ...writes,
+    guard: { before: [seenCte, ...own.ctes], gate: accompanying.gate, select: own.select },
+  });
+  if (!written.changed) return { applied: false, row: written.row };
+  await notifyAll(db, [...written.signals, ...own.signals]);
+  return { applied: true, effects: plan.effects, row: written.row };
+}
+
+type TransitionPlan =
+  | { ok: false; reason: string }
+  | { ok: true; params: Params; writes: TransitionWrites; effects: Effect[] };
+
+/**
+ * The transition for the task as locked (or seen), and everything its statement writes;
+ * with `gate`, the update waits on a row in that CTE.
+ */
+function planTransition(
+  repo: RepoRow,
+  locked: TaskRow,
+  event: TaskEvent,
+  cause: Cause,
+  changes: TaskChanges,
+  gate?: string,
+): TransitionPlan {
   const task: TaskRow = {
     ...locked,
     riskLabelled: changes.riskLabelled ?? locked.riskLabelled,
@@ -76,7 +193,7 @@ export async function applyTransition(
     maxRevisions: changes.maxRevisions ?? locked.maxRevisions,
   };
   const result = transition(snapshotOf(task), event);
-  if (!result.ok) return { ok: false, reason: result.reason, task: locked };
+  if (!result.ok) return { ok: false, reason: result.reason };
   const next = result.task;
   const writes = outboxEntriesFor(repo, task, result.effects, cause);
   if (next.state === "awaiting_merge" && task.state !== "awaiting_merge") {
@@ -89,25 +206,33 @@ export async function applyTransition(
     if (merge) writes.push(merge);
   }
   const params = new Params();
-  const updated = await runTransitionStatement(client, params, {
-    update: updateTaskSql(params, task.id, next, locked.state, changes),
-    taskId: task.id,
-    audit: {
-      taskId: task.id,
-      event: event.type === "command" ? `command:${event.command}` : event.type,
-      fromState: locked.state,
-      toState: next.state,
-      ...cause,
-    },
-    writes,
+  return {
+    ok: true,
+    params,
     effects: result.effects,
-    actor: cause.actor,
-    fromState: locked.state,
-  });
-  if (!updated) {
-    throw new Error(`task ${task.id} changed state under a held lock (expected ${locked.state})`);
-  }
-  return { ok: true, task: updated, effects: result.effects, previous: locked.state };
+    writes: {
+      update: updateTaskSql(
+        params,
+        task.id,
+        next,
+        locked.state,
+        changes,
+        gate ? `EXISTS (SELECT 1 FROM ${gate})` : undefined,
+      ),
+      taskId: task.id,
+      audit: {
+        taskId: task.id,
+        event: event.type === "command" ? `command:${event.command}` : event.type,
+        fromState: locked.state,
+        toState: next.state,
+        ...cause,
+      },
+      writes,
+      effects: result.effects,
+      actor: cause.actor,
+      fromState: locked.state,
+    },
+  };
 }
 
 /**
@@ -157,8 +282,7 @@ export async function queueTaskFor(
     maxRevisions: config.maxRevisions,
   });
   if (inserted) {
-    const params = new Params();
-    await runTransitionStatement(client, params, {
+    await runTransitionStatement(client, new Params(), {
       taskId: inserted.id,
       audit: {
         taskId: inserted.id,
@@ -225,36 +349,47 @@ interface TransitionWrites {
   actor: string;
   /** The state before the change (null for a new task). */
   fromState: TaskState | null;
+  /** With the update written only with a row in `gate` (one of `before`), and the rest only with the update. */
+  guard?: { before: [string, string, boolean?][]; gate: string; select: string[] };
 }
 
 /**
  * One round trip: the task's update, its audit event, its outbox entries, the stop request
  * for its active run, and the NOTIFYs that wake dispatchers and runners (delivered when
  * the caller's transaction commits). Returns the updated row (or null if the update found
- * the task in another state, which the held lock rules out).
+ * the task in another state, which a held lock rules out) and, for a guarded change, the
+ * guard's columns.
  */
 async function runTransitionStatement(
   client: Queryable,
   params: Params,
   plan: TransitionWrites,
-): Promise<TaskRow | null> {
-  const ctes: [string, string][] = [];
-  if (plan.update) ctes.push(["updated", plan.update]);
-  ctes.push(["audit", appendTaskEventSql(params, plan.audit)]);
-  ctes.push(...enqueueOutboxSql(params, plan.writes));
-  const signals: string[] = [];
-  if (plan.writes.length > 0) signals.push(`pg_notify(${params.add(CHANNELS.outbox)}, '')`);
-  if (plan.effects.some((effect) => effect.type === "stop_run")) {
+): Promise<{
+  task: TaskRow | null;
+  changed: boolean;
+  row: Record<string, unknown>;
+  signals: Signal[];
+}> {
+  const guard = plan.guard;
+  // Guarded, every write waits on the task's update, and the update on the gate.
+  const onlyWithUpdate = guard ? "updated" : undefined;
+  const unlessSkipped = guard ? " AND EXISTS (SELECT 1 FROM updated)" : "";
+  const ctes: [string, string, boolean?][] = [...(guard?.before ?? [])];
+  if (plan.update) {
+    ctes.push(["updated", plan.update]);
+  }
+  ctes.push(["audit", appendTaskEventSql(params, plan.audit, onlyWithUpdate)]);
+  ctes.push(...enqueueOutboxSql(params, plan.writes, onlyWithUpdate));
+  const stops = plan.effects.some((effect) => effect.type === "stop_run");
+  const wakes = plan.effects.some((effect) => effect.type === "wake_runners");
+  if (stops) {
     ctes.push([
       "stopping",
       `UPDATE runs SET stop_requested_at = COALESCE(stop_requested_at, now()),
                        stop_requested_by = COALESCE(stop_requested_by, ${params.add(plan.actor)})
-        WHERE task_id = ${params.add(plan.taskId)}::bigint AND state = 'running'
+        WHERE task_id = ${params.add(plan.taskId)}::bigint AND state = 'running'${unlessSkipped}
         RETURNING id`,
     ]);
-    signals.push(
-      `(SELECT count(pg_notify(${params.add(CHANNELS.stop)}, stopping.id::text)) FROM stopping)`,
-    );
   }
   if (plan.effects.some((effect) => effect.type === "close_revision")) {
     // A revision that ran closes its requests in the name of its run; one withdrawn before
@@ -266,31 +401,52 @@ async function runTransitionStatement(
     ctes.push([
       "closed_requests",
       `UPDATE revision_requests SET closed_at = now(), run_id = ${ranIt}
-        WHERE task_id = ${params.add(plan.taskId)}::bigint AND closed_at IS NULL`,
+        WHERE task_id = ${params.add(plan.taskId)}::bigint AND closed_at IS NULL${unlessSkipped}`,
     ]);
   }
-  if (plan.effects.some((effect) => effect.type === "wake_runners")) {
-    signals.push(`pg_notify(${params.add(CHANNELS.queue)}, ${params.add(String(plan.taskId))})`);
+  const signals: string[] = [];
+  let selected: string[];
+  let from: string;
+  const after: Signal[] = [];
+  if (guard) {
+    // A row whatever happened, for the guard's columns; the signals are sent after the
+    // commit (see notifyAll), so they are returned instead.
+    selected = [`updated.id IS NOT NULL AS "changed"`, ...guard.select];
+    from = " FROM (SELECT 1) AS one LEFT JOIN updated ON true";
+    if (plan.writes.length > 0) after.push({ channel: CHANNELS.outbox, payload: "" });
+    if (wakes) after.push({ channel: CHANNELS.queue, payload: String(plan.taskId) });
+    if (stops) selected.push(`(SELECT array_agg(id) FROM stopping) AS "stoppingRuns"`);
+  } else {
+    if (plan.writes.length > 0) signals.push(`pg_notify(${params.add(CHANNELS.outbox)}, '')`);
+    if (stops) {
+      signals.push(
+        `(SELECT count(pg_notify(${params.add(CHANNELS.stop)}, stopping.id::text)) FROM stopping)`,
+      );
+    }
+    if (wakes) {
+      signals.push(`pg_notify(${params.add(CHANNELS.queue)}, ${params.add(String(plan.taskId))})`);
+    }
+    selected = [plan.update ? "updated.*" : "1 AS none", ...signals.map((s, i) => `${s} AS s${i}`)];
+    from = plan.update ? " FROM updated" : "";
   }
-  const selected = [
-    plan.update ? "updated.*" : "1 AS none",
-    ...signals.map((s, i) => `${s} AS s${i}`),
-  ];
-  const from = plan.update ? " FROM updated" : "";
   const text = `${withClause(ctes)}
      SELECT ${selected.join(", ")}${from}`;
-  const written = await client.query<TaskRow>({
+  const written = await client.query<Record<string, unknown>>({
     name: preparedName(text),
     text,
     values: params.values,
   });
-  if (!plan.update) return null;
-  const row = written.rows[0];
-  if (!row) return null;
+  const row = { ...written.rows[0] };
+  if (guard) {
+    const { changed, stoppingRuns, ...own } = row as { changed: boolean; stoppingRuns?: number[] };
+    for (const id of stoppingRuns ?? [])
+      after.push({ channel: CHANNELS.stop, payload: String(id) });
+    return { task: null, changed, row: own, signals: changed ? after : [] };
+  }
   // The signal columns are not part of the task.
-  const task = { ...row } as TaskRow & Record<string, unknown>;
-  for (let i = 0; i < signals.length; i += 1) delete task[`s${i}`];
-  return task;
+  for (let i = 0; i < signals.length; i += 1) delete row[`s${i}`];
+  const task = plan.update && row.id !== undefined ? (row as unknown as TaskRow) : null;
+  return { task, changed: task !== null, row, signals: [] };
 }
 
 const preparedNames = new Map<string, string>();
@@ -311,72 +467,183 @@ function preparedName(text: string): string {
   return name;
 }
 
+/**
+ * A GitHub write an effect asks for, before it is bound to a task: its key is `keyPrefix`
+ * followed by the task's id, its payload the issue's number and `payload`.
+ */
+interface OutboxTemplate {
+  kind: OutboxKind;
+  key: "dedupe" | "coalesce";
+  keyPrefix: string;
+  payload: Record<string, unknown>;
+}
+
+/** The GitHub write behind an effect, if it is one (null for runner signals and the like). */
+function outboxTemplateFor(effect: Effect, cause: Cause): OutboxTemplate | null {
+  const coalesced = (kind: OutboxKind, keyPrefix: string): OutboxTemplate => ({
+    kind,
+    key: "coalesce",
+    keyPrefix,
+    payload: {},
+  });
+  switch (effect.type) {
+    case "status_comment":
+      return coalesced("status_comment", "status:");
+    case "state_label":
+      return coalesced("state_label", "label:");
+    case "check_run":
+      return coalesced("check_run", "check:");
+    case "completion_comment":
+      return { kind: "completion_comment", key: "dedupe", keyPrefix: "completion:", payload: {} };
+    case "reply":
+      return {
+        kind: "reply",
+        key: "dedupe",
+        keyPrefix: `reply:${cause.cause}:`,
+        payload: { body: effect.text },
+      };
+    case "stop_run":
+    case "wake_runners":
+    case "close_revision":
+      // Written by the statement itself.
+      return null;
+    case "remove_worktree":
+      // Worktrees live on runner hosts: the runner on each removes those of done and
+      // cancelled tasks on its next sweep.
+      return null;
+  }
+}
+
 /** The GitHub writes among a transition's effects. */
-function outboxEntriesFor(
-  repo: RepoRow,
+export function outboxEntriesFor(
+  repo: Pick<RepoRow, "installationId" | "fullName">,
   task: Pick<TaskRow, "id" | "issueNumber">,
   effects: Effect[],
   cause: Cause,
 ): NewOutboxEntry[] {
-  const base = {
-    taskId: task.id,
-    installationId: repo.installationId ?? 0,
-    repoFullName: repo.fullName,
-  };
-  const payload = { issueNumber: task.issueNumber };
   const writes: NewOutboxEntry[] = [];
   for (const effect of effects) {
-    switch (effect.type) {
-      case "status_comment":
-        writes.push({
-          ...base,
-          kind: "status_comment",
-          payload,
-          key: { coalesce: `status:${task.id}` },
-        });
-        break;
-      case "state_label":
-        writes.push({
-          ...base,
-          kind: "state_label",
-          payload,
-          key: { coalesce: `label:${task.id}` },
-        });
-        break;
-      case "check_run":
-        writes.push({
-          ...base,
-          kind: "check_run",
-          payload,
-          key: { coalesce: `check:${task.id}` },
-        });
-        break;
-      case "completion_comment":
-        writes.push({
-          ...base,
-          kind: "completion_comment",
-          payload,
-          key: { dedupe: `completion:${task.id}` },
-        });
-        break;
-      case "reply":
-        writes.push({
-          ...base,
-          kind: "reply",
-          payload: { ...payload, body: effect.text },
-          key: { dedupe: `reply:${cause.cause}:${task.id}` },
-        });
-        break;
-      case "stop_run":
-      case "wake_runners":
-      case "close_revision":
-        // Written by the statement itself.
-        break;
-      case "remove_worktree":
-        // Worktrees live on runner hosts: the runner on each removes those of done and
-        // cancelled tasks on its next sweep.
-        break;
-    }
+    const template = outboxTemplateFor(effect, cause);
+    if (!template) continue;
+    const key = `${template.keyPrefix}${task.id}`;
+    writes.push({
+      taskId: task.id,
+      installationId: repo.installationId ?? 0,
+      repoFullName: repo.fullName,
+      kind: template.kind,
+      payload: { issueNumber: task.issueNumber, ...template.payload },
+      key: template.key === "dedupe" ? { dedupe: key } : { coalesce: key },
+    });
   }
   return writes;
+}
+
+/** A constant of ours as an SQL string literal (the claim statement is built once, from data). */
+function literal(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+/** The claim's writes: the CTEs to add to the statement, and the wake-ups to send after. */
+export interface ClaimWrites {
+  ctes: [string, string][];
+  /** The CTE holding the claimed task's row (TASK_COLUMNS, and "claimRunId"). */
+  claimed: string;
+  /** What to NOTIFY once the claim of `task` has committed (see notifyAll). */
+  signals(task: Pick<TaskRow, "id" | "revisionPending">): Signal[];
+}
+
+/**
+ * The claim as the one write path makes it, for the statement that picks and claims a task
+ * in one round trip (claimNextTask): the task's update, its audit event and its GitHub
+ * writes, each taken from claimOutcome (the `claimed` rule's outcome as data) for the
+ * picked task, with and without a revision pending. `run` names the CTE holding the new run
+ * ("id", "taskId"); nothing is written without a row in it, and the update also requires
+ * the task to be queued still. The claimer checks the rule against the written row after.
+ */
+export function claimWritesSql(params: Params, run: string, actorName: string): ClaimWrites {
+  const outcomes = [claimOutcome(false), claimOutcome(true)] as const;
+  const [attempt, revision] = outcomes;
+  const pick = (of: (outcome: ClaimOutcome) => string) =>
+    `CASE WHEN tasks.revision_pending THEN ${of(revision)} ELSE ${of(attempt)} END`;
+  const state = pick((outcome) => `${literal(outcome.state)}::task_state`);
+  const before = "'queued'::task_state";
+  const finalStates = `ARRAY[${FINAL_STATES.map(literal).join(", ")}]::task_state[]`;
+  const charged = (counter: ClaimOutcome["charge"]) =>
+    `${counter} = tasks.${counter} + ${pick((outcome) => (outcome.charge === counter ? "1" : "0"))}`;
+  const ctes: [string, string][] = [
+    [
+      "claimed",
+      `UPDATE tasks SET state = ${state}, ${charged("attempts")}, ${charged("revisions")},
+              ${stateTimesSql(state, before, finalStates).join(",\n              ")}
+         FROM ${run} WHERE tasks.id = ${run}."taskId" AND tasks.state = ${before}
+       RETURNING ${TASK_COLUMNS}, ${run}.id AS "claimRunId"`,
+    ],
+    [
+      "claim_audit",
+      `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
+       SELECT claimed.id, 'claimed', ${before}, claimed.state, ${params.add(actorName)},
+              'run:' || claimed."claimRunId", '{}'::jsonb
+         FROM claimed`,
+    ],
+  ];
+  const templates = outcomes.flatMap((outcome, index) =>
+    outcome.effects.map((effect) => {
+      if (
+        effect.type === "stop_run" ||
+        effect.type === "close_revision" ||
+        effect.type === "reply"
+      ) {
+        throw new Error(
+          `the claim statement cannot write the claimed rule's ${effect.type} effect`,
+        );
+      }
+      const template = outboxTemplateFor(effect, { actor: actorName, cause: "claim" });
+      return template && { ...template, revision: index === 1 };
+    }),
+  );
+  for (const key of ["dedupe", "coalesce"] as const) {
+    // One row per key and case, the last one winning, as in enqueueOutboxSql.
+    const rows = new Map<string, string>();
+    for (const template of templates) {
+      if (template?.key !== key) continue;
+      rows.set(
+        `${template.revision}:${template.keyPrefix}`,
+        `(${template.revision}, ${literal(template.kind)}, ${literal(template.keyPrefix)}, ${literal(JSON.stringify(template.payload))}::jsonb)`,
+      );
+    }
+    if (rows.size === 0) continue;
+    const column = key === "dedupe" ? "dedupe_key" : "coalesce_key";
+    const conflict =
+      key === "dedupe"
+        ? "ON CONFLICT (dedupe_key) DO NOTHING"
+        : `ON CONFLICT (coalesce_key) WHERE delivered_at IS NULL AND dead_at IS NULL
+           DO UPDATE SET payload = EXCLUDED.payload, version = outbox.version + 1,
+                         updated_at = now()`;
+    ctes.push([
+      `claim_outbox_${key}`,
+      `INSERT INTO outbox (task_id, installation_id, repo_full_name, kind, payload, ${column})
+       SELECT claimed.id, COALESCE(repos.installation_id, 0), repos.full_name, w.kind,
+              jsonb_build_object('issueNumber', claimed."issueNumber") || w.payload,
+              w.key_prefix || claimed.id
+         FROM claimed JOIN repos ON repos.id = (SELECT "repoId" FROM claimed)
+         JOIN (VALUES ${[...rows.values()].join(", ")}) AS w (revision, kind, key_prefix, payload)
+           ON w.revision = claimed."revisionPending"
+       ${conflict}`,
+    ]);
+  }
+  // The wake-ups each case's effects ask for, sent once the claim has committed.
+  const signalsFor =
+    (outcome: ClaimOutcome, revision: boolean) =>
+    (taskId: number): Signal[] => [
+      ...(templates.some((template) => template?.revision === revision)
+        ? [{ channel: CHANNELS.outbox, payload: "" }]
+        : []),
+      ...(outcome.effects.some((effect) => effect.type === "wake_runners")
+        ? [{ channel: CHANNELS.queue, payload: String(taskId) }]
+        : []),
+    ];
+  const [withoutRevision, withRevision] = [signalsFor(attempt, false), signalsFor(revision, true)];
+  const signals = (task: Pick<TaskRow, "id" | "revisionPending">) =>
+    (task.revisionPending ? withRevision : withoutRevision)(task.id);
+  return { ctes, claimed: "claimed", signals };
 }

@@ -34,19 +34,24 @@ export async function appendTaskEvent(db: Queryable, entry: NewTaskEvent): Promi
   await db.query(appendTaskEventSql(params, entry), params.values);
 }
 
-/** The INSERT behind appendTaskEvent, for statements that write more than the event. */
-export function appendTaskEventSql(params: Params, entry: NewTaskEvent): string {
+/**
+ * The INSERT behind appendTaskEvent, for statements that write more than the event; with
+ * `onlyWith`, only if that CTE of the statement has a row.
+ */
+export function appendTaskEventSql(params: Params, entry: NewTaskEvent, onlyWith?: string): string {
   const values = [
-    entry.taskId,
-    entry.event,
-    entry.fromState,
-    entry.toState,
-    entry.actor,
-    entry.cause,
-    JSON.stringify(entry.detail ?? {}),
-  ].map((value) => params.add(value));
-  return `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
-          VALUES (${values.join(", ")})`;
+    [entry.taskId, "bigint"],
+    [entry.event, "text"],
+    [entry.fromState, "task_state"],
+    [entry.toState, "task_state"],
+    [entry.actor, "text"],
+    [entry.cause, "text"],
+    [JSON.stringify(entry.detail ?? {}), "jsonb"],
+  ].map(([value, type]) => `${params.add(value)}::${type}`);
+  const columns = "task_id, event, from_state, to_state, actor, cause, detail";
+  return onlyWith
+    ? `INSERT INTO task_events (${columns}) SELECT ${values.join(", ")} FROM ${onlyWith}`
+    : `INSERT INTO task_events (${columns}) VALUES (${values.join(", ")})`;
 }
 
 /**

@@ -235,8 +235,9 @@ const CHANGE_COLUMNS: Record<keyof TaskChanges, string> = {
 };
 
 /**
- * Writes a transition's outcome (the caller holds the row lock, see lockTask), as the
- * first part of a statement that also writes its audit event and effects.
+ * Writes a transition's outcome (the caller holds the row lock, see lockTask, or checks
+ * the row in the same statement), as the first part of a statement that also writes its
+ * audit event and effects; `condition`, an SQL boolean, must hold too.
  */
 export function updateTaskSql(
   params: Params,
@@ -244,6 +245,7 @@ export function updateTaskSql(
   next: TaskSnapshot,
   previous: TaskState,
   changes: TaskChanges = {},
+  condition?: string,
 ): string {
   const state = `${params.add(next.state)}::task_state`;
   const before = `${params.add(previous)}::task_state`;
@@ -257,15 +259,7 @@ export function updateTaskSql(
     `pr_number = ${params.add(next.prNumber)}`,
     `revisions = ${params.add(next.revisions)}`,
     `revision_pending = ${params.add(next.revisionPending)}`,
-    "updated_at = now()",
-    // Back from running means requeued through no fault of its own (a runner died, shut
-    // down, or met an outage): it keeps its place in the queue.
-    `queued_at = CASE WHEN ${state} = 'queued' AND ${before} NOT IN ('queued', 'running')
-       THEN now() ELSE queued_at END`,
-    `started_at = CASE WHEN ${state} = 'running' AND ${before} <> 'running'
-       THEN now() ELSE started_at END`,
-    `finished_at = CASE WHEN ${state} = ANY(${params.add(FINAL_STATES)}::task_state[]) THEN
-       CASE WHEN ${before} = ${state} THEN finished_at ELSE now() END ELSE NULL END`,
+    ...stateTimesSql(state, before, `${params.add(FINAL_STATES)}::task_state[]`),
   ];
   for (const [key, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
     // The risk flag is part of the snapshot, written above as the transition left it.
@@ -275,8 +269,27 @@ export function updateTaskSql(
     );
   }
   return `UPDATE tasks SET ${sets.join(", ")}
-           WHERE id = ${params.add(id)}::bigint AND state = ${before}
+           WHERE id = ${params.add(id)}::bigint AND state = ${before}${condition ? ` AND ${condition}` : ""}
           RETURNING ${TASK_COLUMNS}`;
+}
+
+/**
+ * The SET clauses for the times a state change moves (`state`, `before`: SQL expressions of
+ * type task_state; `finalStates`: a task_state[] expression): every write of a task's state
+ * goes through here, the claim statement's too.
+ */
+export function stateTimesSql(state: string, before: string, finalStates: string): string[] {
+  return [
+    "updated_at = now()",
+    // Back from running means requeued through no fault of its own (a runner died, shut
+    // down, or met an outage): it keeps its place in the queue.
+    `queued_at = CASE WHEN ${state} = 'queued' AND ${before} NOT IN ('queued', 'running')
+       THEN now() ELSE queued_at END`,
+    `started_at = CASE WHEN ${state} = 'running' AND ${before} <> 'running'
+       THEN now() ELSE started_at END`,
+    `finished_at = CASE WHEN ${state} = ANY(${finalStates}) THEN
+       CASE WHEN ${before} = ${state} THEN finished_at ELSE now() END ELSE NULL END`,
+  ];
 }
 
 export async function setStatusCommentId(db: Queryable, id: number, commentId: number) {

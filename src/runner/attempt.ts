@@ -10,7 +10,7 @@ import {
   type WorkerProfiles,
   workerEnv,
 } from "../config/workers.js";
-import { type Pool, withTransaction } from "../db/pool.js";
+import type { Pool } from "../db/pool.js";
 import {
   type Claim,
   heartbeatRun,
@@ -18,7 +18,7 @@ import {
   recordAgentSummary,
   recordRunProcess,
   type Settlement,
-  settleRun,
+  settleClaimedRun,
 } from "../db/runs.js";
 import { appendTaskEvent } from "../db/task-events.js";
 import { getTask } from "../db/tasks.js";
@@ -130,9 +130,7 @@ export async function runAttempt(ctx: RunContext, active: ActiveRun): Promise<vo
       log.warn("lease lost during the run; leaving the run to whoever holds it now");
       return;
     }
-    const settled = await withTransaction(ctx.pool, (client) =>
-      settleRun(client, active.lease, settlement),
-    );
+    const settled = await settleClaimedRun(ctx.pool, claim, active.lease, settlement);
     if (!settled) {
       log.warn("lease lost before settling; the run's outcome was not written");
       return;

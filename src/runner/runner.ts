@@ -173,14 +173,12 @@ export class Runner {
     while (!this.#stopping && this.#active.size < env.runnerCapacity) {
       const asked = performance.now();
       const askedAt = new Date();
-      const claim = await withTransaction(pool, (client) =>
-        claimNextTask(client, {
-          runnerId: this.id,
-          host: this.host,
-          leaseMs: env.leaseMs,
-          profiles: this.#profiles,
-        }),
-      );
+      const claim = await claimNextTask(pool, {
+        runnerId: this.id,
+        host: this.host,
+        leaseMs: env.leaseMs,
+        profiles: this.#profiles,
+      });
       if (!claim) {
         await this.#wakeWhenBackoffEnds(askedAt);
         return;
