@@ -104,7 +104,7 @@ export async function claimNextTask(
   const fullRepos: number[] = [];
   const fullProfiles: string[] = [];
   for (;;) {
-    const picked = await claimStatement(db, runner, profiles, fullRepos, fullProfiles);
+    const picked = await claimStatement(db, { runner, profiles, fullRepos, fullProfiles });
     if (!picked) return null;
     const {
       repo,
@@ -169,57 +169,88 @@ type ClaimedRow = { [K in keyof TaskRow]: TaskRow[K] | null } & {
   claimRunId: number | null;
 };
 
-/** Parameters $1…$8 of the claim statement; the claim's writes add the rest. */
-const CLAIM_PARAMS = 8;
+interface ClaimInput {
+  runner: { runnerId: string; host: string; leaseMs: number };
+  profiles: ClaimProfiles;
+  fullRepos: number[];
+  fullProfiles: string[];
+}
 
-/** Built once: the statement's text depends on the `claimed` rule only, not on the claim. */
-let claimStatementText: { text: string; writes: ClaimWrites } | undefined;
+/**
+ * The claim statement comes in variants, each built once (the text depends on the
+ * `claimed` rule only) and prepared under its own name. Profile limits are only joined
+ * for a runner that has some. The repositories and profiles found full are only excluded
+ * on a retry: in the first claim's statement, an array the planner cannot see has it
+ * estimate that `<> ALL` leaves almost no task (with one repository, none), plan a sort
+ * of the whole queue, and then, finding every plan it makes for the actual (empty) array
+ * far cheaper, plan the statement anew on every claim.
+ */
+const claimTexts = new Map<string, string>();
 
-function claimStatementFor(actorName: string): {
-  text: string;
-  writes: ClaimWrites;
-  values: unknown[];
-} {
+/** The claim statement for `input`, and its values. */
+function claimStatementFor(input: ClaimInput) {
+  const { runner, profiles } = input;
   const params = new Params();
-  for (let i = 0; i < CLAIM_PARAMS; i += 1) params.add(null);
-  const writes = claimWritesSql(params, "run", actorName);
-  const values = params.values.slice(CLAIM_PARAMS);
-  claimStatementText ??= { text: claimText(writes), writes };
-  return { ...claimStatementText, values };
+  const names = [...profiles.limits.keys()];
+  const limited = names.length > 0;
+  const excluding = input.fullRepos.length > 0 || input.fullProfiles.length > 0;
+  const p: ClaimPlaceholders = {
+    runnerId: params.add(runner.runnerId),
+    host: params.add(runner.host),
+    leaseMs: params.add(runner.leaseMs),
+    defaultProfile: params.add(profiles.defaultProfile),
+    limits: limited
+      ? {
+          names: params.add(names),
+          values: params.add(names.map((name) => profiles.limits.get(name) ?? 0)),
+        }
+      : null,
+    fullRepos: excluding ? params.add(input.fullRepos) : null,
+    fullProfiles: excluding ? params.add(input.fullProfiles) : null,
+  };
+  const writes = claimWritesSql(params, "run", actor.runner(runner.runnerId));
+  const name = `overseer-claim${limited ? "-limited" : ""}${excluding ? "-retry" : ""}`;
+  let text = claimTexts.get(name);
+  if (text === undefined) {
+    text = claimText(p, writes);
+    claimTexts.set(name, text);
+  }
+  return { name, text, values: params.values, writes };
 }
 
 async function claimStatement(
   db: Queryable,
-  runner: { runnerId: string; host: string; leaseMs: number },
-  profiles: ClaimProfiles,
-  fullRepos: number[],
-  fullProfiles: string[],
+  input: ClaimInput,
 ): Promise<(ClaimedRow & { writes: ClaimWrites }) | null> {
-  const names = [...profiles.limits.keys()];
-  const limits = names.map((name) => profiles.limits.get(name) ?? 0);
-  const statement = claimStatementFor(actor.runner(runner.runnerId));
-  const values = [
-    fullRepos,
-    runner.runnerId,
-    runner.host,
-    runner.leaseMs,
-    profiles.defaultProfile,
-    names,
-    limits,
-    fullProfiles,
-    ...statement.values,
-  ];
+  const statement = claimStatementFor(input);
   // Named, so each connection parses and plans this statement once, not on every claim.
   const picked = await db.query<ClaimedRow>({
-    name: "overseer-claim",
+    name: statement.name,
     text: statement.text,
-    values,
+    values: statement.values,
   });
   const row = picked.rows[0];
   return row ? { ...row, writes: statement.writes } : null;
 }
 
-function claimText(writes: ClaimWrites): string {
+interface ClaimPlaceholders {
+  runnerId: string;
+  host: string;
+  leaseMs: string;
+  defaultProfile: string;
+  /** Only for a runner with profile limits. */
+  limits: { names: string; values: string } | null;
+  /** Only on a retry. */
+  fullRepos: string | null;
+  fullProfiles: string | null;
+}
+
+function claimText(p: ClaimPlaceholders, writes: ClaimWrites): string {
+  const profileOf = PROFILE_OF("tasks", p.defaultProfile);
+  const exclusions = [
+    ...(p.fullRepos ? [`tasks.repo_id <> ALL(${p.fullRepos}::bigint[])`] : []),
+    ...(p.fullProfiles ? [`COALESCE(${profileOf}, '') <> ALL(${p.fullProfiles}::text[])`] : []),
+  ].map((condition) => `\n          AND ${condition}`);
   return `WITH candidate AS MATERIALIZED (
        SELECT tasks.id, tasks.repo_id AS "repoId", tasks.config, tasks.attempts,
               tasks.revisions, tasks.revision_pending AS "revisionPending", tasks.branch,
@@ -229,11 +260,16 @@ function claimText(writes: ClaimWrites): string {
                 'lastError', tasks.last_error, 'prNumber', tasks.pr_number,
                 'revisions', tasks.revisions, 'maxRevisions', tasks.max_revisions,
                 'revisionPending', tasks.revision_pending) AS before,
-              ${PROFILE_OF("tasks", "$5")} AS profile, limits.max_running AS "profileLimit"
+              ${profileOf} AS profile,
+              ${p.limits ? "limits.max_running" : "NULL::int"} AS "profileLimit"
          FROM tasks JOIN repos ON repos.id = tasks.repo_id
-         LEFT JOIN worker_profiles wp ON wp.name = ${PROFILE_OF("tasks", "$5")}
-         LEFT JOIN unnest($6::text[], $7::int[]) AS limits (name, max_running)
-                ON limits.name = ${PROFILE_OF("tasks", "$5")}
+         LEFT JOIN worker_profiles wp ON wp.name = ${profileOf}${
+           p.limits
+             ? `
+         LEFT JOIN unnest(${p.limits.names}::text[], ${p.limits.values}::int[]) AS limits (name, max_running)
+                ON limits.name = ${profileOf}`
+             : ""
+         }
         WHERE tasks.state = 'queued'
           AND (NOT tasks.risk_labelled OR tasks.approved_by IS NOT NULL)
           AND CASE WHEN tasks.revision_pending THEN tasks.revisions < tasks.max_revisions
@@ -241,26 +277,32 @@ function claimText(writes: ClaimWrites): string {
           AND (tasks.not_before IS NULL OR tasks.not_before <= now())
           AND repos.running < ${CONCURRENCY("tasks")}
           AND (wp.paused_until IS NULL OR wp.paused_until <= now())
-          AND (limits.max_running IS NULL OR COALESCE(wp.running, 0) < limits.max_running)
-          AND tasks.repo_id <> ALL($1::bigint[])
-          AND COALESCE(${PROFILE_OF("tasks", "$5")}, '') <> ALL($8::text[])
+          ${p.limits ? "AND (limits.max_running IS NULL OR COALESCE(wp.running, 0) < limits.max_running)" : ""}${exclusions.join("")}
         ORDER BY tasks.priority, tasks.queued_at, tasks.id
         LIMIT 1
         FOR UPDATE OF tasks SKIP LOCKED),
      -- Locks in one order for every claimer, or two could deadlock: a limited profile's
      -- row first (slot's condition needs it), then the repository's; the profile row of an
-     -- unlimited profile is only touched afterwards, by the trigger on the run's insert.
+     -- unlimited profile is only touched afterwards, by the trigger on the run's insert.${
+       p.limits
+         ? `
      profile_slot AS MATERIALIZED (
        SELECT wp.name FROM worker_profiles wp JOIN candidate ON candidate.profile = wp.name
         WHERE candidate."profileLimit" IS NOT NULL AND wp.counted
           AND wp.running < candidate."profileLimit"
           AND (wp.paused_until IS NULL OR wp.paused_until <= now())
-        FOR NO KEY UPDATE OF wp),
+        FOR NO KEY UPDATE OF wp),`
+         : ""
+     }
      slot AS MATERIALIZED (
        SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
         WHERE repos.id = (SELECT "repoId" FROM candidate)
-          AND repos.running < ${CONCURRENCY("candidate")}
-          AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))
+          AND repos.running < ${CONCURRENCY("candidate")}${
+            p.limits
+              ? `
+          AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))`
+              : ""
+          }
         FOR NO KEY UPDATE OF repos),
      -- The attempt (or revision) the claim charges; checkClaim compares it with the task's.
      run AS (
@@ -270,14 +312,14 @@ function claimText(writes: ClaimWrites): string {
               CASE WHEN candidate."revisionPending" THEN candidate.attempts
                    ELSE candidate.attempts + 1 END,
               CASE WHEN candidate."revisionPending" THEN candidate.revisions + 1 END,
-              $2, $3, gen_random_uuid(), now() + $4 * interval '1 millisecond',
-              candidate.branch, candidate.profile
+              ${p.runnerId}, ${p.host}, gen_random_uuid(),
+              now() + ${p.leaseMs} * interval '1 millisecond', candidate.branch, candidate.profile
          FROM candidate JOIN slot ON slot.id = candidate."repoId"
        RETURNING ${RUN_COLUMNS}),
      ${writes.ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n     ")}
      SELECT ${writes.claimed}.*, candidate.before, candidate."repoId" AS "pickedRepoId",
             candidate.profile, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run,
-            candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)
+            ${p.limits ? `candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)` : "false"}
               AS "profileFull"
        FROM candidate JOIN repos ON repos.id = (SELECT "repoId" FROM candidate)
        LEFT JOIN ${writes.claimed} ON true`;
