@@ -12,7 +12,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import pg from "pg";
 import { ensureDatabaseExists } from "../src/db/database.js";
 import { startEmbeddedPostgres } from "../src/db/embedded.js";
 import { migrate } from "../src/db/migrate.js";
@@ -143,11 +142,12 @@ async function account(pool: Pool, trace: Trace, settle: string): Promise<void> 
       claim = (await STEPS[step]?.(pool, claim)) ?? claim;
       // Warm-up: plans become generic after five executions on a connection.
       if (i < 10) continue;
-      const into = (per[step] ??= { names: [], client: [], server: [] });
+      const into = per[step] ?? { names: [], client: [], server: [] };
+      per[step] = into;
       into.names = trace.sent.map((sent) => sent.name);
       trace.sent.forEach((sent, n) => {
-        (into.client[n] ??= []).push(sent.clientMs);
-        (into.server[n] ??= []).push(trace.serverMs[n] ?? Number.NaN);
+        into.client[n] = [...(into.client[n] ?? []), sent.clientMs];
+        into.server[n] = [...(into.server[n] ?? []), trace.serverMs[n] ?? Number.NaN];
       });
     }
   }

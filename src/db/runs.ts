@@ -246,72 +246,19 @@ interface ClaimPlaceholders {
 }
 
 function claimText(p: ClaimPlaceholders, writes: ClaimWrites): string {
-  const profileOf = PROFILE_OF("tasks", p.defaultProfile);
-  const exclusions = [
-    ...(p.fullRepos ? [`tasks.repo_id <> ALL(${p.fullRepos}::bigint[])`] : []),
-    ...(p.fullProfiles ? [`COALESCE(${profileOf}, '') <> ALL(${p.fullProfiles}::text[])`] : []),
-  ].map((condition) => `\n          AND ${condition}`);
-  return `WITH candidate AS MATERIALIZED (
-       SELECT tasks.id, tasks.repo_id AS "repoId", tasks.config, tasks.attempts,
-              tasks.revisions, tasks.revision_pending AS "revisionPending", tasks.branch,
-              json_build_object('state', tasks.state, 'attempts', tasks.attempts,
-                'maxAttempts', tasks.max_attempts, 'riskLabelled', tasks.risk_labelled,
-                'approvedBy', tasks.approved_by, 'approvedSha', tasks.approved_sha,
-                'lastError', tasks.last_error, 'prNumber', tasks.pr_number,
-                'revisions', tasks.revisions, 'maxRevisions', tasks.max_revisions,
-                'revisionPending', tasks.revision_pending) AS before,
-              ${profileOf} AS profile,
-              ${p.limits ? "limits.max_running" : "NULL::int"} AS "profileLimit"
-         FROM tasks JOIN repos ON repos.id = tasks.repo_id
-         LEFT JOIN worker_profiles wp ON wp.name = ${profileOf}${
-           p.limits
-             ? `
-         LEFT JOIN unnest(${p.limits.names}::text[], ${p.limits.values}::int[]) AS limits (name, max_running)
-                ON limits.name = ${profileOf}`
-             : ""
-         }
-        WHERE tasks.state = 'queued'
-          AND (NOT tasks.risk_labelled OR tasks.approved_by IS NOT NULL)
-          AND CASE WHEN tasks.revision_pending THEN tasks.revisions < tasks.max_revisions
-                   ELSE tasks.attempts < tasks.max_attempts END
-          AND (tasks.not_before IS NULL OR tasks.not_before <= now())
-          AND repos.running < ${CONCURRENCY("tasks")}
-          AND (wp.paused_until IS NULL OR wp.paused_until <= now())
-          ${p.limits ? "AND (limits.max_running IS NULL OR COALESCE(wp.running, 0) < limits.max_running)" : ""}${exclusions.join("")}
-        ORDER BY tasks.priority, tasks.queued_at, tasks.id
-        LIMIT 1
-        FOR UPDATE OF tasks SKIP LOCKED),
-     -- Locks in one order for every claimer, or two could deadlock: a limited profile's
-     -- row first (slot's condition needs it), then the repository's; the profile row of an
-     -- unlimited profile is only touched afterwards, by the trigger on the run's insert.${
-       p.limits
-         ? `
-     profile_slot AS MATERIALIZED (
-       SELECT wp.name FROM worker_profiles wp JOIN candidate ON candidate.profile = wp.name
-        WHERE candidate."profileLimit" IS NOT NULL AND wp.counted
-          AND wp.running < candidate."profileLimit"
-          AND (wp.paused_until IS NULL OR wp.paused_until <= now())
-        FOR NO KEY UPDATE OF wp),`
-         : ""
-     }
-     slot AS MATERIALIZED (
-       SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
-        WHERE repos.id = (SELECT "repoId" FROM candidate)
-          AND repos.running < ${CONCURRENCY("candidate")}${
-            p.limits
-              ? `
-          AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))`
-              : ""
-          }
-        FOR NO KEY UPDATE OF repos),
+  const chargedFor = (counter: "attempts" | "revisions") =>
+    writes.charged(counter, {
+      counter: `candidate.${counter}`,
+      revisionPending: 'candidate."revisionPending"',
+    });
+  return `WITH candidate AS MATERIALIZED (${candidateSql(p)}),
+     ${slotsSql(p)},
      -- The attempt (or revision) the claim charges; checkClaim compares it with the task's.
      run AS (
        INSERT INTO runs (task_id, attempt, revision, runner_id, host, lease_token,
                          lease_expires_at, branch, profile)
-       SELECT candidate.id,
-              CASE WHEN candidate."revisionPending" THEN candidate.attempts
-                   ELSE candidate.attempts + 1 END,
-              CASE WHEN candidate."revisionPending" THEN candidate.revisions + 1 END,
+       SELECT candidate.id, ${chargedFor("attempts")},
+              CASE WHEN candidate."revisionPending" THEN ${chargedFor("revisions")} END,
               ${p.runnerId}, ${p.host}, gen_random_uuid(),
               now() + ${p.leaseMs} * interval '1 millisecond', candidate.branch, candidate.profile
          FROM candidate JOIN slot ON slot.id = candidate."repoId"
@@ -323,6 +270,69 @@ function claimText(p: ClaimPlaceholders, writes: ClaimWrites): string {
               AS "profileFull"
        FROM candidate JOIN repos ON repos.id = (SELECT "repoId" FROM candidate)
        LEFT JOIN ${writes.claimed} ON true`;
+}
+
+/** The most urgent claimable task, locked, with what the claim needs of it. */
+function candidateSql(p: ClaimPlaceholders): string {
+  const profileOf = PROFILE_OF("tasks", p.defaultProfile);
+  const conditions = [
+    ...(p.limits
+      ? ["(limits.max_running IS NULL OR COALESCE(wp.running, 0) < limits.max_running)"]
+      : []),
+    ...(p.fullRepos ? [`tasks.repo_id <> ALL(${p.fullRepos}::bigint[])`] : []),
+    ...(p.fullProfiles ? [`COALESCE(${profileOf}, '') <> ALL(${p.fullProfiles}::text[])`] : []),
+  ].map((condition) => `\n          AND ${condition}`);
+  const limits = p.limits
+    ? `
+         LEFT JOIN unnest(${p.limits.names}::text[], ${p.limits.values}::int[]) AS limits (name, max_running)
+                ON limits.name = ${profileOf}`
+    : "";
+  return `
+       SELECT tasks.id, tasks.repo_id AS "repoId", tasks.config, tasks.attempts,
+              tasks.revisions, tasks.revision_pending AS "revisionPending", tasks.branch,
+              json_build_object('state', tasks.state, 'attempts', tasks.attempts,
+                'maxAttempts', tasks.max_attempts, 'riskLabelled', tasks.risk_labelled,
+                'approvedBy', tasks.approved_by, 'approvedSha', tasks.approved_sha,
+                'lastError', tasks.last_error, 'prNumber', tasks.pr_number,
+                'revisions', tasks.revisions, 'maxRevisions', tasks.max_revisions,
+                'revisionPending', tasks.revision_pending) AS before,
+              ${profileOf} AS profile,
+              ${p.limits ? "limits.max_running" : "NULL::int"} AS "profileLimit"
+         FROM tasks JOIN repos ON repos.id = tasks.repo_id
+         LEFT JOIN worker_profiles wp ON wp.name = ${profileOf}${limits}
+        WHERE tasks.state = 'queued'
+          AND (NOT tasks.risk_labelled OR tasks.approved_by IS NOT NULL)
+          AND CASE WHEN tasks.revision_pending THEN tasks.revisions < tasks.max_revisions
+                   ELSE tasks.attempts < tasks.max_attempts END
+          AND (tasks.not_before IS NULL OR tasks.not_before <= now())
+          AND repos.running < ${CONCURRENCY("tasks")}
+          AND (wp.paused_until IS NULL OR wp.paused_until <= now())${conditions.join("")}
+        ORDER BY tasks.priority, tasks.queued_at, tasks.id
+        LIMIT 1
+        FOR UPDATE OF tasks SKIP LOCKED`;
+}
+
+/** The candidate's limited profile's row and its repository's row, locked while under their limits. */
+function slotsSql(p: ClaimPlaceholders): string {
+  const profileSlot = `
+     profile_slot AS MATERIALIZED (
+       SELECT wp.name FROM worker_profiles wp JOIN candidate ON candidate.profile = wp.name
+        WHERE candidate."profileLimit" IS NOT NULL AND wp.counted
+          AND wp.running < candidate."profileLimit"
+          AND (wp.paused_until IS NULL OR wp.paused_until <= now())
+        FOR NO KEY UPDATE OF wp),`;
+  const profileFree = `
+          AND (candidate."profileLimit" IS NULL OR EXISTS (SELECT 1 FROM profile_slot))`;
+  return `-- Locks in one order for every claimer, or two could deadlock: a limited profile's
+     -- row first (slot's condition needs it), then the repository's; the profile row of an
+     -- unlimited profile is only touched afterwards, by the trigger on the run's insert.${
+       p.limits ? profileSlot : ""
+     }
+     slot AS MATERIALIZED (
+       SELECT repos.id FROM repos JOIN candidate ON candidate."repoId" = repos.id
+        WHERE repos.id = (SELECT "repoId" FROM candidate)
+          AND repos.running < ${CONCURRENCY("candidate")}${p.limits ? profileFree : ""}
+        FOR NO KEY UPDATE OF repos)`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { RepoConfig } from "../config/repo-config.js";
 import { branchName } from "../domain/branch.js";
-import { type ClaimOutcome, claimOutcome } from "../domain/claim.js";
+import { type ClaimCharge, type ClaimOutcome, claimOutcome } from "../domain/claim.js";
 import { agentProfileFromLabels, hasRiskLabel, priorityFromLabels } from "../domain/labels.js";
 import { createTask, transition } from "../domain/transitions.js";
 import { type Effect, FINAL_STATES, type TaskEvent, type TaskState } from "../domain/types.js";
@@ -353,36 +353,100 @@ interface TransitionWrites {
   guard?: { before: [string, string, boolean?][]; gate: string; select: string[] };
 }
 
+interface WrittenTransition {
+  /** The updated row; null for a new task, or when a guard held the change back. */
+  task: TaskRow | null;
+  /** The task was updated (for a guarded change: everything was written). */
+  changed: boolean;
+  /** For a guarded change, the guard's columns. */
+  row: Record<string, unknown>;
+  /** For a guarded change, what to NOTIFY once it has committed. */
+  signals: Signal[];
+}
+
 /**
  * One round trip: the task's update, its audit event, its outbox entries, the stop request
  * for its active run, and the NOTIFYs that wake dispatchers and runners (delivered when
  * the caller's transaction commits). Returns the updated row (or null if the update found
- * the task in another state, which a held lock rules out) and, for a guarded change, the
- * guard's columns.
+ * the task in another state, which a held lock rules out). A guarded change returns its
+ * NOTIFYs instead, for the caller to send after the commit.
  */
 async function runTransitionStatement(
   client: Queryable,
   params: Params,
   plan: TransitionWrites,
-): Promise<{
-  task: TaskRow | null;
-  changed: boolean;
-  row: Record<string, unknown>;
-  signals: Signal[];
-}> {
-  const guard = plan.guard;
-  // Guarded, every write waits on the task's update, and the update on the gate.
-  const onlyWithUpdate = guard ? "updated" : undefined;
-  const unlessSkipped = guard ? " AND EXISTS (SELECT 1 FROM updated)" : "";
-  const ctes: [string, string, boolean?][] = [...(guard?.before ?? [])];
-  if (plan.update) {
-    ctes.push(["updated", plan.update]);
+): Promise<WrittenTransition> {
+  const ctes = transitionCtes(params, plan);
+  if (plan.guard) return runGuarded(client, params, plan, plan.guard, ctes);
+  const signals: string[] = [];
+  if (plan.writes.length > 0) signals.push(`pg_notify(${params.add(CHANNELS.outbox)}, '')`);
+  if (ctes.some(([name]) => name === "stopping")) {
+    signals.push(
+      `(SELECT count(pg_notify(${params.add(CHANNELS.stop)}, stopping.id::text)) FROM stopping)`,
+    );
   }
+  if (plan.effects.some((effect) => effect.type === "wake_runners")) {
+    signals.push(`pg_notify(${params.add(CHANNELS.queue)}, ${params.add(String(plan.taskId))})`);
+  }
+  const selected = [
+    plan.update ? "updated.*" : "1 AS none",
+    ...signals.map((s, i) => `${s} AS s${i}`),
+  ];
+  const row = await runStatement(
+    client,
+    params,
+    `${withClause(ctes)}
+     SELECT ${selected.join(", ")}${plan.update ? " FROM updated" : ""}`,
+  );
+  // The signal columns are not part of the task.
+  for (let i = 0; i < signals.length; i += 1) delete row[`s${i}`];
+  const task = plan.update && row.id !== undefined ? (row as unknown as TaskRow) : null;
+  return { task, changed: task !== null, row: {}, signals: [] };
+}
+
+/**
+ * The change waits on its guard's gate and every write on the change; the statement answers
+ * with a row whatever happened, for the guard's columns.
+ */
+async function runGuarded(
+  client: Queryable,
+  params: Params,
+  plan: TransitionWrites,
+  guard: NonNullable<TransitionWrites["guard"]>,
+  ctes: [string, string, boolean?][],
+): Promise<WrittenTransition> {
+  const stops = ctes.some(([name]) => name === "stopping");
+  const selected = [
+    `updated.id IS NOT NULL AS "changed"`,
+    ...guard.select,
+    ...(stops ? [`(SELECT array_agg(id) FROM stopping) AS "stoppingRuns"`] : []),
+  ];
+  const { changed, stoppingRuns, ...row } = (await runStatement(
+    client,
+    params,
+    `${withClause([...guard.before, ...ctes])}
+     SELECT ${selected.join(", ")} FROM (SELECT 1) AS one LEFT JOIN updated ON true`,
+  )) as { changed: boolean; stoppingRuns?: number[] | null };
+  if (!changed) return { task: null, changed, row, signals: [] };
+  const signals: Signal[] = [];
+  if (plan.writes.length > 0) signals.push({ channel: CHANNELS.outbox, payload: "" });
+  for (const id of stoppingRuns ?? [])
+    signals.push({ channel: CHANNELS.stop, payload: String(id) });
+  if (plan.effects.some((effect) => effect.type === "wake_runners")) {
+    signals.push({ channel: CHANNELS.queue, payload: String(plan.taskId) });
+  }
+  return { task: null, changed, row, signals };
+}
+
+/** The writes of a transition (guarded: each waiting on the task's update). */
+function transitionCtes(params: Params, plan: TransitionWrites): [string, string, boolean?][] {
+  const onlyWithUpdate = plan.guard ? "updated" : undefined;
+  const unlessSkipped = plan.guard ? " AND EXISTS (SELECT 1 FROM updated)" : "";
+  const ctes: [string, string, boolean?][] = [];
+  if (plan.update) ctes.push(["updated", plan.update]);
   ctes.push(["audit", appendTaskEventSql(params, plan.audit, onlyWithUpdate)]);
   ctes.push(...enqueueOutboxSql(params, plan.writes, onlyWithUpdate));
-  const stops = plan.effects.some((effect) => effect.type === "stop_run");
-  const wakes = plan.effects.some((effect) => effect.type === "wake_runners");
-  if (stops) {
+  if (plan.effects.some((effect) => effect.type === "stop_run")) {
     ctes.push([
       "stopping",
       `UPDATE runs SET stop_requested_at = COALESCE(stop_requested_at, now()),
@@ -404,49 +468,20 @@ async function runTransitionStatement(
         WHERE task_id = ${params.add(plan.taskId)}::bigint AND closed_at IS NULL${unlessSkipped}`,
     ]);
   }
-  const signals: string[] = [];
-  let selected: string[];
-  let from: string;
-  const after: Signal[] = [];
-  if (guard) {
-    // A row whatever happened, for the guard's columns; the signals are sent after the
-    // commit (see notifyAll), so they are returned instead.
-    selected = [`updated.id IS NOT NULL AS "changed"`, ...guard.select];
-    from = " FROM (SELECT 1) AS one LEFT JOIN updated ON true";
-    if (plan.writes.length > 0) after.push({ channel: CHANNELS.outbox, payload: "" });
-    if (wakes) after.push({ channel: CHANNELS.queue, payload: String(plan.taskId) });
-    if (stops) selected.push(`(SELECT array_agg(id) FROM stopping) AS "stoppingRuns"`);
-  } else {
-    if (plan.writes.length > 0) signals.push(`pg_notify(${params.add(CHANNELS.outbox)}, '')`);
-    if (stops) {
-      signals.push(
-        `(SELECT count(pg_notify(${params.add(CHANNELS.stop)}, stopping.id::text)) FROM stopping)`,
-      );
-    }
-    if (wakes) {
-      signals.push(`pg_notify(${params.add(CHANNELS.queue)}, ${params.add(String(plan.taskId))})`);
-    }
-    selected = [plan.update ? "updated.*" : "1 AS none", ...signals.map((s, i) => `${s} AS s${i}`)];
-    from = plan.update ? " FROM updated" : "";
-  }
-  const text = `${withClause(ctes)}
-     SELECT ${selected.join(", ")}${from}`;
+  return ctes;
+}
+
+async function runStatement(
+  client: Queryable,
+  params: Params,
+  text: string,
+): Promise<Record<string, unknown>> {
   const written = await client.query<Record<string, unknown>>({
     name: preparedName(text),
     text,
     values: params.values,
   });
-  const row = { ...written.rows[0] };
-  if (guard) {
-    const { changed, stoppingRuns, ...own } = row as { changed: boolean; stoppingRuns?: number[] };
-    for (const id of stoppingRuns ?? [])
-      after.push({ channel: CHANNELS.stop, payload: String(id) });
-    return { task: null, changed, row: own, signals: changed ? after : [] };
-  }
-  // The signal columns are not part of the task.
-  for (let i = 0; i < signals.length; i += 1) delete row[`s${i}`];
-  const task = plan.update && row.id !== undefined ? (row as unknown as TaskRow) : null;
-  return { task, changed: task !== null, row, signals: [] };
+  return { ...written.rows[0] };
 }
 
 const preparedNames = new Map<string, string>();
@@ -548,8 +583,48 @@ export interface ClaimWrites {
   ctes: [string, string][];
   /** The CTE holding the claimed task's row (TASK_COLUMNS, and "claimRunId"). */
   claimed: string;
+  /**
+   * The counter after the claim, for a row given as SQL expressions (`counter`: the
+   * counter's value before; `revisionPending`: the row's flag): what the run records.
+   */
+  charged(counter: ClaimCharge, row: { counter: string; revisionPending: string }): string;
   /** What to NOTIFY once the claim of `task` has committed (see notifyAll). */
   signals(task: Pick<TaskRow, "id" | "revisionPending">): Signal[];
+}
+
+/** The claim's outcome, its GitHub writes and its wake-ups, without and with a revision pending. */
+interface ClaimCase {
+  revision: boolean;
+  outcome: ClaimOutcome;
+  writes: OutboxTemplate[];
+  wakes: boolean;
+}
+
+let claimCasesMemo: readonly [ClaimCase, ClaimCase] | undefined;
+
+/** Read once off the claimed rule (it is pure); refuses effects the statement cannot write. */
+function claimCases(): readonly [ClaimCase, ClaimCase] {
+  claimCasesMemo ??= [false, true].map((revision): ClaimCase => {
+    const outcome = claimOutcome(revision);
+    const writes: OutboxTemplate[] = [];
+    for (const effect of outcome.effects) {
+      if (
+        effect.type === "stop_run" ||
+        effect.type === "close_revision" ||
+        effect.type === "reply"
+      ) {
+        throw new Error(
+          `the claim statement cannot write the claimed rule's ${effect.type} effect`,
+        );
+      }
+      // No effect the claim can have depends on the cause.
+      const template = outboxTemplateFor(effect, { actor: "", cause: "" });
+      if (template) writes.push(template);
+    }
+    const wakes = outcome.effects.some((effect) => effect.type === "wake_runners");
+    return { revision, outcome, writes, wakes };
+  }) as [ClaimCase, ClaimCase];
+  return claimCasesMemo;
 }
 
 /**
@@ -561,55 +636,64 @@ export interface ClaimWrites {
  * the task to be queued still. The claimer checks the rule against the written row after.
  */
 export function claimWritesSql(params: Params, run: string, actorName: string): ClaimWrites {
-  const outcomes = [claimOutcome(false), claimOutcome(true)] as const;
-  const [attempt, revision] = outcomes;
-  const pick = (of: (outcome: ClaimOutcome) => string) =>
-    `CASE WHEN tasks.revision_pending THEN ${of(revision)} ELSE ${of(attempt)} END`;
-  const state = pick((outcome) => `${literal(outcome.state)}::task_state`);
+  const cases = claimCases();
+  const [withoutRevision, withRevision] = cases;
+  const byCase = (revisionPending: string, of: (c: ClaimCase) => string) =>
+    `CASE WHEN ${revisionPending} THEN ${of(withRevision)} ELSE ${of(withoutRevision)} END`;
+  const charged: ClaimWrites["charged"] = (counter, row) =>
+    `${row.counter} + ${byCase(row.revisionPending, (c) => (c.outcome.charge === counter ? "1" : "0"))}`;
+  const signalsOf = (c: ClaimCase, taskId: number): Signal[] => [
+    ...(c.writes.length > 0 ? [{ channel: CHANNELS.outbox, payload: "" }] : []),
+    ...(c.wakes ? [{ channel: CHANNELS.queue, payload: String(taskId) }] : []),
+  ];
+  return {
+    ctes: [
+      ["claimed", claimUpdateSql(run, byCase, charged)],
+      [
+        "claim_audit",
+        `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
+         SELECT claimed.id, 'claimed', 'queued', claimed.state, ${params.add(actorName)},
+                'run:' || claimed."claimRunId", '{}'::jsonb
+           FROM claimed`,
+      ],
+      ...claimOutboxSql(cases),
+    ],
+    claimed: "claimed",
+    charged,
+    signals: (task) => signalsOf(task.revisionPending ? withRevision : withoutRevision, task.id),
+  };
+}
+
+/** The claimed task's update: state, the charged counter, and the times a state change moves. */
+function claimUpdateSql(
+  run: string,
+  byCase: (revisionPending: string, of: (c: ClaimCase) => string) => string,
+  charged: ClaimWrites["charged"],
+): string {
+  const state = byCase("tasks.revision_pending", (c) => `${literal(c.outcome.state)}::task_state`);
   const before = "'queued'::task_state";
   const finalStates = `ARRAY[${FINAL_STATES.map(literal).join(", ")}]::task_state[]`;
-  const charged = (counter: ClaimOutcome["charge"]) =>
-    `${counter} = tasks.${counter} + ${pick((outcome) => (outcome.charge === counter ? "1" : "0"))}`;
-  const ctes: [string, string][] = [
-    [
-      "claimed",
-      `UPDATE tasks SET state = ${state}, ${charged("attempts")}, ${charged("revisions")},
-              ${stateTimesSql(state, before, finalStates).join(",\n              ")}
-         FROM ${run} WHERE tasks.id = ${run}."taskId" AND tasks.state = ${before}
-       RETURNING ${TASK_COLUMNS}, ${run}.id AS "claimRunId"`,
-    ],
-    [
-      "claim_audit",
-      `INSERT INTO task_events (task_id, event, from_state, to_state, actor, cause, detail)
-       SELECT claimed.id, 'claimed', ${before}, claimed.state, ${params.add(actorName)},
-              'run:' || claimed."claimRunId", '{}'::jsonb
-         FROM claimed`,
-    ],
-  ];
-  const templates = outcomes.flatMap((outcome, index) =>
-    outcome.effects.map((effect) => {
-      if (
-        effect.type === "stop_run" ||
-        effect.type === "close_revision" ||
-        effect.type === "reply"
-      ) {
-        throw new Error(
-          `the claim statement cannot write the claimed rule's ${effect.type} effect`,
+  const counter = (name: ClaimCharge) =>
+    `${name} = ${charged(name, { counter: `tasks.${name}`, revisionPending: "tasks.revision_pending" })}`;
+  return `UPDATE tasks SET state = ${state}, ${counter("attempts")}, ${counter("revisions")},
+            ${stateTimesSql(state, before, finalStates).join(",\n            ")}
+       FROM ${run} WHERE tasks.id = ${run}."taskId" AND tasks.state = ${before}
+     RETURNING ${TASK_COLUMNS}, ${run}.id AS "claimRunId"`;
+}
+
+/** The claim's outbox entries, per key kind: one row per key and case, the last one winning. */
+function claimOutboxSql(cases: readonly ClaimCase[]): [string, string][] {
+  const ctes: [string, string][] = [];
+  for (const key of ["dedupe", "coalesce"] as const) {
+    const rows = new Map<string, string>();
+    for (const c of cases) {
+      for (const write of c.writes) {
+        if (write.key !== key) continue;
+        rows.set(
+          `${c.revision}:${write.keyPrefix}`,
+          `(${c.revision}, ${literal(write.kind)}, ${literal(write.keyPrefix)}, ${literal(JSON.stringify(write.payload))}::jsonb)`,
         );
       }
-      const template = outboxTemplateFor(effect, { actor: actorName, cause: "claim" });
-      return template && { ...template, revision: index === 1 };
-    }),
-  );
-  for (const key of ["dedupe", "coalesce"] as const) {
-    // One row per key and case, the last one winning, as in enqueueOutboxSql.
-    const rows = new Map<string, string>();
-    for (const template of templates) {
-      if (template?.key !== key) continue;
-      rows.set(
-        `${template.revision}:${template.keyPrefix}`,
-        `(${template.revision}, ${literal(template.kind)}, ${literal(template.keyPrefix)}, ${literal(JSON.stringify(template.payload))}::jsonb)`,
-      );
     }
     if (rows.size === 0) continue;
     const column = key === "dedupe" ? "dedupe_key" : "coalesce_key";
@@ -631,19 +715,5 @@ export function claimWritesSql(params: Params, run: string, actorName: string): 
        ${conflict}`,
     ]);
   }
-  // The wake-ups each case's effects ask for, sent once the claim has committed.
-  const signalsFor =
-    (outcome: ClaimOutcome, revision: boolean) =>
-    (taskId: number): Signal[] => [
-      ...(templates.some((template) => template?.revision === revision)
-        ? [{ channel: CHANNELS.outbox, payload: "" }]
-        : []),
-      ...(outcome.effects.some((effect) => effect.type === "wake_runners")
-        ? [{ channel: CHANNELS.queue, payload: String(taskId) }]
-        : []),
-    ];
-  const [withoutRevision, withRevision] = [signalsFor(attempt, false), signalsFor(revision, true)];
-  const signals = (task: Pick<TaskRow, "id" | "revisionPending">) =>
-    (task.revisionPending ? withRevision : withoutRevision)(task.id);
-  return { ctes, claimed: "claimed", signals };
+  return ctes;
 }
