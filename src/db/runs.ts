@@ -138,21 +138,37 @@ export async function claimNextTask(
  * the error stops this claim, and the run's lease running out hands the task back.
  */
 function checkClaim(before: TaskSnapshot, task: TaskRow, run: RunRow, runnerId: string): void {
-  const expected = transition(before, { type: "claimed", runner: runnerId });
-  const outcome = claimOutcome(before.revisionPending);
-  const problem = !expected.ok
-    ? `the claimed rule refuses it (${expected.reason})`
-    : !isDeepStrictEqual(expected.task, snapshotOf(task))
-      ? `the task was written as ${JSON.stringify(snapshotOf(task))}, the rule says ${JSON.stringify(expected.task)}`
-      : !isDeepStrictEqual(expected.effects, outcome.effects)
-        ? `the rule's effects ${JSON.stringify(expected.effects)} are not the ones written`
-        : (run.revision ?? run.attempt) !== (run.revision === null ? task.attempts : task.revisions)
-          ? `run ${run.id} records ${run.revision === null ? `attempt ${run.attempt}` : `revision ${run.revision}`}, the task ${task.attempts} attempts and ${task.revisions} revisions`
-          : null;
-  if (problem)
+  const problem = claimDisagreement(before, task, run, runnerId);
+  if (problem) {
     throw new Error(
       `claim of task ${task.id} by run ${run.id} disagrees with the state machine: ${problem}`,
     );
+  }
+}
+
+function claimDisagreement(
+  before: TaskSnapshot,
+  task: TaskRow,
+  run: RunRow,
+  runnerId: string,
+): string | null {
+  const expected = transition(before, { type: "claimed", runner: runnerId });
+  if (!expected.ok) return `the claimed rule refuses it (${expected.reason})`;
+  const written = snapshotOf(task);
+  if (!isDeepStrictEqual(expected.task, written)) {
+    return `the task was written as ${JSON.stringify(written)}, the rule says ${JSON.stringify(expected.task)}`;
+  }
+  if (!isDeepStrictEqual(expected.effects, claimOutcome(before.revisionPending).effects)) {
+    return `the rule's effects ${JSON.stringify(expected.effects)} are not the ones written`;
+  }
+  // A revision's run records which revision it is; every run, the attempt it belongs to.
+  if (
+    run.attempt !== task.attempts ||
+    run.revision !== (before.revisionPending ? task.revisions : null)
+  ) {
+    return `run ${run.id} records attempt ${run.attempt} and revision ${run.revision}, the task ${task.attempts} attempts and ${task.revisions} revisions`;
+  }
+  return null;
 }
 
 /** The claim statement's row: the claimed task's columns, null when no slot was free. */
