@@ -26,17 +26,67 @@ export interface Signal {
 }
 
 /**
- * Sends wake-ups in one statement. A statement on the pool that wrote nothing is a
- * transaction that flushes nothing: so the hot paths (a claim, a settlement) commit their
- * writes first and signal after, instead of in the writing transaction. PostgreSQL holds one
- * lock across every database from a notifying transaction's commit until it is flushed (to
- * keep the queue in commit order), so NOTIFY inside a writing transaction serializes the
- * commits of all such transactions, each waiting out the disk flush of the one before: 8
- * claimers then commit one at a time. Should the process die between the two, the
+ * Sends wake-ups once the writes they announce have committed. A statement on the pool
+ * that wrote nothing is a transaction that flushes nothing: so the hot paths (a claim, a
+ * settlement) commit their writes first and signal after, instead of in the writing
+ * transaction. PostgreSQL holds one lock across every database from a notifying
+ * transaction's commit until it is flushed (to keep the queue in commit order), so NOTIFY
+ * inside a writing transaction serializes the commits of all such transactions, each
+ * waiting out the disk flush of the one before: 8 claimers then commit one at a time.
+ *
+ * On a pool, concurrent callers share statements: while one is in flight, the signals that
+ * arrive wait for the next, which carries each distinct one once (listeners re-read the
+ * tables, so one wake-up stands for any number of writes before it). A caller's promise
+ * settles with the statement that carried its signals. Should the process die first, the
  * listener's poll finds the work (notifications are hints; the tables are the truth).
+ * Given a client, the signals join whatever transaction it is in.
  */
-export async function notifyAll(db: Queryable, signals: readonly Signal[]): Promise<void> {
-  if (signals.length === 0) return;
+export function notifyAll(db: Queryable, signals: readonly Signal[]): Promise<void> {
+  if (signals.length === 0) return Promise.resolve();
+  if (!(db instanceof pg.Pool)) return sendSignals(db, signals);
+  let sender = senders.get(db);
+  if (!sender) {
+    sender = new SignalSender(db);
+    senders.set(db, sender);
+  }
+  return sender.send(signals);
+}
+
+const senders = new WeakMap<pg.Pool, SignalSender>();
+
+class SignalSender {
+  readonly #pending = new Map<string, Signal>();
+  #waiting: { resolve(): void; reject(error: unknown): void }[] = [];
+  #flushing = false;
+
+  constructor(readonly pool: pg.Pool) {}
+
+  send(signals: readonly Signal[]): Promise<void> {
+    for (const signal of signals) this.#pending.set(`${signal.channel}\0${signal.payload}`, signal);
+    const sent = new Promise<void>((resolve, reject) => this.#waiting.push({ resolve, reject }));
+    if (!this.#flushing) void this.#flush();
+    return sent;
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    while (this.#pending.size > 0) {
+      const signals = [...this.#pending.values()];
+      const waiting = this.#waiting;
+      this.#pending.clear();
+      this.#waiting = [];
+      try {
+        await sendSignals(this.pool, signals);
+        for (const caller of waiting) caller.resolve();
+      } catch (error) {
+        for (const caller of waiting) caller.reject(error);
+      }
+    }
+    this.#flushing = false;
+  }
+}
+
+async function sendSignals(db: Queryable, signals: readonly Signal[]): Promise<void> {
   await db.query({
     name: "overseer-notify-all",
     text: "SELECT count(pg_notify(s.channel, s.payload)) FROM unnest($1::text[], $2::text[]) AS s (channel, payload)",

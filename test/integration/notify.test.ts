@@ -1,5 +1,7 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CHANNELS, listen, notify } from "../../src/db/notify.js";
+import { CHANNELS, listen, notify, notifyAll } from "../../src/db/notify.js";
+import { withTransaction } from "../../src/db/pool.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 let db: TestDatabase;
@@ -71,5 +73,69 @@ describe("listen", () => {
     const attempts = lost.length;
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(lost).toHaveLength(attempts);
+  });
+});
+
+describe("notifyAll", () => {
+  it("on the pool: concurrent callers share statements, every distinct signal arrives once per statement that carried it", async () => {
+    const heard: string[] = [];
+    const listener = await listen({
+      databaseUrl: db.url,
+      channels: [CHANNELS.outbox, CHANNELS.log],
+      onNotification: (channel, payload) => heard.push(`${channel}:${payload}`),
+      onLost: () => undefined,
+    });
+    try {
+      // A pool (for notifyAll) whose statements are counted, sent through the real one.
+      let statements = 0;
+      const query = db.pool.query.bind(db.pool);
+      const counting: pg.Pool = Object.assign(Object.create(pg.Pool.prototype), {
+        query: (...args: Parameters<typeof query>) => {
+          statements += 1;
+          return query(...args);
+        },
+      });
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          notifyAll(counting, [
+            { channel: CHANNELS.outbox, payload: "" },
+            { channel: CHANNELS.log, payload: String(i) },
+          ]),
+        ),
+      );
+      // The first goes out alone; the 39 that arrive while it is in flight share the next.
+      expect(statements).toBe(2);
+      await until("every run's signal", () =>
+        Array.from({ length: 40 }, (_, i) => `overseer_log:${i}`).every((s) => heard.includes(s)),
+      );
+      expect(heard.filter((s) => s.startsWith("overseer_log:"))).toHaveLength(40);
+      expect(heard.filter((s) => s === "overseer_outbox:").length).toBeLessThanOrEqual(statements);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it("on a client: the signals go out with the client's transaction, only when it commits", async () => {
+    const heard: string[] = [];
+    const listener = await listen({
+      databaseUrl: db.url,
+      channels: [CHANNELS.queue],
+      onNotification: (channel, payload) => heard.push(`${channel}:${payload}`),
+      onLost: () => undefined,
+    });
+    try {
+      await withTransaction(db.pool, (client) =>
+        notifyAll(client, [{ channel: CHANNELS.queue, payload: "rolled back" }]).then(() => {
+          throw new Error("roll back");
+        }),
+      ).catch(() => undefined);
+      await withTransaction(db.pool, (client) =>
+        notifyAll(client, [{ channel: CHANNELS.queue, payload: "committed" }]),
+      );
+      await until("the committed signal", () => heard.includes("overseer_queue:committed"));
+      expect(heard).toEqual(["overseer_queue:committed"]);
+    } finally {
+      await listener.close();
+    }
   });
 });
