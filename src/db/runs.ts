@@ -15,7 +15,7 @@ import {
   type ClaimWrites,
   claimWritesSql,
 } from "./task-changes.js";
-import { snapshotOf, TASK_COLUMNS, type TaskChanges, type TaskRow } from "./tasks.js";
+import { snapshotOf, TASK_COLUMNS, type TaskChanges, type TaskRow, taskFromJson } from "./tasks.js";
 
 /**
  * The `runs` table: one row per attempt. A claim inserts it with a fresh lease token, and
@@ -106,25 +106,16 @@ export async function claimNextTask(
   for (;;) {
     const picked = await claimStatement(db, { runner, profiles, fullRepos, fullProfiles });
     if (!picked) return null;
-    const {
-      repo,
-      run,
-      before,
-      profileFull,
-      pickedRepoId,
-      profile,
-      writes,
-      claimRunId: _,
-      ...task
-    } = picked;
-    if (!run || task.id === null) {
+    const { repo, run, before, profileFull, pickedRepoId, profile, writes, task } = picked;
+    if (!run || !task) {
       // A limited profile whose runs are not counted yet counts as full: its runner counts
       // them (Runner, countProfiles), outside any claim, before its tasks run.
       if (profileFull) fullProfiles.push(profile ?? "");
       else fullRepos.push(pickedRepoId);
       continue;
     }
-    const claimed = task as TaskRow;
+    const { claimRunId: _, ...columns } = task;
+    const claimed = taskFromJson(columns);
     await notifyAll(db, writes.signals(claimed));
     checkClaim(before, claimed, run, runner.runnerId);
     return { run, task: claimed, repo };
@@ -171,8 +162,10 @@ function claimDisagreement(
   return null;
 }
 
-/** The claim statement's row: the claimed task's columns, null when no slot was free. */
-type ClaimedRow = { [K in keyof TaskRow]: TaskRow[K] | null } & {
+/** The claim statement's row. */
+interface ClaimedRow {
+  /** The claimed task (TASK_COLUMNS and "claimRunId"), null when no slot was free. */
+  task: (Record<string, unknown> & { claimRunId: number }) | null;
   repo: RepoRow;
   run: RunRow | null;
   /** The task as the pick found it, before the claim. */
@@ -182,8 +175,7 @@ type ClaimedRow = { [K in keyof TaskRow]: TaskRow[K] | null } & {
   profile: string | null;
   /** The profile has a limit and no slot was free (the repository's may have been). */
   profileFull: boolean;
-  claimRunId: number | null;
-};
+}
 
 interface ClaimInput {
   runner: { runnerId: string; host: string; leaseMs: number };
@@ -280,7 +272,8 @@ function claimText(p: ClaimPlaceholders, writes: ClaimWrites): string {
          FROM candidate JOIN slot ON slot.id = candidate."repoId"
        RETURNING ${RUN_COLUMNS}),
      ${writes.ctes.map(([name, sql]) => `${name} AS (${sql})`).join(",\n     ")}
-     SELECT ${writes.claimed}.*, candidate.before, candidate."repoId" AS "pickedRepoId",
+     SELECT row_to_json(${writes.claimed}) AS task, candidate.before,
+            candidate."repoId" AS "pickedRepoId",
             candidate.profile, ${REPO_JSON} AS repo, (SELECT row_to_json(run) FROM run) AS run,
             ${p.limits ? `candidate."profileLimit" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM profile_slot)` : "false"}
               AS "profileFull"
