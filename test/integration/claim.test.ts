@@ -76,10 +76,9 @@ async function seed(
   return task.id;
 }
 
+/** As the runner claims: one statement on the pool. */
 function claimOnce(runnerId: string): Promise<Claim | null> {
-  return withTransaction(db.pool, (client) =>
-    claimNextTask(client, { runnerId, host: "test", leaseMs: 60_000 }),
-  );
+  return claimNextTask(db.pool, { runnerId, host: "test", leaseMs: 60_000 });
 }
 
 /** Every claimer claims until nothing is claimable; returns all claims. */
@@ -174,6 +173,26 @@ describe("claimNextTask", () => {
       "SELECT count(*)::int AS n, count(DISTINCT task_id)::int AS tasks FROM runs",
     );
     expect(runs.rows[0]).toEqual({ n: 300, tasks: 300 });
+  });
+
+  it("inside the caller's transaction, a claim rolled back leaves nothing, and the task claimable", async () => {
+    const id = await seed(quiet, { concurrency: 10 });
+    const rolledBack = await withTransaction(db.pool, async (client) => {
+      const claim = await claimNextTask(client, {
+        runnerId: "claimer-0",
+        host: "test",
+        leaseMs: 60_000,
+      });
+      throw Object.assign(new Error("changed my mind"), { claim });
+    }).catch((error: { claim?: Claim }) => error.claim);
+    expect(rolledBack?.task.id).toBe(id);
+    const left = await db.pool.query(
+      `SELECT (SELECT count(*)::int FROM runs) AS runs, (SELECT count(*)::int FROM task_events) AS events,
+              (SELECT count(*)::int FROM outbox) AS outbox, (SELECT running FROM repos WHERE id = $1) AS running`,
+      [quiet.id],
+    );
+    expect(left.rows[0]).toEqual({ runs: 0, events: 0, outbox: 0, running: 0 });
+    expect((await claimOnce("claimer-1"))?.task).toMatchObject({ id, attempts: 1 });
   });
 
   it("repos.running follows every way a task enters or leaves running", async () => {

@@ -86,10 +86,9 @@ async function seed(
   return task.id;
 }
 
+/** As the runner claims: one statement on the pool. */
 function claimOnce(runnerId: string, profiles = PROFILES): Promise<Claim | null> {
-  return withTransaction(db.pool, (client) =>
-    claimNextTask(client, { runnerId, host: "test", leaseMs: 60_000, profiles }),
-  );
+  return claimNextTask(db.pool, { runnerId, host: "test", leaseMs: 60_000, profiles });
 }
 
 async function drain(claimers: string[]): Promise<Claim[]> {
