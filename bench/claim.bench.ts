@@ -1,13 +1,14 @@
 /**
- * Claim throughput: claimNextTask (the real claim path: SKIP LOCKED pick, applyTaskEvent
- * with task_events, outbox and NOTIFY, the runs row) against a bare
- * `FOR UPDATE SKIP LOCKED` UPDATE loop, on the same PostgreSQL with the same number of
- * concurrent claimers; and claim + settle (claimNextTask, then settleRun in a transaction
- * of its own, as a runner does) against graphile-worker 0.16.6 running no-op jobs on the
- * same server (bench/graphile-peer.ts). Every round claims all seeded tasks; double claims are counted
- * from what the claimers returned and from the tables, and any double or lost claim makes
- * the script exit non-zero. Uses DATABASE_URL (a fresh database in it) or an embedded
- * server in a temporary directory.
+ * Claim throughput: claimNextTask as the runner calls it (one statement on the pool: the
+ * SKIP LOCKED pick, the runs row, the task, task_events and outbox, then the NOTIFY after
+ * the commit) against a bare `FOR UPDATE SKIP LOCKED` UPDATE loop, on the same PostgreSQL
+ * with the same number of concurrent claimers; and claim + settle (claimNextTask, then
+ * settleClaimedRun, as a runner does) against graphile-worker 0.16.6 running no-op jobs on
+ * the same server (bench/graphile-peer.ts). Every round claims all seeded tasks; double
+ * claims are counted from what the claimers returned and from the tables, and any double
+ * or lost claim makes the script exit non-zero. Uses DATABASE_URL (a fresh database in it)
+ * or an embedded server in a temporary directory. bench/claim-explain.ts says where each
+ * statement of these paths spends its time.
  *
  *   npx tsx bench/claim.bench.ts [tasks]
  *
