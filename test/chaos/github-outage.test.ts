@@ -92,7 +92,7 @@ describe("GitHub failing: 5xx, then secondary rate limits, then primary exhausti
       github.openIssue(repo, `Outage task ${i + 1}`),
     );
     for (const issue of issues) {
-      expect((await github.label(repo, issue.number, "overseer")).status).toBe(200);
+      expect((await github.label(repo, issue.number, "overseer")).status).toBe(202);
     }
     const start = Date.now();
     // The primary limit resets on a whole second, as x-ratelimit-reset says.
@@ -107,7 +107,7 @@ describe("GitHub failing: 5xx, then secondary rate limits, then primary exhausti
       { context, timeoutMs: 90_000 },
     );
     for (const pull of repo.pulls.values()) {
-      expect((await github.merge(repo, pull.number)).status).toBe(200);
+      expect((await github.merge(repo, pull.number)).status).toBe(202);
     }
     await until(
       "every completion comment",

@@ -130,6 +130,11 @@ export interface StandIn {
   deliveries: { id: string; event: string; status: number; payload: unknown }[];
   /** Where webhooks go: set once the app listens. */
   webhookUrl: string | undefined;
+  /**
+   * Called with each delivery the app acknowledged, before `deliver` returns: a test that
+   * reads the database right after a delivery waits here for its processing.
+   */
+  afterAcknowledged: ((id: string) => Promise<unknown>) | undefined;
   webhookSecret: string;
   createRepo(owner: string, name: string, options?: { config?: string }): Promise<RepoModel>;
   openIssue(repo: RepoModel, title: string, options?: { body?: string; labels?: string[] }): Issue;
@@ -707,6 +712,7 @@ export async function startGithubStandIn(
     unknownCalls,
     deliveries,
     webhookUrl: undefined,
+    afterAcknowledged: undefined,
     webhookSecret: options.webhookSecret ?? "stand-in-webhook-secret",
     async createRepo(owner, name, repoOptions = {}) {
       const { cloneUrl } = await git.createRepo(owner, name);
@@ -861,6 +867,7 @@ export async function startGithubStandIn(
         // A delivery that reached nobody; GitHub records it as failed and moves on.
       }
       deliveries.push({ id, event, status, payload });
+      if (status >= 200 && status < 300) await standIn.afterAcknowledged?.(id);
       return { status, id };
     },
     stop: () => git.stop(),
