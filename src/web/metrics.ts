@@ -272,7 +272,13 @@ function readDatabaseFigures(deps: {
     deliveryView(deps.pool),
     listRunnerHealth(deps.pool, deps.runnerStaleAfterMs),
   ]).then(
-    ([tasks, queue, outbox, deliveries, runners]) => ({ tasks, queue, outbox, deliveries, runners }),
+    ([tasks, queue, outbox, deliveries, runners]) => ({
+      tasks,
+      queue,
+      outbox,
+      deliveries,
+      runners,
+    }),
     (error: unknown) => {
       deps.log.warn({ err: error }, "metrics could not read the database");
       return null;

@@ -157,8 +157,8 @@ describe("pull_request.closed", () => {
       .delete(/labels/)
       .reply(200, []);
     const response = await app.send("pull_request", closedPayload(true));
-    // Handled (not a crash answered 500): the API's word, "closed, not merged", is recorded.
-    expect(response.status).toBe(200);
+    // Processed (not a crash): the API's word, "closed, not merged", is recorded.
+    expect(response.status).toBe(202);
     expect(await task(id)).toMatchObject({
       state: "failed",
       last_error: "PR closed without merge",

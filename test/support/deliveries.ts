@@ -57,7 +57,8 @@ export async function processedDelivery(
       }
       return row;
     }
-    if (Date.now() > deadline) throw new Error(`delivery ${id} not processed: ${JSON.stringify(row)}`);
+    if (Date.now() > deadline)
+      throw new Error(`delivery ${id} not processed: ${JSON.stringify(row)}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

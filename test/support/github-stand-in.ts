@@ -114,6 +114,8 @@ export interface Fault {
    * GitHub did the write, which a client cannot tell from a write that never happened.
    */
   afterEffect?: boolean;
+  /** Never answer (until the stand-in stops): a read that hangs. `status` is unused. */
+  hang?: boolean;
 }
 
 export interface StandIn {
@@ -234,6 +236,8 @@ export async function startGithubStandIn(
   let nextId = 1000;
   const userIds = new Map<string, number>();
   let faults: ((call: { method: string; route: string }) => Fault | null) | null = null;
+  /** Requests held unanswered by a `hang` fault. */
+  const hung = new Set<http.ServerResponse>();
   const appId = 123;
   const installationId = 4242;
   const botLogin = "overseer[bot]";
@@ -631,6 +635,13 @@ export async function startGithubStandIn(
           null,
         );
       };
+      if (fault?.hang) {
+        // Listed (status 0: no answer) so a test can tell the request arrived.
+        calls.push({ method, route: candidate.template, status: 0, counted: false, at });
+        hung.add(res);
+        res.on("close", () => hung.delete(res));
+        return;
+      }
       if (fault && !fault.afterEffect) {
         answerFault(fault);
         return;
@@ -870,7 +881,10 @@ export async function startGithubStandIn(
       if (status >= 200 && status < 300) await standIn.afterAcknowledged?.(id);
       return { status, id };
     },
-    stop: () => git.stop(),
+    stop: () => {
+      for (const res of hung) res.destroy();
+      return git.stop();
+    },
   };
 
   function webhookBase(repo: RepoModel, sender: string) {
