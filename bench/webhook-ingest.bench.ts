@@ -20,7 +20,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -32,7 +32,8 @@ import { figures, openDatabase } from "./app-harness.js";
 import { reportFigure } from "./figures.js";
 
 const SECONDS = Number(process.argv[2] ?? 5);
-const RATES = [100, 200, 500];
+// BENCH_INGEST_RATES=500 (comma-separated) measures only those rates.
+const RATES = (process.env.BENCH_INGEST_RATES ?? "100,200,500").split(",").map(Number);
 const P99_LIMIT_MS = 50;
 const TARGET_RATIO = 1.5;
 const SECRET = "bench-webhook-secret";
@@ -97,6 +98,8 @@ function deliveries(count: number): Delivery[] {
 
 interface Load {
   latencies: number[];
+  /** The same latencies by event (issues, issue_comment). */
+  byEvent: Map<string, number[]>;
   statuses: Map<number | string, number>;
   /** How late, at worst, the generator sent relative to its own clock. */
   maxSendLagMs: number;
@@ -108,6 +111,7 @@ interface Load {
 /** Sends `items` at `rate` per second on a fixed clock, without waiting for replies. */
 async function openLoop(port: number, rate: number, items: Delivery[]): Promise<Load> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  const byEvent = new Map<string, number[]>();
   const latencies: number[] = [];
   const statuses = new Map<number | string, number>();
   const count = (key: number | string) => statuses.set(key, (statuses.get(key) ?? 0) + 1);
@@ -135,7 +139,10 @@ async function openLoop(port: number, rate: number, items: Delivery[]): Promise<
           (res) => {
             res.resume();
             res.on("end", () => {
-              latencies.push(performance.now() - due);
+              const latency = performance.now() - due;
+              latencies.push(latency);
+              const event = item.headers["x-github-event"] ?? "";
+              byEvent.set(event, [...(byEvent.get(event) ?? []), latency]);
               count(res.statusCode ?? 0);
               resolve();
             });
@@ -152,7 +159,7 @@ async function openLoop(port: number, rate: number, items: Delivery[]): Promise<
   await Promise.all(pending);
   const answeredAt = performance.now();
   agent.destroy();
-  return { latencies, statuses, maxSendLagMs, startedAt: start, answeredAt };
+  return { latencies, byEvent, statuses, maxSendLagMs, startedAt: start, answeredAt };
 }
 
 interface Server {
@@ -192,6 +199,15 @@ async function startProcess(
     await sleep(100);
   }
   return server;
+}
+
+/** CPU time (user + system) the process has used so far, in ms (Linux /proc). */
+async function cpuMs(server: Server): Promise<number> {
+  const stat = await readFile(`/proc/${server.child.pid}/stat`, "utf8").catch(() => "");
+  // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return Number.isFinite(ticks) ? ticks * 10 : Number.NaN;
 }
 
 async function stopProcess(server: Server | undefined): Promise<void> {
@@ -315,7 +331,9 @@ async function main(): Promise<void> {
     for (const rate of RATES) {
       const results: Record<string, number[]> = {};
       for (const server of [bare, overseer]) {
+        const cpuBefore = await cpuMs(server);
         const load = await openLoop(server.port, rate, deliveries(rate * SECONDS));
+        const answeringCpu = (await cpuMs(server)) - cpuBefore;
         const f = figures(load.latencies);
         results[server.name] = load.latencies;
         const ok = [...load.statuses].every(
@@ -325,11 +343,21 @@ async function main(): Promise<void> {
         console.log(
           `${String(rate).padStart(6)} ${server.name.padEnd(16)} ${f.p50.toFixed(1).padStart(8)} ${f.p99.toFixed(1).padStart(8)} ${f.max.toFixed(1).padStart(8)}  ${[...load.statuses].map(([s, n]) => `${n}× ${s}`).join(", ")}; generator lag ≤ ${load.maxSendLagMs.toFixed(1)} ms`,
         );
+        for (const [event, latencies] of load.byEvent) {
+          const e = figures(latencies);
+          console.log(
+            `${"".padStart(6)} ${`  ${event}`.padEnd(16)} ${e.p50.toFixed(1).padStart(8)} ${e.p99.toFixed(1).padStart(8)} ${e.max.toFixed(1).padStart(8)}`,
+          );
+        }
+        console.log(
+          `${"".padStart(6)} ${"  CPU".padEnd(16)} ${(answeringCpu / (rate * SECONDS)).toFixed(2)} ms of this process per delivery while the load ran`,
+        );
         if (server.name === overseer.name) {
           const drained = await processingDrained(observer, rate * SECONDS);
+          const totalCpu = (await cpuMs(server)) - cpuBefore;
           const processedIn = drained.at - load.startedAt;
           console.log(
-            `${"".padStart(6)} ${"  processed".padEnd(16)} last stored delivery processed ${((drained.at - load.answeredAt) / 1000).toFixed(1)} s after the last answer; ${(drained.count / (processedIn / 1000)).toFixed(0)} deliveries/s over the run; ${drained.tasks} tasks, ${drained.unprocessed} not processed`,
+            `${"".padStart(6)} ${"  processed".padEnd(16)} last stored delivery processed ${((drained.at - load.answeredAt) / 1000).toFixed(1)} s after the last answer; ${(drained.count / (processedIn / 1000)).toFixed(0)} deliveries/s over the run; ${drained.tasks} tasks, ${drained.unprocessed} not processed; ${(totalCpu / Math.max(1, drained.count)).toFixed(1)} ms CPU per stored delivery, answer to processed`,
           );
           reportFigure({
             figure: `webhook processing throughput at ${rate}/s offered`,

@@ -93,7 +93,7 @@ export async function startOverseer(
       env,
       log,
       overseerApp({ pool: db.pool, log, routes, metrics }),
-      { routes, pool: db.pool, metrics },
+      { routes, pool: db.pool, databaseUrl: db.url, metrics },
     );
     const probot = github.probot;
     const dispatcher = probot

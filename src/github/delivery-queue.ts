@@ -6,16 +6,22 @@ import {
   nextDeliveryDueInMs,
   releaseDeliveries,
   retryDelivery,
+  type StoredDelivery,
   settleDelivery,
-  storeDelivery,
+  storeDeliveries,
 } from "../db/deliveries.js";
-import type { Pool } from "../db/pool.js";
+import { createPool, type Pool } from "../db/pool.js";
 import { backoff } from "../domain/backoff.js";
 import { type Classified, classify, InfrastructureError } from "../errors.js";
 import type { DeliveryMetrics } from "./deliveries.js";
 
 export interface DeliveryQueueOptions {
   pool: Pool;
+  /**
+   * With it, the door's INSERTs get MAX_STORE_WRITES connections of their own, so an
+   * answer never waits for a connection behind processing's queries. Without: `pool`.
+   */
+  databaseUrl?: string;
   log: Logger;
   /** Runs the delivery's handlers (Probot's `receive`); rejects with what they threw. */
   receive(event: { id: string; name: string; payload: unknown }): Promise<void>;
@@ -53,8 +59,25 @@ const PROCESSING_SHARE = 0.5;
 /** On stop, how long attempts under way may take to finish before their leases are left. */
 const STOP_GRACE_MS = 10_000;
 const MIN_TIMER_MS = 10;
+/** See LoopLoad: the share of a window the loop may be busy before processing holds back. */
+const BUSY_UTILIZATION = 0.5;
+const LOOP_WINDOW_MS = 100;
+/**
+ * INSERTs of arriving deliveries under way at once. Two keep one commit's wait from
+ * holding up everything that arrives meanwhile; more would only queue in PostgreSQL.
+ */
+const MAX_STORE_WRITES = 2;
+/** Deliveries per INSERT, and their bytes (a 25 MB payload goes alone). */
+const MAX_STORE_BATCH = 100;
+const MAX_STORE_BYTES = 8 * 1024 * 1024;
 
 export type Stored = "new" | "rearmed" | "duplicate";
+
+interface StoreRequest {
+  delivery: NewDelivery & { payload: unknown };
+  resolve(stored: Stored): void;
+  reject(error: unknown): void;
+}
 
 /**
  * Webhook deliveries from stored to processed, in the process that stored them, with
@@ -70,11 +93,19 @@ export type Stored = "new" | "rearmed" | "duplicate";
  * lease expires and the delivery is attempted again.
  */
 export class DeliveryQueue {
-  readonly #options: Required<Omit<DeliveryQueueOptions, "metrics">> &
+  readonly #options: Required<Omit<DeliveryQueueOptions, "metrics" | "databaseUrl">> &
     Pick<DeliveryQueueOptions, "metrics">;
+  /** Where the door's INSERTs go. */
+  readonly #storePool: Pool;
+  readonly #ownStorePool: boolean;
   /** Taken for this process and not started: at most concurrency × BACKLOG_PER_SLOT. */
   readonly #waiting: ClaimedDelivery[] = [];
   readonly #active = new Map<string, Promise<void>>();
+  /** Deliveries the door brought, by id, waiting for the next INSERT. */
+  readonly #toStore = new Map<string, StoreRequest[]>();
+  #storeWrites = 0;
+  /** Slots promised to deliveries whose INSERT is under way. */
+  #reserved = 0;
   #running = false;
   #claiming: Promise<void> | undefined;
   #again = false;
@@ -83,6 +114,7 @@ export class DeliveryQueue {
   #timer: NodeJS.Timeout | undefined;
   /** The earliest retry this process scheduled, when it comes before the poll. */
   #retry: { at: number; timer: NodeJS.Timeout } | undefined;
+  readonly #loop = new LoopLoad();
 
   constructor(options: DeliveryQueueOptions) {
     this.#options = {
@@ -91,10 +123,15 @@ export class DeliveryQueue {
       concurrency: DEFAULT_CONCURRENCY,
       ...options,
     };
+    this.#ownStorePool = options.databaseUrl !== undefined;
+    this.#storePool = options.databaseUrl
+      ? createPool(options.databaseUrl, options.log, MAX_STORE_WRITES)
+      : options.pool;
   }
 
   start(): void {
     this.#running = true;
+    this.#loop.start();
     this.wake();
   }
 
@@ -105,6 +142,7 @@ export class DeliveryQueue {
    */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#loop.stop();
     clearTimeout(this.#timer);
     clearTimeout(this.#retry?.timer);
     this.#retry = undefined;
@@ -124,33 +162,89 @@ export class DeliveryQueue {
       }),
     ]);
     clearTimeout(grace);
+    if (this.#ownStorePool) await this.#storePool.end().catch(() => undefined);
   }
 
   /**
    * Stores a delivery the door has checked, and takes it for this process when there is
-   * room (then it is processed from memory, without reading it back).
+   * room (then it is processed from memory, without reading it back). Deliveries that
+   * arrive while earlier ones are being written go in the next INSERT together: one
+   * commit for many under load, no wait at all when idle.
    */
-  async store(delivery: NewDelivery & { payload: unknown }): Promise<Stored> {
-    const { concurrency, leaseMs, pool } = this.#options;
-    const room = this.#running && this.#held() < concurrency * (1 + BACKLOG_PER_SLOT);
-    const stored = await storeDelivery(pool, delivery, room ? { leaseMs } : null);
-    if (stored.stored === "new" && stored.leaseToken !== null) {
-      this.#waiting.push({
-        id: delivery.id,
-        event: delivery.event,
-        action: delivery.action,
-        subject: delivery.subject,
-        payload: delivery.payload,
-        attempts: stored.attempts,
-        leaseToken: stored.leaseToken,
+  store(delivery: NewDelivery & { payload: unknown }): Promise<Stored> {
+    return new Promise((resolve, reject) => {
+      const request = { delivery, resolve, reject };
+      const sameId = this.#toStore.get(delivery.id);
+      if (sameId) sameId.push(request);
+      else this.#toStore.set(delivery.id, [request]);
+      this.#flush();
+    });
+  }
+
+  /** Starts writing what waits to be stored, up to MAX_STORE_WRITES statements at once. */
+  #flush(): void {
+    while (this.#storeWrites < MAX_STORE_WRITES && this.#toStore.size > 0) {
+      const batch: StoreRequest[][] = [];
+      let bytes = 0;
+      for (const [id, requests] of this.#toStore) {
+        const size = requests[0]?.delivery.body.length ?? 0;
+        if (batch.length > 0 && (batch.length >= MAX_STORE_BATCH || bytes + size > MAX_STORE_BYTES))
+          break;
+        batch.push(requests);
+        bytes += size;
+        this.#toStore.delete(id);
+      }
+      this.#storeWrites += 1;
+      void this.#write(batch).finally(() => {
+        this.#storeWrites -= 1;
+        this.#flush();
       });
-      this.#pump();
-    } else if (stored.stored !== "duplicate") {
-      // Left for whoever has room: waiting its turn, re-armed, or this process is full.
-      this.#mayHaveWork = true;
-      if (room) this.wake();
     }
-    return stored.stored;
+  }
+
+  /** One INSERT for a batch; each request learns what became of its delivery. */
+  async #write(batch: StoreRequest[][]): Promise<void> {
+    const { concurrency, leaseMs } = this.#options;
+    const deliveries = batch.map((requests) => (requests[0] as StoreRequest).delivery);
+    const room = this.#running
+      ? Math.max(0, concurrency * (1 + BACKLOG_PER_SLOT) - this.#held() - this.#reserved)
+      : 0;
+    const take = Math.min(room, deliveries.length);
+    this.#reserved += take;
+    let stored: Map<string, StoredDelivery>;
+    try {
+      stored = await storeDeliveries(this.#storePool, deliveries, { count: take, leaseMs });
+    } catch (error) {
+      for (const request of batch.flat()) request.reject(error);
+      return;
+    } finally {
+      this.#reserved -= take;
+    }
+    let leftForAny = false;
+    for (const [first, ...again] of batch) {
+      if (!first) continue;
+      const { delivery } = first;
+      const result = stored.get(delivery.id) ?? { stored: "duplicate" };
+      if (result.stored === "new" && result.leaseToken !== null) {
+        this.#waiting.push({
+          id: delivery.id,
+          event: delivery.event,
+          action: delivery.action,
+          subject: delivery.subject,
+          payload: delivery.payload,
+          attempts: result.attempts,
+          leaseToken: result.leaseToken,
+        });
+      } else if (result.stored !== "duplicate") {
+        // Left for whoever has room: waiting its turn, re-armed, or this process is full.
+        leftForAny = true;
+      }
+      first.resolve(result.stored);
+      // The same id twice in one batch (a redelivery racing the delivery): one stores it.
+      for (const request of again) request.resolve("duplicate");
+    }
+    if (leftForAny) this.#mayHaveWork = true;
+    this.#pump();
   }
 
   /** Claims due deliveries now (coalescing concurrent wake-ups into one extra pass). */
@@ -215,6 +309,7 @@ export class DeliveryQueue {
   #pump(): void {
     if (!this.#running) return;
     while (this.#active.size < this.#options.concurrency) {
+      if (this.#waiting.length === 0 || !this.#loop.mayStart(() => this.#pump())) break;
       const next = this.#waiting.shift();
       if (!next) break;
       const attempt = this.#process(next).finally(() => {
@@ -327,4 +422,51 @@ function retryDelay(failures: Classified[], attempts: number, baseMs: number): n
     .map((failure) => failure.retryAfterMs)
     .filter((ms): ms is number => ms !== null);
   return told.length > 0 ? Math.max(...told) : backoff(baseMs, attempts);
+}
+
+/**
+ * Whether this process's event loop has room for processing: answering GitHub comes
+ * first. Processing is the CPU-hungry part (a Probot context, GitHub reads, a dozen
+ * statements: ten times an answer's CPU), and it shares the loop with the door. While the
+ * loop was busy for more than BUSY_UTILIZATION of the last window, one delivery starts per
+ * window at most, so a burst is answered at once and its processing waits for the quiet
+ * after it (the backlog still moves). Waiting on GitHub costs no loop time: with a slow
+ * API every slot still fills.
+ */
+class LoopLoad {
+  #timer: NodeJS.Timeout | undefined;
+  #last = performance.eventLoopUtilization();
+  #busy = false;
+  #startedWhileBusy = false;
+  #waiting: (() => void) | undefined;
+
+  start(): void {
+    this.#timer ??= setInterval(() => {
+      const now = performance.eventLoopUtilization();
+      this.#busy = performance.eventLoopUtilization(now, this.#last).utilization > BUSY_UTILIZATION;
+      this.#last = now;
+      this.#startedWhileBusy = false;
+      const waiting = this.#waiting;
+      this.#waiting = undefined;
+      waiting?.();
+    }, LOOP_WINDOW_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#waiting = undefined;
+  }
+
+  /** Whether a delivery may start now; false: `then` is called after the window. */
+  mayStart(then: () => void): boolean {
+    if (!this.#busy) return true;
+    if (!this.#startedWhileBusy) {
+      this.#startedWhileBusy = true;
+      return true;
+    }
+    this.#waiting = then;
+    return false;
+  }
 }

@@ -29,6 +29,8 @@ export interface GithubHandlerOptions {
   /** Where the app's handlers declared what they need of a delivery (see onDelivery). */
   routes: DeliveryRoutes;
   pool: Pool;
+  /** For the connections the webhook door writes through, apart from `pool`. */
+  databaseUrl: string;
   metrics?: GithubCallMetrics & DeliveryMetrics;
 }
 
@@ -46,7 +48,7 @@ export async function createGithubHandler(
   options: GithubHandlerOptions,
 ): Promise<GithubHandler> {
   if (env.appId !== undefined && env.privateKey !== undefined) {
-    const { routes, pool, metrics } = options;
+    const { routes, pool, databaseUrl, metrics } = options;
     const probot = createOverseerProbot(env, log, metrics);
     await probot.load(app, {
       cwd: process.cwd(),
@@ -56,6 +58,7 @@ export async function createGithubHandler(
     });
     const deliveries = new DeliveryQueue({
       pool,
+      databaseUrl,
       log: log.child({ component: "deliveries" }),
       receive: (event) => probot.receive(event as Parameters<Probot["receive"]>[0]),
       ...(metrics ? { metrics } : {}),

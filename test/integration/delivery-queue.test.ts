@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { markDeliveryApplied, storeDelivery } from "../../src/db/deliveries.js";
+import { markDeliveryApplied, storeDeliveries } from "../../src/db/deliveries.js";
 import { withTransaction } from "../../src/db/pool.js";
 import { DeliveryQueue, type DeliveryQueueOptions } from "../../src/github/delivery-queue.js";
 import { PayloadError } from "../../src/github/payloads.js";
@@ -155,12 +155,51 @@ describe("how an attempt ends", () => {
   });
 });
 
+describe("storing", () => {
+  it("one INSERT for many: redeliveries within the batch dropped, one issue's second left to wait", async () => {
+    const first = delivery("1#700");
+    const sameIssue = delivery("1#700");
+    const other = delivery("1#701");
+    const stored = await storeDeliveries(db.pool, [first, sameIssue, other], {
+      count: 3,
+      leaseMs: 60_000,
+    });
+    expect(stored.get(first.id)).toMatchObject({ stored: "new", attempts: 1 });
+    expect(stored.get(sameIssue.id)).toEqual({ stored: "new", leaseToken: null, attempts: 0 });
+    expect(stored.get(other.id)).toMatchObject({ stored: "new", attempts: 1 });
+    const again = await storeDeliveries(db.pool, [other, delivery()], { count: 0, leaseMs: 0 });
+    expect(again.get(other.id)).toEqual({ stored: "duplicate" });
+    await db.pool.query("DELETE FROM deliveries WHERE id = ANY($1)", [
+      [first.id, sameIssue.id, other.id, ...again.keys()],
+    ]);
+  });
+
+  it("the door's deliveries arriving together: each stored once, the same id twice answered duplicate", async () => {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const queue = startQueue(() => gate);
+    const sent = Array.from({ length: 30 }, () => delivery());
+    const twice = sent[0] as ReturnType<typeof delivery>;
+    const answers = await Promise.all([...sent, twice].map((each) => queue.store(each)));
+    expect(answers.filter((answer) => answer === "new")).toHaveLength(30);
+    expect(answers.filter((answer) => answer === "duplicate")).toHaveLength(1);
+    release();
+    for (const each of sent) await processedDelivery(db.pool, each.id);
+  });
+});
+
 describe("a process that died", () => {
   it("leaves its delivery to another process once the lease expires", async () => {
     const sent = delivery();
     // The dead process stored and took it (one statement), then died before processing it.
-    const taken = await storeDelivery(db.pool, sent, { leaseMs: 300 });
-    expect(taken).toMatchObject({ stored: "new", attempts: 1, leaseToken: expect.any(String) });
+    const taken = await storeDeliveries(db.pool, [sent], { count: 1, leaseMs: 300 });
+    expect(taken.get(sent.id)).toMatchObject({
+      stored: "new",
+      attempts: 1,
+      leaseToken: expect.any(String),
+    });
     const handled: string[] = [];
     startQueue(async (event) => {
       handled.push(event.id);
@@ -171,7 +210,7 @@ describe("a process that died", () => {
 
   it("applies its changes once even when two processes end up running one delivery", async () => {
     const sent = delivery();
-    await storeDelivery(db.pool, sent, null);
+    await storeDeliveries(db.pool, [sent], { count: 0, leaseMs: 0 });
     const apply = () =>
       withTransaction(db.pool, async (client) => {
         const fresh = await markDeliveryApplied(client, sent.id, 1);
