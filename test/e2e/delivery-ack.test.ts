@@ -4,6 +4,7 @@ import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { deliveryRow, processedDelivery } from "../support/deliveries.js";
 import {
   API,
+  ageConfigReads,
   apiPath,
   mockInstallationToken,
   startTestApp,
@@ -29,9 +30,11 @@ afterAll(async () => {
   await app?.stop();
   await db?.drop();
 });
-beforeEach(() => {
+beforeEach(async () => {
   issue += 1;
   mockInstallationToken().persist();
+  // Each test's label reads the config afresh, as an event minutes after the last would.
+  await ageConfigReads(db.pool);
 });
 
 const CONFIG_PATH = /\/contents\/\.github(%2F|\/)overseer\.yml/;
