@@ -114,8 +114,8 @@ export async function recordDeliveryIn(
 
 /**
  * Records the repository (and its installation) before anything is asked of GitHub, so a
- * delivery that then fails (the API answering 5xx, never redelivered) still leaves the
- * repository where the watchdog's reconciliation polls it.
+ * delivery whose attempts then fail (the API answering 5xx until it is given up on) still
+ * leaves the repository where the watchdog's reconciliation polls it.
  */
 export async function rememberRepository(
   deps: Pick<HandlerDependencies, "pool">,

@@ -42,7 +42,8 @@ export interface DeliveryQueueOptions {
 
 /**
  * Deliveries processed at once by one process. Processing waits on GitHub reads mostly,
- * so a few overlap well; more would take the pool's connections (10) from the door.
+ * so a few overlap well; more would take most of the pool's 10 connections from the
+ * runner, the outbox and the dashboard of the same process.
  */
 const DEFAULT_CONCURRENCY = 6;
 /** Deliveries the door may take for this process beyond those being processed. */
@@ -103,7 +104,7 @@ export class DeliveryQueue {
   readonly #active = new Map<string, Promise<void>>();
   /** Deliveries the door brought, by id, waiting for the next INSERT. */
   readonly #toStore = new Map<string, StoreRequest[]>();
-  #storeWrites = 0;
+  readonly #storeWrites = new Set<Promise<void>>();
   /** Slots promised to deliveries whose INSERT is under way. */
   #reserved = 0;
   #running = false;
@@ -147,6 +148,8 @@ export class DeliveryQueue {
     clearTimeout(this.#retry?.timer);
     this.#retry = undefined;
     await this.#claiming;
+    // The server stops first, so no answer waits on these any more; what they take is handed back.
+    while (this.#storeWrites.size > 0) await Promise.allSettled(this.#storeWrites);
     const untried = this.#waiting.splice(0);
     await releaseDeliveries(this.#options.pool, untried).catch((error: unknown) =>
       this.#options.log.warn(
@@ -183,7 +186,7 @@ export class DeliveryQueue {
 
   /** Starts writing what waits to be stored, up to MAX_STORE_WRITES statements at once. */
   #flush(): void {
-    while (this.#storeWrites < MAX_STORE_WRITES && this.#toStore.size > 0) {
+    while (this.#storeWrites.size < MAX_STORE_WRITES && this.#toStore.size > 0) {
       const batch: StoreRequest[][] = [];
       let bytes = 0;
       for (const [id, requests] of this.#toStore) {
@@ -194,11 +197,15 @@ export class DeliveryQueue {
         bytes += size;
         this.#toStore.delete(id);
       }
-      this.#storeWrites += 1;
-      void this.#write(batch).finally(() => {
-        this.#storeWrites -= 1;
-        this.#flush();
-      });
+      const write = this.#write(batch)
+        .catch((error: unknown) =>
+          this.#options.log.error({ err: error }, "storing deliveries failed"),
+        )
+        .finally(() => {
+          this.#storeWrites.delete(write);
+          this.#flush();
+        });
+      this.#storeWrites.add(write);
     }
   }
 
@@ -292,9 +299,10 @@ export class DeliveryQueue {
   async #scheduleNext(): Promise<void> {
     if (!this.#running) return;
     const { pollIntervalMs } = this.#options;
-    // While every slot is busy, the next free one claims; the timer is only the fallback.
+    // While every slot is busy, or more may be due already, the next free slot claims; the
+    // timer is only the fallback (and the query below scans every pending delivery).
     const dueIn =
-      this.#held() >= this.#options.concurrency
+      this.#held() >= this.#options.concurrency || this.#mayHaveWork
         ? null
         : await nextDeliveryDueInMs(this.#options.pool).catch((error: unknown) => {
             this.#options.log.warn({ err: error }, "could not read the next due delivery");
