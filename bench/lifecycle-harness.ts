@@ -107,7 +107,7 @@ export async function startLifecycleRig(
   const running = app;
   const drive = async (repo: RepoModel, issue: Issue): Promise<Issue> => {
     const labelled = await github.label(repo, issue.number, "overseer");
-    if (labelled.status !== 200) throw new Error(`label delivery answered ${labelled.status}`);
+    if (labelled.status !== 202) throw new Error(`label delivery answered ${labelled.status}`);
     const pull = await until(`the PR for #${issue.number}`, () =>
       [...repo.pulls.values()].find((candidate) =>
         candidate.head.startsWith(`overseer/${issue.number}-`),
@@ -117,7 +117,7 @@ export async function startLifecycleRig(
       issue.labels.includes("overseer:awaiting-merge"),
     );
     const merged = await github.merge(repo, pull.number);
-    if (merged.status !== 200) throw new Error(`merge delivery answered ${merged.status}`);
+    if (merged.status !== 202) throw new Error(`merge delivery answered ${merged.status}`);
     await until(
       `done and the completion comment on #${issue.number}`,
       () =>

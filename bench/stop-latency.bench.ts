@@ -124,7 +124,7 @@ interface WebhookStop {
 async function stopByWebhook(app: TestApp, repository: Repository, issue: number) {
   const pool = app.overseer.db.pool;
   const labeled = await app.send("issues", labeledPayload(issue, { repository }));
-  if (labeled.status !== 200) throw new Error(`issue ${issue}: label answered ${labeled.status}`);
+  if (labeled.status !== 202) throw new Error(`issue ${issue}: label answered ${labeled.status}`);
   const run = await until(`issue ${issue}: worker ready`, async () => {
     const result = await pool.query<{
       pgid: number | null;
@@ -146,7 +146,7 @@ async function stopByWebhook(app: TestApp, repository: Repository, issue: number
   const sentAt = performance.now();
   const sentAtMs = Date.now();
   const sending = app.send("issue_comment", stop).then((response) => {
-    if (response.status !== 200)
+    if (response.status !== 202)
       throw new Error(`issue ${issue}: /stop answered ${response.status}`);
     return performance.now();
   });

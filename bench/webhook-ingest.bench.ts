@@ -10,26 +10,30 @@
  * would be; PostgreSQL is real.
  *
  * Reference, same machine, same run, interleaved rate by rate: a bare Probot app with empty
- * handlers (bench/bare-probot-app.ts), also its own process. Prints figures; never fails on
- * a time.
+ * handlers (bench/bare-probot-app.ts), also its own process. Overseer answers once a
+ * delivery is stored and processes it afterwards, so each rate also reports when the last
+ * stored delivery was processed (and that each made its task). Prints figures; never fails
+ * on a time.
  *
  *   npx tsx bench/webhook-ingest.bench.ts [seconds per rate]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findFreePort } from "../src/db/embedded.js";
+import { createPool, type Pool } from "../src/db/pool.js";
 import { figures, openDatabase } from "./app-harness.js";
 import { reportFigure } from "./figures.js";
 
 const SECONDS = Number(process.argv[2] ?? 5);
-const RATES = [100, 200, 500];
+// BENCH_INGEST_RATES=500 (comma-separated) measures only those rates.
+const RATES = (process.env.BENCH_INGEST_RATES ?? "100,200,500").split(",").map(Number);
 const P99_LIMIT_MS = 50;
 const TARGET_RATIO = 1.5;
 const SECRET = "bench-webhook-secret";
@@ -94,14 +98,20 @@ function deliveries(count: number): Delivery[] {
 
 interface Load {
   latencies: number[];
+  /** The same latencies by event (issues, issue_comment). */
+  byEvent: Map<string, number[]>;
   statuses: Map<number | string, number>;
   /** How late, at worst, the generator sent relative to its own clock. */
   maxSendLagMs: number;
+  /** performance.now() of the first scheduled send and of the last answer. */
+  startedAt: number;
+  answeredAt: number;
 }
 
 /** Sends `items` at `rate` per second on a fixed clock, without waiting for replies. */
 async function openLoop(port: number, rate: number, items: Delivery[]): Promise<Load> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  const byEvent = new Map<string, number[]>();
   const latencies: number[] = [];
   const statuses = new Map<number | string, number>();
   const count = (key: number | string) => statuses.set(key, (statuses.get(key) ?? 0) + 1);
@@ -129,7 +139,10 @@ async function openLoop(port: number, rate: number, items: Delivery[]): Promise<
           (res) => {
             res.resume();
             res.on("end", () => {
-              latencies.push(performance.now() - due);
+              const latency = performance.now() - due;
+              latencies.push(latency);
+              const event = item.headers["x-github-event"] ?? "";
+              byEvent.set(event, [...(byEvent.get(event) ?? []), latency]);
               count(res.statusCode ?? 0);
               resolve();
             });
@@ -144,8 +157,9 @@ async function openLoop(port: number, rate: number, items: Delivery[]): Promise<
     );
   }
   await Promise.all(pending);
+  const answeredAt = performance.now();
   agent.destroy();
-  return { latencies, statuses, maxSendLagMs };
+  return { latencies, byEvent, statuses, maxSendLagMs, startedAt: start, answeredAt };
 }
 
 interface Server {
@@ -187,6 +201,15 @@ async function startProcess(
   return server;
 }
 
+/** CPU time (user + system) the process has used so far, in ms (Linux /proc). */
+async function cpuMs(server: Server): Promise<number> {
+  const stat = await readFile(`/proc/${server.child.pid}/stat`, "utf8").catch(() => "");
+  // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return Number.isFinite(ticks) ? ticks * 10 : Number.NaN;
+}
+
 async function stopProcess(server: Server | undefined): Promise<void> {
   if (!server || server.child.exitCode !== null) return;
   const exited = once(server.child, "exit");
@@ -206,6 +229,38 @@ async function answers(port: number): Promise<boolean> {
   return response.status > 0;
 }
 
+let tasksBefore = 0;
+
+/**
+ * Waits until no stored delivery is pending: when the last of a rate's deliveries was
+ * processed, how many were, and how many tasks they made (one per labeled delivery).
+ */
+async function processingDrained(
+  pool: Pool,
+  sent: number,
+): Promise<{ at: number; count: number; tasks: number; unprocessed: number }> {
+  for (;;) {
+    const { rows } = await pool.query<{ pending: number; tasks: number; failed: number }>(
+      `SELECT (SELECT count(*) FROM deliveries WHERE outcome = 'pending')::int AS pending,
+              (SELECT count(*) FROM deliveries WHERE outcome IN ('rejected', 'dead'))::int AS failed,
+              (SELECT count(*) FROM tasks)::int AS tasks`,
+    );
+    const figures = rows[0] ?? { pending: 0, tasks: 0, failed: 0 };
+    if (figures.pending === 0) {
+      const at = performance.now();
+      const tasks = figures.tasks - tasksBefore;
+      tasksBefore = figures.tasks;
+      const labeled = process.env.BENCH_INGEST_ONLY
+        ? process.env.BENCH_INGEST_ONLY === "issues"
+          ? sent
+          : 0
+        : Math.ceil(sent / 2);
+      return { at, count: labeled, tasks, unprocessed: figures.failed };
+    }
+    await sleep(20);
+  }
+}
+
 async function main(): Promise<void> {
   const { privateKey } = generateKeyPairSync("rsa", {
     modulusLength: 2048,
@@ -215,6 +270,7 @@ async function main(): Promise<void> {
   const credentials = { APP_ID: "123", PRIVATE_KEY: privateKey, WEBHOOK_SECRET: SECRET };
   const home = await mkdtemp(path.join(tmpdir(), "overseer-bench-ingest-"));
   const db = await openDatabase();
+  const observer = createPool(db.url, undefined, 2);
   let overseer: Server | undefined;
   let bare: Server | undefined;
   let github: Server | undefined;
@@ -263,6 +319,7 @@ async function main(): Promise<void> {
 
     // Warm-up at a low rate: connections, JIT, the installation token, prepared plans.
     for (const server of [overseer, bare]) await openLoop(server.port, 50, deliveries(100));
+    await processingDrained(observer, 0);
 
     console.log(
       `webhook ack latency, open loop, ${SECONDS} s per rate, half issues.labeled (trigger label, new issue), half issue_comment.created (no command)`,
@@ -274,14 +331,40 @@ async function main(): Promise<void> {
     for (const rate of RATES) {
       const results: Record<string, number[]> = {};
       for (const server of [bare, overseer]) {
+        const cpuBefore = await cpuMs(server);
         const load = await openLoop(server.port, rate, deliveries(rate * SECONDS));
+        const answeringCpu = (await cpuMs(server)) - cpuBefore;
         const f = figures(load.latencies);
         results[server.name] = load.latencies;
-        const ok = [...load.statuses].every(([status]) => status === 200);
+        const ok = [...load.statuses].every(
+          ([status]) => typeof status === "number" && status >= 200 && status < 300,
+        );
         if (ok && f.p99 < P99_LIMIT_MS) held[server === bare ? "bare" : "overseer"] = rate;
         console.log(
           `${String(rate).padStart(6)} ${server.name.padEnd(16)} ${f.p50.toFixed(1).padStart(8)} ${f.p99.toFixed(1).padStart(8)} ${f.max.toFixed(1).padStart(8)}  ${[...load.statuses].map(([s, n]) => `${n}× ${s}`).join(", ")}; generator lag ≤ ${load.maxSendLagMs.toFixed(1)} ms`,
         );
+        for (const [event, latencies] of load.byEvent) {
+          const e = figures(latencies);
+          console.log(
+            `${"".padStart(6)} ${`  ${event}`.padEnd(16)} ${e.p50.toFixed(1).padStart(8)} ${e.p99.toFixed(1).padStart(8)} ${e.max.toFixed(1).padStart(8)}`,
+          );
+        }
+        console.log(
+          `${"".padStart(6)} ${"  CPU".padEnd(16)} ${(answeringCpu / (rate * SECONDS)).toFixed(2)} ms of this process per delivery while the load ran`,
+        );
+        if (server.name === overseer.name) {
+          const drained = await processingDrained(observer, rate * SECONDS);
+          const totalCpu = (await cpuMs(server)) - cpuBefore;
+          const processedIn = drained.at - load.startedAt;
+          console.log(
+            `${"".padStart(6)} ${"  processed".padEnd(16)} last stored delivery processed ${((drained.at - load.answeredAt) / 1000).toFixed(1)} s after the last answer; ${(drained.count / (processedIn / 1000)).toFixed(0)} deliveries/s over the run; ${drained.tasks} tasks, ${drained.unprocessed} not processed; ${(totalCpu / Math.max(1, drained.count)).toFixed(1)} ms CPU per stored delivery, answer to processed`,
+          );
+          reportFigure({
+            figure: `webhook processing throughput at ${rate}/s offered`,
+            value: drained.count / (processedIn / 1000),
+            unit: "/s",
+          });
+        }
         // Let the outbox drain what this rate queued, so the next rate starts level.
         await sleep(3_000);
       }
@@ -322,6 +405,7 @@ async function main(): Promise<void> {
     await stopProcess(github);
     const summary = github?.output().trim().split("\n").at(-1);
     if (summary) console.log(`GitHub stand-in: ${summary}`);
+    await observer.end();
     await db.close();
     await rm(home, { recursive: true, force: true });
   }

@@ -4,6 +4,8 @@ import type { Logger } from "pino";
 import type { OverseerEnv } from "./config/env.js";
 import { DEFAULT_WORKER_PROFILES, loadWorkerProfiles } from "./config/workers.js";
 import { type Database, openDatabase } from "./db/database.js";
+import type { DeliveryQueue } from "./github/delivery-queue.js";
+import { DeliveryRoutes } from "./github/delivery-routes.js";
 import { OutboxDispatcher } from "./github/outbox/dispatcher.js";
 import { createGithubHandler } from "./github/probot.js";
 import { overseerApp } from "./github/webhooks.js";
@@ -32,6 +34,8 @@ export interface Overseer {
   metrics: OverseerMetrics;
   /** Delivers GitHub side effects; absent in setup mode (no credentials yet). */
   dispatcher: OutboxDispatcher | undefined;
+  /** Processes stored webhook deliveries; absent in setup mode. */
+  deliveries: DeliveryQueue | undefined;
   /** Claims and runs tasks; absent in `serve` mode and in setup mode. */
   runner: Runner | undefined;
   /** Competes for the watchdog's lock; ticks while it holds it. */
@@ -84,11 +88,12 @@ export async function startOverseer(
       runnerStaleAfterMs: env.runnerStaleAfterMs,
       log: log.child({ component: "metrics" }),
     });
+    const routes = new DeliveryRoutes();
     const github = await createGithubHandler(
       env,
       log,
-      overseerApp({ pool: db.pool, log, metrics }),
-      metrics,
+      overseerApp({ pool: db.pool, log, routes, metrics }),
+      { routes, pool: db.pool, databaseUrl: db.url, metrics },
     );
     const probot = github.probot;
     const dispatcher = probot
@@ -130,6 +135,7 @@ export async function startOverseer(
     }
     await runner?.start();
     watchdog.start();
+    github.deliveries?.start();
     let stopping: Promise<void> | undefined;
     const dashboard = createDashboard({
       pool: db.pool,
@@ -170,6 +176,7 @@ export async function startOverseer(
       server,
       metrics,
       dispatcher,
+      deliveries: github.deliveries,
       runner,
       watchdog,
       stop() {
@@ -178,6 +185,7 @@ export async function startOverseer(
           await runner?.stop();
           await dashboard.close();
           await closeServer(server);
+          await github.deliveries?.stop();
           await dispatcher?.stop();
           await db.close();
         })();

@@ -36,7 +36,7 @@ export function statusCommand(options: { json?: boolean }): Promise<void> {
         sandbox: profile.sandbox !== null,
       }));
       if (options.json) return printJson({ ...report, workers });
-      const { queue, outbox, watchdog, runners } = report;
+      const { queue, outbox, deliveries, watchdog, runners } = report;
       if (!report.schema || !queue || !outbox || !watchdog) {
         return printLines(["database  up", "schema    not migrated (run: overseer migrate)"]);
       }
@@ -58,6 +58,15 @@ export function statusCommand(options: { json?: boolean }): Promise<void> {
             ? ""
             : ` (oldest ${ago(outbox.oldestPendingAgeSeconds)})`
         } · ${outbox.dead} given up`,
+        ...(deliveries
+          ? [
+              `webhooks  ${deliveries.pending} unprocessed${
+                deliveries.oldestPendingAgeSeconds === null
+                  ? ""
+                  : ` (oldest ${ago(deliveries.oldestPendingAgeSeconds)})`
+              } · ${deliveries.dead} given up`,
+            ]
+          : []),
         `watchdog  ${watchdogLine(watchdog)}`,
         "runners",
         ...runnerLines(runners),

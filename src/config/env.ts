@@ -85,6 +85,7 @@ const envSchema = z.object({
   /** Default: three heartbeats, so one late heartbeat never loses a lease. */
   OVERSEER_LEASE: duration("30s").optional(),
   OVERSEER_POLL_INTERVAL: duration("5s").default(5_000),
+  OVERSEER_DELIVERY_LEASE: duration("60s").default(60_000),
   OVERSEER_TICK_INTERVAL: duration("30s").default(30_000),
   OVERSEER_RUNNER_STALE_AFTER: duration("60s").default(60_000),
   OVERSEER_MAX_RUN: duration("2h").default(2 * 3_600_000),
@@ -122,6 +123,11 @@ export interface OverseerEnv {
   runnerCapacity: number;
   heartbeatIntervalMs: number;
   leaseMs: number;
+  /**
+   * How long a webhook delivery taken for processing is its process's alone: another
+   * process takes it over after this long if that process died. An attempt may take half.
+   */
+  deliveryLeaseMs: number;
   pollIntervalMs: number;
   tickIntervalMs: number;
   runnerStaleAfterMs: number;
@@ -209,6 +215,7 @@ export function readEnv(
     runnerCapacity: env.OVERSEER_RUNNER_CAPACITY,
     heartbeatIntervalMs: env.OVERSEER_HEARTBEAT_INTERVAL,
     leaseMs,
+    deliveryLeaseMs: env.OVERSEER_DELIVERY_LEASE,
     pollIntervalMs: env.OVERSEER_POLL_INTERVAL,
     tickIntervalMs: env.OVERSEER_TICK_INTERVAL,
     runnerStaleAfterMs: env.OVERSEER_RUNNER_STALE_AFTER,

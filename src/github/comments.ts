@@ -16,7 +16,7 @@ import {
   type Delivery,
   findTaskForIssue,
   type HandlerDependencies,
-  oncePerDelivery,
+  onDelivery,
   type RepoConfigRead,
   readRepoConfig,
   recordDeliveryIn,
@@ -30,19 +30,18 @@ import { hasCommandPermission, refusalText } from "./permissions.js";
  * apply every command, the reaction and the reply in the delivery's transaction.
  */
 export function registerCommands(app: Probot, deps: HandlerDependencies): void {
-  app.on("issue_comment.created", (context) =>
-    oncePerDelivery(
-      deps,
-      context,
-      (delivery) =>
-        onComment(
-          deps,
-          delivery,
-          parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created"),
-          ISSUE_COMMENT,
-        ),
-      { ignores: asksNothing },
-    ),
+  onDelivery(
+    app,
+    deps,
+    "issue_comment.created",
+    { schema: issueCommentSchema, ignores: asksNothing },
+    (delivery) =>
+      onComment(
+        deps,
+        delivery,
+        parsePayload(issueCommentSchema, delivery.context.payload, "issue_comment.created"),
+        ISSUE_COMMENT,
+      ),
   );
 }
 
@@ -50,11 +49,9 @@ export function registerCommands(app: Probot, deps: HandlerDependencies): void {
  * A well-formed comment that onComment would return from at once: a bot's, Overseer's
  * own, or one without a command line. Most comments are conversation; they cost no query.
  */
-function asksNothing(payload: unknown): boolean {
-  const parsed = issueCommentSchema.safeParse(payload);
-  if (!parsed.success) return false;
-  if (isFromBotOrOverseer(parsed.data)) return true;
-  const { commands, unknown } = parseCommands(parsed.data.comment.body);
+function asksNothing(event: IssueCommentEvent): boolean {
+  if (isFromBotOrOverseer(event)) return true;
+  const { commands, unknown } = parseCommands(event.comment.body);
   return commands.length === 0 && unknown.length === 0;
 }
 

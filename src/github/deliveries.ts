@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import type { Context } from "probot";
+import type { Context, Probot } from "probot";
 import {
   ConfigTooLargeError,
   loadRepoConfig,
@@ -9,21 +9,36 @@ import {
   type RepoConfig,
   renderConfigProblem,
 } from "../config/repo-config.js";
-import { isDeliverySeen, recordDelivery, recordRejectedDelivery } from "../db/deliveries.js";
+import { markDeliveryApplied } from "../db/deliveries.js";
 import { type Pool, type PoolClient, type Queryable, withTransaction } from "../db/pool.js";
 import { findRepoByGithubId, type RepoRow, upsertRepo } from "../db/repos.js";
 import { findTask, type TaskRow } from "../db/tasks.js";
-import { errorMessage } from "../errors.js";
 import { withStoredConfigReads } from "./config-reads.js";
-import { PayloadError, type Repository } from "./payloads.js";
+import { type AdmissionRule, actionOf, type DeliveryRoutes } from "./delivery-routes.js";
+import type { Repository } from "./payloads.js";
 import type { PermissionCache } from "./permissions.js";
 
 /**
- * What every webhook handler shares: a delivery is processed once, its changes commit in
- * one transaction with its id, and its log lines carry its id.
+ * What every webhook handler shares: a delivery is stored and answered before any handler
+ * runs (src/github/webhook-door.ts), then processed from its stored row
+ * (src/github/delivery-queue.ts); its changes commit in one transaction that marks it
+ * processed, so it is applied once however often it is attempted; its log lines carry its id.
  */
 
-export type DeliveryOutcome = "processed" | "duplicate" | "rejected" | "failed";
+/**
+ * How deliveries ended, as counted: at the door `ignored` (no handler acts on it),
+ * `duplicate` (a redelivery), `rejected` (malformed) or `failed` (not stored: answered
+ * 5xx); once processed `processed`, `rejected` (a handler found it malformed), `retried`
+ * (an attempt failed and will be repeated) or `dead` (given up after too many attempts).
+ */
+export type DeliveryOutcome =
+  | "ignored"
+  | "processed"
+  | "duplicate"
+  | "rejected"
+  | "failed"
+  | "retried"
+  | "dead";
 
 /** Counts deliveries by outcome (src/web/metrics.ts implements it). */
 export interface DeliveryMetrics {
@@ -34,6 +49,8 @@ export interface HandlerDependencies {
   pool: Pool;
   log: Logger;
   permissions: PermissionCache;
+  /** Where each handler declares what it needs of a delivery before it is stored. */
+  routes: DeliveryRoutes;
   metrics?: DeliveryMetrics;
 }
 
@@ -44,65 +61,39 @@ export interface Delivery {
   log: Logger;
 }
 
-function actionOf(context: Context): string | null {
-  const action = (context.payload as { action?: unknown }).action;
-  return typeof action === "string" ? action : null;
-}
+type EventNames = Parameters<Probot["on"]>[0];
 
 /**
- * A redelivery (same X-GitHub-Delivery id) is dropped before any API call. A payload that
- * does not have the shape we read is recorded as rejected and answered 400 (the
- * PayloadError's status): GitHub will not fix it by sending it again. A delivery the
- * handler would ignore anyway (`ignores`: a well-formed payload that asks nothing, such as
- * a conversation comment or one of Overseer's own labels) is answered without touching
- * the database, redelivered or not.
+ * Registers a handler for stored deliveries of `events`, and what the door checks before
+ * storing one (`rule`: the payload's shape, and which payloads it would ignore anyway).
  */
-export async function oncePerDelivery(
+export function onDelivery<T>(
+  app: Probot,
   deps: HandlerDependencies,
-  context: Context,
+  events: EventNames,
+  rule: AdmissionRule<T>,
   handle: (delivery: Delivery) => Promise<void>,
-  options: { ignores?: (payload: unknown) => boolean } = {},
-): Promise<void> {
-  if (options.ignores?.(context.payload)) {
-    deps.metrics?.delivery("processed");
-    return;
-  }
-  const action = actionOf(context);
-  const log = deps.log.child({
-    delivery: context.id,
-    event: action ? `${context.name}.${action}` : context.name,
+): void {
+  deps.routes.add(events, rule);
+  app.on(events, (context) => {
+    const action = actionOf(context.payload);
+    const log = deps.log.child({
+      delivery: context.id,
+      event: action ? `${context.name}.${action}` : context.name,
+    });
+    return handle({ context: context as Context, id: context.id, log });
   });
-  if (await isDeliverySeen(deps.pool, context.id)) {
-    log.info("redelivery ignored");
-    deps.metrics?.delivery("duplicate");
-    return;
-  }
-  try {
-    await handle({ context, id: context.id, log });
-    deps.metrics?.delivery("processed");
-  } catch (error) {
-    deps.metrics?.delivery(error instanceof PayloadError ? "rejected" : "failed");
-    if (error instanceof PayloadError) {
-      await recordRejectedDelivery(
-        deps.pool,
-        { id: context.id, event: context.name, action, repoId: null },
-        errorMessage(error),
-      );
-      log.warn({ err: error }, "malformed payload rejected");
-    }
-    throw error;
-  }
 }
 
 /**
- * Runs `work` in a transaction that first records the delivery id; a concurrent duplicate
- * of the same delivery loses the insert and changes nothing.
+ * Runs `work` in a transaction that first marks the delivery processed; when it was
+ * processed already (an earlier attempt, another process) nothing is written.
  *
  * The repository is recorded first, in a statement of its own: an upsert locks the
  * repository's row even when it changes nothing, and a runner changing a task's state
  * locks the task, then that row (its running count). Held through the transaction, the
  * row lock would meet a runner's the other way round as soon as `work` locks the task:
- * a deadlock, and the delivery answered 500 (which GitHub never redelivers).
+ * a deadlock, and the delivery failed.
  */
 export async function recordDeliveryIn(
   deps: Pick<HandlerDependencies, "pool">,
@@ -113,21 +104,18 @@ export async function recordDeliveryIn(
 ): Promise<void> {
   const repo = await rememberRepository(deps, repository, installationId);
   await withTransaction(deps.pool, async (client) => {
-    const fresh = await recordDelivery(client, {
-      id: delivery.id,
-      event: delivery.context.name,
-      action: actionOf(delivery.context),
-      repoId: repo.id,
-    });
-    if (!fresh) return;
+    if (!(await markDeliveryApplied(client, delivery.id, repo.id))) {
+      delivery.log.info("processed already; nothing written");
+      return;
+    }
     await work(client, repo);
   });
 }
 
 /**
  * Records the repository (and its installation) before anything is asked of GitHub, so a
- * delivery that then fails (the API answering 5xx, never redelivered) still leaves the
- * repository where the watchdog's reconciliation polls it.
+ * delivery whose attempts then fail (the API answering 5xx until it is given up on) still
+ * leaves the repository where the watchdog's reconciliation polls it.
  */
 export async function rememberRepository(
   deps: Pick<HandlerDependencies, "pool">,

@@ -27,7 +27,7 @@ import {
   type Delivery,
   findTaskForIssue,
   type HandlerDependencies,
-  oncePerDelivery,
+  onDelivery,
   readRepoConfig,
   recordDeliveryIn,
   rememberRepository,
@@ -52,32 +52,39 @@ export const DEFAULT_TRIGGER_LABEL = "overseer";
  * needs `commanders` permission (bots: `trusted_bots`), as for a comment.
  */
 export function registerIntake(app: Probot, deps: HandlerDependencies): void {
-  app.on("issues.labeled", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onLabeled(deps, delivery), {
-      ignores: isOwnStateLabel,
-    }),
+  onDelivery(
+    app,
+    deps,
+    "issues.labeled",
+    { schema: issueEventSchema, ignores: isOwnStateLabel },
+    (delivery) => onLabeled(deps, delivery),
   );
-  app.on("issues.unlabeled", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onUnlabeled(deps, delivery)),
+  onDelivery(
+    app,
+    deps,
+    "issues.unlabeled",
+    { schema: issueEventSchema, ignores: removesOwnStateLabel },
+    (delivery) => onUnlabeled(deps, delivery),
   );
-  app.on("issues.closed", (context) =>
-    oncePerDelivery(deps, context, (delivery) =>
-      cancelInOrder(
-        deps,
-        delivery,
-        parsePayload(issueEventSchema, delivery.context.payload, "issues.closed"),
-        "issue_closed",
-      ),
+  onDelivery(app, deps, "issues.closed", { schema: issueEventSchema }, (delivery) =>
+    cancelInOrder(
+      deps,
+      delivery,
+      parsePayload(issueEventSchema, delivery.context.payload, "issues.closed"),
+      "issue_closed",
     ),
   );
 }
 
-/** Overseer's own state labels come back as labeled events; well-formed, they cost no query. */
-function isOwnStateLabel(payload: unknown): boolean {
-  const parsed = issueEventSchema.safeParse(payload);
-  if (!parsed.success) return false;
-  const name = parsed.data.label?.name ?? "";
+/** Overseer's own state labels come back as labeled events; they cost no query. */
+function isOwnStateLabel(event: IssueEvent): boolean {
+  const name = event.label?.name ?? "";
   return name === "" || name.startsWith(STATE_LABEL_PREFIX);
+}
+
+/** And as unlabeled events, when a state label makes way for the next. */
+function removesOwnStateLabel(event: IssueEvent): boolean {
+  return (event.label?.name ?? "").startsWith(STATE_LABEL_PREFIX);
 }
 
 async function onLabeled(deps: HandlerDependencies, delivery: Delivery): Promise<void> {

@@ -10,7 +10,7 @@ import type { MergeEvidence, TaskEvent } from "../domain/types.js";
 import {
   type Delivery,
   type HandlerDependencies,
-  oncePerDelivery,
+  onDelivery,
   recordDeliveryIn,
 } from "./deliveries.js";
 import type { GithubRequester } from "./octokit.js";
@@ -75,17 +75,18 @@ export function closingIssueNumbers(body: string | null | undefined): number[] {
  * closed the issue cancels the task as resolved elsewhere.
  */
 export function registerMergeHandlers(app: Probot, deps: HandlerDependencies): void {
-  app.on("pull_request.closed", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onPullClosed(deps, delivery)),
+  const pullRequest = { schema: pullRequestEventSchema };
+  onDelivery(app, deps, "pull_request.closed", pullRequest, (delivery) =>
+    onPullClosed(deps, delivery),
   );
-  app.on("pull_request.reopened", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onPullReopened(deps, delivery)),
+  onDelivery(app, deps, "pull_request.reopened", pullRequest, (delivery) =>
+    onPullReopened(deps, delivery),
   );
-  app.on("pull_request.synchronize", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onPullPushed(deps, delivery)),
+  onDelivery(app, deps, "pull_request.synchronize", pullRequest, (delivery) =>
+    onPullPushed(deps, delivery),
   );
-  app.on("check_suite.completed", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onChecksCompleted(deps, delivery)),
+  onDelivery(app, deps, "check_suite.completed", {}, (delivery) =>
+    onChecksCompleted(deps, delivery),
   );
 }
 

@@ -2,17 +2,15 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "pino";
-import { type ApplicationFunction, createNodeMiddleware, Probot, ProbotOctokit } from "probot";
+import { type ApplicationFunction, Probot, ProbotOctokit } from "probot";
 import type { OverseerEnv } from "../config/env.js";
+import type { Pool } from "../db/pool.js";
 import { ConfigError } from "../errors.js";
-import {
-  BodyTooLargeError,
-  REQUEST_BODY_LIMIT_BYTES,
-  readBodyWithin,
-  refuseTooLarge,
-} from "../web/body-limit.js";
-import { pathOf } from "../web/http.js";
 import { createSetupToken, guardSetupPages } from "../web/setup-access.js";
+import type { DeliveryMetrics } from "./deliveries.js";
+import { DeliveryQueue } from "./delivery-queue.js";
+import type { DeliveryRoutes } from "./delivery-routes.js";
+import { createWebhookDoor } from "./webhook-door.js";
 
 /** Answers the request and returns true, or returns false to let the next handler try. */
 type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
@@ -21,40 +19,62 @@ export interface GithubHandler {
   handler: RequestHandler;
   mode: "app" | "setup";
   probot: Probot | undefined;
+  /** Processes stored deliveries (start it, stop it); absent in setup mode. */
+  deliveries: DeliveryQueue | undefined;
   /** Setup mode: the one-time token that opens the setup pages to other machines. */
   setupToken: string | undefined;
 }
 
+export interface GithubHandlerOptions {
+  /** Where the app's handlers declared what they need of a delivery (see onDelivery). */
+  routes: DeliveryRoutes;
+  pool: Pool;
+  /** For the connections the webhook door writes through, apart from `pool`. */
+  databaseUrl: string;
+  metrics?: GithubCallMetrics & DeliveryMetrics;
+}
+
 /**
- * With App credentials: Probot's webhook middleware, which verifies the signature before
- * any handler runs, behind a body read that stops at GitHub's 25 MB cap. Without: Probot's
- * own setup pages (the app.yml manifest flow), as `probot run` would show them, to this
- * machine (or to whoever has the setup token).
+ * With App credentials: the webhook door (Probot verifies the signature, the body read
+ * stops at GitHub's 25 MB cap, the delivery is stored and answered) and the queue that
+ * runs the app's handlers on stored deliveries through Probot's `receive`. Without:
+ * Probot's own setup pages (the app.yml manifest flow), as `probot run` would show them,
+ * to this machine (or to whoever has the setup token).
  */
 export async function createGithubHandler(
   env: OverseerEnv,
   log: Logger,
   app: ApplicationFunction,
-  metrics?: GithubCallMetrics,
+  options: GithubHandlerOptions,
 ): Promise<GithubHandler> {
   if (env.appId !== undefined && env.privateKey !== undefined) {
+    const { routes, pool, databaseUrl, metrics } = options;
     const probot = createOverseerProbot(env, log, metrics);
-    const middleware = await createNodeMiddleware(app, {
-      probot,
-      webhooksPath: env.webhookPath,
-    });
-    const webhookPath = withoutTrailingSlashes(env.webhookPath);
-    return {
-      mode: "app",
-      probot,
-      setupToken: undefined,
-      handler: async (req, res) => {
-        if (req.method === "POST" && withoutTrailingSlashes(pathOf(req)) === webhookPath) {
-          if (!(await bufferBody(req, res))) return true;
-        }
-        return middleware(req, res, () => undefined) as Promise<boolean>;
+    await probot.load(app, {
+      cwd: process.cwd(),
+      addHandler: () => {
+        throw new Error("Overseer's HTTP routes are its own; an app function cannot add any");
       },
-    };
+    });
+    const deliveries = new DeliveryQueue({
+      pool,
+      databaseUrl,
+      log: log.child({ component: "deliveries" }),
+      receive: (event) => probot.receive(event as Parameters<Probot["receive"]>[0]),
+      ...(metrics ? { metrics } : {}),
+      leaseMs: env.deliveryLeaseMs,
+      pollIntervalMs: env.pollIntervalMs,
+    });
+    const door = createWebhookDoor({
+      path: env.webhookPath,
+      verify: (body, signature) => probot.webhooks.verify(body, signature),
+      routes,
+      store: (delivery) => deliveries.store(delivery),
+      pool,
+      log: log.child({ component: "webhooks" }),
+      ...(metrics ? { metrics } : {}),
+    });
+    return { mode: "app", probot, deliveries, setupToken: undefined, handler: door };
   }
   // Loading the setup app may try to open a smee.io channel; requests wait for it, start-up
   // (and /healthz) does not.
@@ -64,30 +84,10 @@ export async function createGithubHandler(
   return {
     mode: "setup",
     probot: undefined,
+    deliveries: undefined,
     setupToken,
     handler: guardSetupPages(async (req, res) => (await setup)(req, res), setupToken),
   };
-}
-
-/**
- * Reads the webhook's body within the limit and hands it to Probot's middleware as
- * `req.body` (a string it verifies and parses as it would the stream). False when the
- * request was refused with 413.
- */
-async function bufferBody(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-  try {
-    const body = await readBodyWithin(req, REQUEST_BODY_LIMIT_BYTES);
-    (req as IncomingMessage & { body?: string }).body = body.toString("utf8");
-    return true;
-  } catch (error) {
-    if (!(error instanceof BodyTooLargeError)) throw error;
-    refuseTooLarge(req, res, REQUEST_BODY_LIMIT_BYTES);
-    return false;
-  }
-}
-
-function withoutTrailingSlashes(path: string): string {
-  return path.replace(/\/+$/, "") || "/";
 }
 
 /**

@@ -7,7 +7,7 @@ import { actor } from "../domain/actors.js";
 import {
   type Delivery,
   type HandlerDependencies,
-  oncePerDelivery,
+  onDelivery,
   recordDeliveryIn,
 } from "./deliveries.js";
 import { parsePayload, pullRequestEventSchema } from "./payloads.js";
@@ -19,8 +19,12 @@ import { parsePayload, pullRequestEventSchema } from "./payloads.js";
  * commit already recorded) and change nothing.
  */
 export function registerPullSync(app: Probot, deps: HandlerDependencies): void {
-  app.on("pull_request.synchronize", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onSynchronize(deps, delivery)),
+  onDelivery(
+    app,
+    deps,
+    "pull_request.synchronize",
+    { schema: pullRequestEventSchema },
+    (delivery) => onSynchronize(deps, delivery),
   );
 }
 

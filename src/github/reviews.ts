@@ -15,11 +15,12 @@ import { onComment } from "./comments.js";
 import {
   type Delivery,
   type HandlerDependencies,
-  oncePerDelivery,
+  onDelivery,
   recordDeliveryIn,
 } from "./deliveries.js";
 import {
   type IssueCommentEvent,
+  type PullRequestReviewEvent,
   parsePayload,
   pullRequestReviewCommentSchema,
   pullRequestReviewSchema,
@@ -38,15 +39,30 @@ import { hasCommandPermission } from "./permissions.js";
  *   resolved threads out (GitHub's REST API does not say which threads are resolved).
  */
 export function registerReviewHandlers(app: Probot, deps: HandlerDependencies): void {
-  app.on("pull_request_review.submitted", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onReviewSubmitted(deps, delivery)),
+  onDelivery(
+    app,
+    deps,
+    "pull_request_review.submitted",
+    { schema: pullRequestReviewSchema, ignores: asksNoChanges },
+    (delivery) => onReviewSubmitted(deps, delivery),
   );
-  app.on("pull_request_review_comment.created", (context) =>
-    oncePerDelivery(deps, context, (delivery) => onReviewComment(deps, delivery)),
+  onDelivery(
+    app,
+    deps,
+    "pull_request_review_comment.created",
+    // Most review comments hold no command, and need no lookup at all.
+    {
+      schema: pullRequestReviewCommentSchema,
+      ignores: (event) => !event.comment.body.includes("/"),
+    },
+    (delivery) => onReviewComment(deps, delivery),
   );
-  app.on(
+  onDelivery(
+    app,
+    deps,
     ["pull_request_review_thread.resolved", "pull_request_review_thread.unresolved"],
-    (context) => oncePerDelivery(deps, context, (delivery) => onThread(deps, delivery)),
+    { schema: pullRequestReviewThreadSchema },
+    (delivery) => onThread(deps, delivery),
   );
 }
 
@@ -64,6 +80,12 @@ async function taskForPull(
   });
 }
 
+/** A bot's review, or one that does not request changes: nothing for Overseer to do. */
+function asksNoChanges(event: PullRequestReviewEvent): boolean {
+  if (event.sender.type === "Bot" || event.review.user?.type === "Bot") return true;
+  return event.review.state.toLowerCase() !== "changes_requested";
+}
+
 async function onReviewSubmitted(deps: HandlerDependencies, delivery: Delivery): Promise<void> {
   const event = parsePayload(
     pullRequestReviewSchema,
@@ -71,8 +93,7 @@ async function onReviewSubmitted(deps: HandlerDependencies, delivery: Delivery):
     "pull_request_review.submitted",
   );
   const reviewer = event.review.user?.login ?? event.sender.login;
-  if (event.sender.type === "Bot" || event.review.user?.type === "Bot") return;
-  if (event.review.state.toLowerCase() !== "changes_requested") return;
+  if (asksNoChanges(event)) return;
   const task = await taskForPull(deps, event.repository, event.pull_request);
   if (!task) return;
   const config = { ...DEFAULT_REPO_CONFIG, ...task.config } as RepoConfig;

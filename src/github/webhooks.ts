@@ -4,6 +4,7 @@ import type { Pool } from "../db/pool.js";
 import { classify } from "../errors.js";
 import { registerCommands } from "./comments.js";
 import type { DeliveryMetrics } from "./deliveries.js";
+import type { DeliveryRoutes } from "./delivery-routes.js";
 import { registerIntake } from "./intake.js";
 import { registerMergeHandlers } from "./merges.js";
 import { PermissionCache } from "./permissions.js";
@@ -13,13 +14,15 @@ import { registerReviewHandlers } from "./reviews.js";
 export interface WebhookDependencies {
   pool: Pool;
   log: Logger;
+  /** Filled in as the handlers register: the door reads it before storing a delivery. */
+  routes: DeliveryRoutes;
   metrics?: DeliveryMetrics;
 }
 
 /**
- * The Probot application: webhook handlers that persist and answer. A handler that throws
- * fails the delivery with the error's HTTP status (400 for a malformed payload, 500 for
- * anything else), so nothing is acknowledged that was not stored.
+ * The Probot application: the handlers that process stored deliveries (the door has
+ * answered GitHub already). A handler that throws fails the attempt: a malformed payload
+ * is recorded as rejected, anything else is attempted again (src/github/delivery-queue.ts).
  */
 export function overseerApp(deps: WebhookDependencies): ApplicationFunction {
   return (app) => {

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { deliveryView } from "../db/deliveries.js";
 import { outboxView } from "../db/outbox.js";
 import type { Pool } from "../db/pool.js";
 import { listRunnerHealth } from "../db/runners.js";
@@ -41,7 +42,7 @@ export class OverseerMetrics implements RunnerMetrics, DeliveryMetrics, GithubCa
     collectDefaultMetrics({ register: this.registry });
     this.#deliveries = new Counter({
       name: "overseer_webhook_deliveries_total",
-      help: "Webhook deliveries by outcome: processed, duplicate (a redelivery), rejected (malformed), failed (answered 5xx)",
+      help: "Webhook deliveries by outcome: at the door ignored (nothing to do), duplicate (a redelivery), rejected (malformed), failed (not stored: answered 5xx); processing processed, rejected, retried (one failed attempt), dead (given up)",
       labelNames: ["outcome"],
       registers,
     });
@@ -132,6 +133,7 @@ interface DatabaseFigures {
   tasks: Awaited<ReturnType<typeof countTasksByState>>;
   queue: Awaited<ReturnType<typeof queueView>>;
   outbox: Awaited<ReturnType<typeof outboxView>>;
+  deliveries: Awaited<ReturnType<typeof deliveryView>>;
   runners: Awaited<ReturnType<typeof listRunnerHealth>>;
 }
 
@@ -193,6 +195,24 @@ const DATABASE_GAUGES: DatabaseGauge[] = [
     fill: (g, f) => g.set(f.outbox.dead),
   },
   {
+    name: "overseer_deliveries_pending",
+    help: "Webhook deliveries stored and answered, not processed yet (waiting for a slot, their turn or a retry)",
+    labelNames: [],
+    fill: (g, f) => g.set(f.deliveries.pending),
+  },
+  {
+    name: "overseer_deliveries_oldest_pending_age_seconds",
+    help: "Age of the oldest unprocessed webhook delivery (0 when none waits)",
+    labelNames: [],
+    fill: (g, f) => g.set(f.deliveries.oldestPendingAgeSeconds ?? 0),
+  },
+  {
+    name: "overseer_deliveries_dead",
+    help: "Webhook deliveries given up on after too many failed attempts",
+    labelNames: [],
+    fill: (g, f) => g.set(f.deliveries.dead),
+  },
+  {
     name: "overseer_runners",
     help: "Registered runners by status (alive; stale: no heartbeat for OVERSEER_RUNNER_STALE_AFTER; stopped)",
     labelNames: ["status"],
@@ -249,9 +269,16 @@ function readDatabaseFigures(deps: {
     countTasksByState(deps.pool),
     queueView(deps.pool),
     outboxView(deps.pool),
+    deliveryView(deps.pool),
     listRunnerHealth(deps.pool, deps.runnerStaleAfterMs),
   ]).then(
-    ([tasks, queue, outbox, runners]) => ({ tasks, queue, outbox, runners }),
+    ([tasks, queue, outbox, deliveries, runners]) => ({
+      tasks,
+      queue,
+      outbox,
+      deliveries,
+      runners,
+    }),
     (error: unknown) => {
       deps.log.warn({ err: error }, "metrics could not read the database");
       return null;

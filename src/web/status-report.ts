@@ -1,3 +1,4 @@
+import { type DeliveryView, deliveryView } from "../db/deliveries.js";
 import { schemaVersion } from "../db/migrate.js";
 import { type OutboxView, outboxView } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
@@ -15,6 +16,8 @@ export interface StatusReport {
   tasks: Record<TaskState, number> | Record<string, never>;
   queue?: QueueView;
   outbox?: OutboxView;
+  /** Webhook deliveries stored and not processed yet, and those given up on. */
+  deliveries?: DeliveryView;
   runners: RunnerHealth[];
   watchdog?: WatchdogHealth;
   /** Worker profiles paused because their agent hit a usage or rate limit, or cannot log in. */
@@ -27,13 +30,14 @@ export async function statusReport(
 ): Promise<StatusReport> {
   const schema = await schemaVersion(db);
   if (!schema) return { database: "up", schema: null, tasks: {}, runners: [] };
-  const [tasks, queue, outbox, runners, watchdog, paused] = await Promise.all([
+  const [tasks, queue, outbox, deliveries, runners, watchdog, paused] = await Promise.all([
     countTasksByState(db),
     queueView(db),
     outboxView(db),
+    deliveryView(db),
     listRunnerHealth(db, deps.runnerStaleAfterMs),
     deps.findings.health(),
     listProfilePauses(db),
   ]);
-  return { database: "up", schema, tasks, queue, outbox, runners, watchdog, paused };
+  return { database: "up", schema, tasks, queue, outbox, deliveries, runners, watchdog, paused };
 }

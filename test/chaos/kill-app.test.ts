@@ -30,7 +30,7 @@ describe("the app killed with kill -9 mid-run", () => {
     github.webhookUrl = `http://127.0.0.1:${app.port}/api/github/webhooks`;
     const repo = await github.createRepo("octo", "crash");
     const issue = github.openIssue(repo, "Survive a crash");
-    expect((await github.label(repo, issue.number, "overseer")).status).toBe(200);
+    expect((await github.label(repo, issue.number, "overseer")).status).toBe(202);
 
     const firstRun = await until(
       "the worker to start",
@@ -52,7 +52,7 @@ describe("the app killed with kill -9 mid-run", () => {
     await until("awaiting-merge", () => issue.labels.includes("overseer:awaiting-merge"), {
       context,
     });
-    expect((await github.merge(repo, pull.number)).status).toBe(200);
+    expect((await github.merge(repo, pull.number)).status).toBe(202);
     await until("done", () => issue.labels.includes("overseer:done"), { context });
     await until(
       "the completion comment",

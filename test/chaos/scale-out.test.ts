@@ -140,7 +140,7 @@ describe("three runners and two servers on one PostgreSQL", () => {
         return github.label(repo, issue.number, "overseer");
       }),
     );
-    expect(acks.map((ack) => ack.status)).toEqual(issues.map(() => 200));
+    expect(acks.map((ack) => ack.status)).toEqual(issues.map(() => 202));
 
     // Kill the runner that holds the most running runs once the fleet is busy.
     const pulls = () => repos.reduce((sum, repo) => sum + repo.pulls.size, 0);

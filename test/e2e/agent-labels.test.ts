@@ -108,7 +108,7 @@ function statusComment(issue: number): string {
 describe("agent labels", () => {
   it("an agent: label picks the profile, and the status comment names it", async () => {
     const labeled = issuePayload("labeled", 51, ["agent:alt", "overseer"], "overseer");
-    expect((await app.send("issues", labeled)).status).toBe(200);
+    expect((await app.send("issues", labeled)).status).toBe(202);
     const done = await waitForState(51, ["awaiting_merge", "failed"]);
     expect(done).toMatchObject({ state: "awaiting_merge", worker_profile: "alt" });
     const run = (await db.pool.query("SELECT profile FROM runs WHERE task_id = $1", [done.id]))
@@ -122,7 +122,7 @@ describe("agent labels", () => {
 
   it("a profile the operator did not allow for the repository fails without costing an attempt; removing the label goes back to the default", async () => {
     const labeled = issuePayload("labeled", 52, ["agent:secret", "overseer"], "overseer");
-    expect((await app.send("issues", labeled)).status).toBe(200);
+    expect((await app.send("issues", labeled)).status).toBe(202);
     const failed = await waitForState(52, ["failed", "awaiting_merge"]);
     expect(failed.state).toBe("failed");
     expect(failed.attempts).toBe(0);
@@ -131,7 +131,7 @@ describe("agent labels", () => {
     );
 
     const unlabeled = issuePayload("unlabeled", 52, ["overseer"], "agent:secret");
-    expect((await app.send("issues", unlabeled)).status).toBe(200);
+    expect((await app.send("issues", unlabeled)).status).toBe(202);
     expect((await taskRow(52)).worker_profile).toBeNull();
     const events = await db.pool.query(
       "SELECT detail FROM task_events WHERE task_id = $1 AND event = 'profile_selected'",
@@ -143,7 +143,7 @@ describe("agent labels", () => {
 
     // Re-adding the trigger label is a retry: now with the operator's default.
     const again = issuePayload("labeled", 52, ["overseer"], "overseer");
-    expect((await app.send("issues", again)).status).toBe(200);
+    expect((await app.send("issues", again)).status).toBe(202);
     const done = await waitForState(52, ["awaiting_merge"]);
     expect(origin.git(OWNER, REPO, "show", `${done.pr_head_sha}:profile.txt`)).toBe("script");
     await app.settleOutbox();
@@ -158,7 +158,7 @@ describe("agent labels", () => {
       ["agent:alt", "agent:secret", "overseer"],
       "overseer",
     );
-    expect((await app.send("issues", labeled)).status).toBe(200);
+    expect((await app.send("issues", labeled)).status).toBe(202);
     const done = await waitForState(53, ["awaiting_merge", "failed"]);
     expect(done).toMatchObject({ state: "awaiting_merge", worker_profile: null });
     await app.settleOutbox();

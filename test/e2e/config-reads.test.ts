@@ -47,7 +47,7 @@ async function label(number = issue) {
     .reply(201, { id: 910_000 + number })
     .post(`${REPO_PATH}/issues/${number}/labels`)
     .reply(200, []);
-  expect((await app.send("issues", labeledPayload(number))).status).toBe(200);
+  expect((await app.send("issues", labeledPayload(number))).status).toBe(202);
   await app.settleOutbox();
   const task = await taskOf(db.pool, number);
   expect(task?.state).toBe("queued");
@@ -164,7 +164,7 @@ describe("reading .github/overseer.yml for a trigger label", () => {
         .reply(201, { id: 920_000 + told.length });
     fileFirstRead(big, '"big"');
     replies();
-    expect((await app.send("issues", labeledPayload(issue))).status).toBe(200);
+    expect((await app.send("issues", labeledPayload(issue))).status).toBe(202);
     await app.settleOutbox();
     const kept = await db.pool.query("SELECT key FROM github_conditional_reads");
     expect(kept.rows).toEqual([]);
@@ -182,7 +182,7 @@ describe("reading .github/overseer.yml for a trigger label", () => {
     // A label on another issue; the reply for a broken config is said once per issue.
     issue += 1000;
     replies();
-    expect((await app.send("issues", labeledPayload(issue))).status).toBe(200);
+    expect((await app.send("issues", labeledPayload(issue))).status).toBe(202);
     await app.settleOutbox();
     expect(told).toHaveLength(2);
     for (const body of told) expect(body).toContain("Overseer reads at most 64 KB");

@@ -1,6 +1,7 @@
 import nock from "nock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deliveryRow, processedDelivery } from "../support/deliveries.js";
 import {
   API,
   examplePayload,
@@ -11,10 +12,10 @@ import {
 } from "../support/github-app.js";
 
 /**
- * A delivery is acknowledged (2xx) only once what it means is stored. GitHub does not
- * redeliver a failed delivery by itself, but it keeps the delivery id, so an operator (or
- * the watchdog's reconciliation) can replay it; an acknowledged delivery whose change was
- * lost is lost for good.
+ * A delivery is acknowledged (202) once it is stored, before it is processed; what it
+ * means is then applied from the stored row, attempted again until it is (GitHub does not
+ * redeliver by itself, so a failed attempt must not lose it). Only a delivery that could
+ * not be stored is refused with a 5xx.
  */
 
 const OWNER = "Codertocat";
@@ -62,29 +63,9 @@ function mergedPullPayload(issue: number, pr: number) {
   return payload;
 }
 
-describe("a database error while a merge is delivered", () => {
-  it("fails the delivery (5xx) instead of acknowledging an unrecorded merge; the redelivery records it", async () => {
+describe("a database error while a merge is processed", () => {
+  it("the stored delivery is attempted again until the merge is recorded, once", async () => {
     const id = await seedAwaitingMerge(300, 930);
-    // The repository lookup fails (the table is briefly not there), while the delivery
-    // bookkeeping before it still works: exactly where the error used to be swallowed and
-    // read as "unknown repository", answered 200 with the merge never recorded.
-    await db.pool.query("ALTER TABLE repos RENAME TO repos_unavailable");
-    let failed: { status: number; id: string };
-    try {
-      failed = await app.send("pull_request", mergedPullPayload(300, 930));
-    } finally {
-      await db.pool.query("ALTER TABLE repos_unavailable RENAME TO repos");
-    }
-    expect(failed.status).toBeGreaterThanOrEqual(500);
-    const unchanged = await db.pool.query(
-      "SELECT state, merge_commit_sha FROM tasks WHERE id = $1",
-      [id],
-    );
-    expect(unchanged.rows[0]).toEqual({ state: "awaiting_merge", merge_commit_sha: null });
-    const recorded = await db.pool.query("SELECT 1 FROM deliveries WHERE id = $1", [failed.id]);
-    expect(recorded.rowCount).toBe(0);
-
-    // The same delivery again (GitHub keeps its id on redelivery) once the database is back.
     mockInstallationToken();
     nock(API)
       .get(`${REPO_PATH}/pulls/930`)
@@ -107,13 +88,41 @@ describe("a database error while a merge is delivered", () => {
       .reply(200, [])
       .post(`${REPO_PATH}/issues/300/comments`)
       .reply(201, { id: 77 });
-    const again = await app.send("pull_request", mergedPullPayload(300, 930), { id: failed.id });
-    expect(again.status).toBe(200);
+    // The repository lookup fails (the table is briefly not there): exactly where the error
+    // used to be swallowed and read as "unknown repository", with the merge never recorded.
+    await db.pool.query("ALTER TABLE repos RENAME TO repos_unavailable");
+    let delivered: { status: number; id: string };
+    try {
+      delivered = await app.send("pull_request", mergedPullPayload(300, 930));
+      expect(delivered.status).toBe(202);
+      expect(await deliveryRow(db.pool, delivered.id)).toMatchObject({
+        outcome: "pending",
+        attempts: 1,
+        error: expect.stringContaining("repos"),
+      });
+      const unchanged = await db.pool.query(
+        "SELECT state, merge_commit_sha FROM tasks WHERE id = $1",
+        [id],
+      );
+      expect(unchanged.rows[0]).toEqual({ state: "awaiting_merge", merge_commit_sha: null });
+    } finally {
+      await db.pool.query("ALTER TABLE repos_unavailable RENAME TO repos");
+    }
+
+    expect(await processedDelivery(db.pool, delivered.id)).toMatchObject({ attempts: 2 });
     const done = await db.pool.query("SELECT state, merge_commit_sha FROM tasks WHERE id = $1", [
       id,
     ]);
     expect(done.rows[0]).toEqual({ state: "done", merge_commit_sha: MERGE_SHA });
+    // GitHub's "Redeliver" of the same id: dropped at the door, nothing happens twice.
+    const again = await app.send("pull_request", mergedPullPayload(300, 930), { id: delivered.id });
+    expect(again.status).toBe(200);
     await app.settleOutbox();
+    const completions = await db.pool.query(
+      "SELECT count(*)::int AS n FROM outbox WHERE task_id = $1 AND kind = 'completion_comment'",
+      [id],
+    );
+    expect(completions.rows[0].n).toBe(1);
   });
 });
 

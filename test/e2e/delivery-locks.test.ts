@@ -30,6 +30,7 @@ beforeAll(async () => {
   useGithubHost(github);
   app = await startTestApp(db.url);
   github.webhookUrl = `${app.url}/api/github/webhooks`;
+  github.afterAcknowledged = (id) => app.settled(id);
 });
 afterAll(async () => {
   await app?.stop();
@@ -41,7 +42,7 @@ describe("a command delivered while a runner changes its task", () => {
   it("waits for the runner's change and is then applied: no deadlock", async () => {
     const repo = await github.createRepo("octo", "locks");
     const issue = github.openIssue(repo, "Stop me").number;
-    expect((await github.label(repo, issue, "overseer")).status).toBe(200);
+    expect((await github.label(repo, issue, "overseer")).status).toBe(202);
     const task = await db.pool.query<{ id: number; repoId: number }>(
       `SELECT tasks.id, tasks.repo_id AS "repoId" FROM tasks JOIN repos ON repos.id = tasks.repo_id
         WHERE repos.full_name = $1 AND tasks.issue_number = $2`,
@@ -70,7 +71,7 @@ describe("a command delivered while a runner changes its task", () => {
       // Second step: the running count, on the repository's row, as the state trigger does.
       await runner.query("UPDATE repos SET running = running WHERE id = $1", [repoId]);
       await runner.query("COMMIT");
-      expect((await stopped).status).toBe(200);
+      expect((await stopped).status).toBe(202);
     } finally {
       await runner.end();
     }

@@ -174,7 +174,7 @@ describe("auto-merge refuses", () => {
           { context: "deploy/preview", state },
         ],
       });
-    expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(200);
+    expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(202);
     await app.settleOutbox();
     expect(scope.isDone()).toBe(true);
     // No PUT …/merge was declared: had it been made, nock would fail the test.
@@ -201,7 +201,7 @@ describe("auto-merge refuses", () => {
       nock(API)
         .get(`${REPO_PATH}/pulls/${prOf(issue)}`)
         .reply(200, openPull(issue, { mergeable, mergeable_state: mergeableState }));
-      expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(200);
+      expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(202);
       await app.settleOutbox();
       expect((await taskOf(db.pool, issue))?.state).toBe("awaiting_merge");
       expect(await declinedReasons(taskId)).toEqual([
@@ -258,7 +258,7 @@ describe("auto-merge accepts", () => {
         return true;
       })
       .reply(201, { id: 43 });
-    expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(200);
+    expect((await app.send("check_suite", checkSuiteFor(issue))).status).toBe(202);
     await app.settleOutbox();
     // A commit with no statuses at all reads "pending" with total_count 0: nothing failed.
     expect(merges).toEqual([{ merge_method: "squash", sha: HEAD_SHA }]);
@@ -280,7 +280,7 @@ describe("auto-merge of a risk-labelled task", () => {
     mockRepoConfig(OWNER, NAME, "merge: auto\nrisk_labels: [risk:high]\n");
     const sticky = mockStickyEffects(n, statusId);
     const labeled = labeledPayload(n, { labels: ["risk:high"], repository });
-    expect((await app.send("issues", labeled)).status).toBe(200);
+    expect((await app.send("issues", labeled)).status).toBe(202);
     const waiting = await waitForState(db.pool, n, ["awaiting_approval"]);
     expect(waiting.risk_labelled).toBe(true);
 
@@ -339,7 +339,7 @@ describe("auto-merge of a risk-labelled task", () => {
       commentId: 9_100 + n,
       repository,
     });
-    expect((await app.send("issue_comment", approve)).status).toBe(200);
+    expect((await app.send("issue_comment", approve)).status).toBe(202);
 
     const done = await waitForState(db.pool, n, ["done", "failed"]);
     expect(done).toMatchObject({

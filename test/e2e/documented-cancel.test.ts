@@ -86,7 +86,7 @@ async function runningTask(commentId: number) {
   mockRepoConfig(OWNER, NAME, null);
   mockIssueForPrompt(issue);
   const sticky = mockStickyEffects(issue, commentId);
-  expect((await app.send("issues", labeledPayload(issue, { repository }))).status).toBe(200);
+  expect((await app.send("issues", labeledPayload(issue, { repository }))).status).toBe(202);
   const task = await waitForState(db.pool, issue, ["running", "failed", "cancelled"]);
   expect(task.state).toBe("running");
   const run = await waitForWorker(db.pool, task.id);
@@ -159,7 +159,7 @@ describe("cancelling a running task through a webhook", () => {
       const bodies = mockCancelledEffects(commentId);
 
       const delivery = await trigger.send(trigger.login);
-      expect(delivery.status).toBe(200);
+      expect(delivery.status).toBe(202);
       const cancelled = await waitForState(db.pool, issue, ["cancelled"]);
       expect(cancelled.attempts).toBe(1);
       const events = await db.pool.query(

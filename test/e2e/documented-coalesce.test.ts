@@ -85,7 +85,7 @@ describe("five status-comment edits queued behind a slow outbox", () => {
     }
     for (const [i, command] of commands.entries()) {
       const payload = commentPayload(ISSUE, command, { login: "maintainer", commentId: 10 + i });
-      expect((await app.send("issue_comment", payload)).status).toBe(200);
+      expect((await app.send("issue_comment", payload)).status).toBe(202);
     }
     const task = await taskOf(db.pool, ISSUE);
     expect(task?.state).toBe("cancelled");

@@ -107,7 +107,7 @@ describe("a rate-limited GitHub write", () => {
       .post(`${REPO_PATH}/issues/${issue}/labels`, { labels: ["overseer:queued"] })
       .reply(200, []);
 
-    expect((await app.send("issues", labeledPayload(issue))).status).toBe(200);
+    expect((await app.send("issues", labeledPayload(issue))).status).toBe(202);
     const task = await taskOf(db.pool, issue);
     const waiting = await waitForRow(
       task?.id,
@@ -143,7 +143,7 @@ describe("a GitHub write refused with a 4xx other than a rate limit", () => {
       .post(`${REPO_PATH}/issues/${issue}/labels`, { labels: ["overseer:queued"] })
       .reply(status, { message, documentation_url: "https://docs.github.com/rest" });
 
-    expect((await app.send("issues", labeledPayload(issue))).status).toBe(200);
+    expect((await app.send("issues", labeledPayload(issue))).status).toBe(202);
     await app.settleOutbox();
     expect(scope.isDone()).toBe(true);
     const task = await taskOf(db.pool, issue);

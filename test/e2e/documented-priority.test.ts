@@ -59,7 +59,7 @@ describe("priority labels", () => {
         .reply(201, { id: commentOf(issue) })
         .post(`${REPO_PATH}/issues/${issue}/labels`, { labels: ["overseer:queued"] })
         .reply(200, []);
-      expect((await app.send("issues", labeledPayload(issue, { labels }))).status).toBe(200);
+      expect((await app.send("issues", labeledPayload(issue, { labels }))).status).toBe(202);
     }
     await app.settleOutbox();
     const queued = await db.pool.query(

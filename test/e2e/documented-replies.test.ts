@@ -77,7 +77,7 @@ describe("/status", () => {
       "issue_comment",
       commentPayload(701, "How is it going?\n/status", { login: "status-asker", commentId: 71 }),
     );
-    expect(delivery.status).toBe(200);
+    expect(delivery.status).toBe(202);
     await app.settleOutbox();
     expect(replies).toHaveLength(1);
     expect(replies[0]).toMatch(REPLY_MARKER);
@@ -122,7 +122,7 @@ describe("/help", () => {
       "issue_comment",
       commentPayload(issue, "/help", { login, commentId }),
     );
-    expect(delivery.status).toBe(200);
+    expect(delivery.status).toBe(202);
     await app.settleOutbox();
     expect(replies).toHaveLength(1);
     const text = replies[0]?.replace(REPLY_MARKER, "") ?? "";

@@ -102,7 +102,7 @@ describe("Overseer's own comments", () => {
       "issue_comment",
       commentPayload(ISSUE, "/stop", { login: "octocat", commentId: 43 }),
     );
-    expect(delivery.status).toBe(200);
+    expect(delivery.status).toBe(202);
     expect((await taskOf(db.pool, ISSUE))?.state).toBe("stopped");
     expect((await recorded()).deliveries).toContainEqual({ id: delivery.id });
     await app.settleOutbox();

@@ -144,7 +144,7 @@ describe("SIGTERM to `overseer runner`", () => {
 
     const labeled = labeledPayload(ISSUE, { repository });
     labeled.issue.title = "Draft it";
-    expect(await sendWebhook(runner.port, "issues", labeled)).toBe(200);
+    expect(await sendWebhook(runner.port, "issues", labeled)).toBe(202);
     const task = await waitForState(db.pool, ISSUE, ["running", "failed"]);
     expect(task.state).toBe("running");
     const run = await waitForWorker(db.pool, task.id);

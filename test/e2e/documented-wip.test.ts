@@ -112,7 +112,7 @@ async function draftingTask(issue: number, config: string | null) {
   mockRepoConfig(OWNER, NAME, config);
   mockIssueForPrompt(issue);
   const sticky = mockStickyEffects(issue, 730_000 + issue);
-  expect((await app.send("issues", labeledPayload(issue, { repository }))).status).toBe(200);
+  expect((await app.send("issues", labeledPayload(issue, { repository }))).status).toBe(202);
   const task = await waitForState(db.pool, issue, ["running", "failed"]);
   expect(task.state).toBe("running");
   const run = await waitForWorker(db.pool, task.id);
@@ -136,7 +136,7 @@ async function command(issue: number, body: string, commentId: number) {
     commentId,
     repository,
   });
-  expect((await app.send("issue_comment", payload)).status).toBe(200);
+  expect((await app.send("issue_comment", payload)).status).toBe(202);
   return sticky;
 }
 

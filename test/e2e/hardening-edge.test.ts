@@ -263,7 +263,7 @@ describe("repository config limits", () => {
     payload.issue.number = issue;
     payload.label = { ...payload.label, name: "overseer" };
     payload.issue.labels = [payload.label];
-    expect((await app.send("issues", payload)).status).toBe(200);
+    expect((await app.send("issues", payload)).status).toBe(202);
     await app.settleOutbox();
     expect(told.bodies).toHaveLength(1);
     expect(told.bodies[0]).toContain("Overseer reads at most 64 KB");

@@ -56,7 +56,7 @@ describe("evidence is the task's own PR", () => {
       "pull_request",
       pullPayload("closed", issue, { merged: true, number: forkPr }),
     );
-    expect(response.status).toBe(200);
+    expect(response.status).toBe(202);
     expect(await taskRow(db.pool, id)).toMatchObject({
       state: "awaiting_merge",
       merge_commit_sha: null,
@@ -160,7 +160,7 @@ describe("the API's answer decides, not the payload", () => {
       .reply(200, apiPull(issue, { state: "open" }));
     const before = await outboxCount();
     const response = await app.send("pull_request", pullPayload("closed", issue));
-    expect(response.status).toBe(200);
+    expect(response.status).toBe(202);
     expect(await taskRow(db.pool, id)).toMatchObject({
       state: "awaiting_merge",
       last_error: null,

@@ -69,7 +69,7 @@ describe("label events are permission-checked like commands", () => {
     mockPermission(triager.login, "triage");
     const told = mockReplies(issue);
     const response = await app.send("issues", issuePayload("labeled", issue, { sender: triager }));
-    expect(response.status).toBe(200);
+    expect(response.status).toBe(202);
     expect(await tasksForIssue()).toBe(0);
     await app.settleOutbox();
     expect(told.bodies[0]).toContain(

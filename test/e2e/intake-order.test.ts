@@ -36,11 +36,12 @@ beforeAll(async () => {
   useGithubHost(github);
   app = await startTestApp(db.url);
   github.webhookUrl = `${app.url}/api/github/webhooks`;
+  github.afterAcknowledged = (id) => app.settled(id);
   ctx = watchdogContext(db.pool, { github, databaseUrl: db.url });
   repo = await github.createRepo("octo", "order");
   // Its first delivery makes the repository known, and polled by the watchdog.
   const triage = github.openIssue(repo, "Not for Overseer").number;
-  expect((await github.label(repo, triage, "needs-triage")).status).toBe(200);
+  expect((await github.label(repo, triage, "needs-triage")).status).toBe(202);
 });
 afterAll(async () => {
   await app?.stop();
@@ -74,7 +75,7 @@ function lastHeld(): WebhookDelivery {
 
 async function send(...deliveries: WebhookDelivery[]): Promise<void> {
   for (const { event, payload, id } of deliveries) {
-    expect((await github.deliver(event, payload, id)).status).toBe(200);
+    expect((await github.deliver(event, payload, id)).status).toBe(202);
   }
 }
 

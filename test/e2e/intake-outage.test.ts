@@ -3,6 +3,7 @@ import type { WatchdogContext } from "../../src/watchdog/detector.js";
 import { githubDetectors } from "../../src/watchdog/reconcile/index.js";
 import { MISSED_LABEL, missedLabel } from "../../src/watchdog/reconcile/labels.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deliveryRow, processedDelivery } from "../support/deliveries.js";
 import {
   startTestApp,
   type TestApp,
@@ -15,9 +16,10 @@ import { detectAndRepair, watchdogContext } from "../support/watchdog.js";
 
 /**
  * A `labeled` delivery that arrives while GitHub's API answers 502 cannot read the config
- * or the labeller's permission, so it is answered 500, and GitHub never redelivers it. The
- * watchdog's next poll finds the labelled issue with no task and queues it, exactly once,
- * even when the delivery is replayed or arrives together with the poll.
+ * or the labeller's permission. It is stored and answered all the same, and its attempts
+ * are repeated with backoff: once the API is back, the retry queues the task, exactly once,
+ * without waiting for the watchdog's poll (which then finds nothing to do). A redelivery
+ * changes nothing, and a delivery arriving together with the poll makes one task.
  */
 
 let db: TestDatabase;
@@ -32,6 +34,7 @@ beforeAll(async () => {
   useGithubHost(github);
   app = await startTestApp(db.url);
   github.webhookUrl = `${app.url}/api/github/webhooks`;
+  github.afterAcknowledged = (id) => app.settled(id);
   ctx = watchdogContext(db.pool, { github, databaseUrl: db.url });
 });
 afterAll(async () => {
@@ -58,52 +61,41 @@ async function labeledEvents(taskId: number) {
 }
 
 describe("a labeled delivery during an API outage", () => {
-  it("is answered 5xx; once the API is back, the next poll queues the task exactly once", async () => {
+  it("is stored and answered; once the API is back, its retry queues the task exactly once", async () => {
     // The repository's first delivery ever: Overseer has not heard of it before.
     const repo = await github.createRepo("octo", "outage");
     const issue = github.openIssue(repo, "Make it so");
     const clear = github.fail({ status: 502, body: { message: "Server Error" } });
-    const failed = await github.label(repo, issue.number, "overseer", "octocat");
-    clear();
-    expect(failed.status).toBeGreaterThanOrEqual(500);
-    expect(await tasksOf(repo.fullName, issue.number)).toEqual([]);
+    let delivered: { status: number; id: string };
+    try {
+      delivered = await github.label(repo, issue.number, "overseer", "octocat");
+      expect(delivered.status).toBe(202);
+      expect(await deliveryRow(db.pool, delivered.id)).toMatchObject({
+        outcome: "pending",
+        attempts: 1,
+        error: expect.stringContaining("HTTP 502"),
+      });
+      expect(await tasksOf(repo.fullName, issue.number)).toEqual([]);
+    } finally {
+      clear();
+    }
 
-    const pass = await detectAndRepair(ctx, [missedLabel]);
-    expect(pass.findings.map((finding) => finding.kind)).toEqual([MISSED_LABEL]);
-    expect(pass.outcomes.map(({ outcome }) => outcome.repaired)).toEqual([true]);
+    expect(await processedDelivery(db.pool, delivered.id)).toMatchObject({
+      attempts: expect.any(Number),
+    });
     const tasks = await tasksOf(repo.fullName, issue.number);
     expect(tasks).toEqual([{ id: expect.any(Number), state: "queued" }]);
     const taskId = tasks[0]?.id ?? 0;
-
-    // An operator replays the failed delivery from GitHub's settings: nothing more happens.
-    const replayed = await github.deliver(
-      "issues",
-      {
-        action: "labeled",
-        label: { name: "overseer" },
-        issue: {
-          number: issue.number,
-          title: issue.title,
-          state: "open",
-          labels: [{ name: "overseer" }],
-        },
-        repository: {
-          id: repo.id,
-          name: repo.name,
-          full_name: repo.fullName,
-          clone_url: repo.cloneUrl,
-          default_branch: repo.defaultBranch,
-          owner: { login: repo.owner },
-        },
-        installation: { id: github.installationId },
-        sender: { login: "octocat", type: "User" },
-      },
-      failed.id,
-    );
-    expect(replayed.status).toBe(200);
+    expect(await labeledEvents(taskId)).toEqual(["github:octocat"]);
+    // The watchdog's poll finds the labelled issue with its task: nothing to repair.
     expect((await detectAndRepair(ctx, githubDetectors)).findings).toEqual([]);
+
+    // An operator replays the delivery from GitHub's settings: nothing more happens.
+    const original = github.deliveries.find((delivery) => delivery.id === delivered.id);
+    const replayed = await github.deliver("issues", original?.payload, delivered.id);
+    expect(replayed.status).toBe(200);
     expect(await tasksOf(repo.fullName, issue.number)).toEqual([{ id: taskId, state: "queued" }]);
-    expect(await labeledEvents(taskId)).toEqual([`watchdog:${MISSED_LABEL}`]);
+    expect(await labeledEvents(taskId)).toEqual(["github:octocat"]);
     await app.settleOutbox();
   });
 
@@ -142,7 +134,7 @@ describe("a labeled delivery during an API outage", () => {
       }),
       missedLabel.repair(ctx, finding, "watchdog"),
     ]);
-    expect(delivered.status).toBe(200);
+    expect(delivered.status).toBe(202);
     const tasks = await tasksOf(repo.fullName, issue.number);
     expect(tasks).toEqual([{ id: expect.any(Number), state: "queued" }]);
     const events = await labeledEvents(tasks[0]?.id ?? 0);

@@ -94,7 +94,7 @@ describe("labelling an issue", () => {
     mockRepoConfig(OWNER, REPO, null);
     const effects = mockQueuedEffects();
     const response = await app.send("issues", labeledPayload());
-    expect(response.status).toBe(200);
+    expect(response.status).toBe(202);
     const [task] = await taskRow();
     expect(task).toMatchObject({ state: "queued", attempts: 0 });
     expect(task.branch).toMatch(new RegExp(`^overseer/${issueNumber}-make-the-widget-faster`));
@@ -144,7 +144,7 @@ describe("labelling an issue", () => {
     const responses = await Promise.all(
       Array.from({ length: 20 }, () => app.send("issues", labeledPayload())),
     );
-    expect(responses.map((response) => response.status)).toEqual(Array(20).fill(200));
+    expect(responses.map((response) => response.status)).toEqual(Array(20).fill(202));
     expect(await taskRow()).toHaveLength(1);
     await app.settleOutbox();
     expect(effects.posted).toHaveLength(1);

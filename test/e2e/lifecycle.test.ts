@@ -152,7 +152,7 @@ describe("the whole lifecycle", () => {
     // running → awaiting merge then coalesces into one comment and one label however long
     // the run takes on a loaded machine.
     await app.overseer.dispatcher?.stop();
-    expect((await app.send("issues", labeled)).status).toBe(200);
+    expect((await app.send("issues", labeled)).status).toBe(202);
 
     const awaiting = await waitForState("awaiting_merge");
     await app.overseer.dispatcher?.start();
@@ -208,7 +208,7 @@ describe("the whole lifecycle", () => {
     closed.pull_request.head.ref = awaiting.branch;
     closed.repository.clone_url = origin.cloneUrl;
     await app.overseer.dispatcher?.stop();
-    expect((await app.send("pull_request", closed)).status).toBe(200);
+    expect((await app.send("pull_request", closed)).status).toBe(202);
     const finished = await waitForState("done");
     await app.overseer.dispatcher?.start();
     expect(finished).toMatchObject({

@@ -127,7 +127,7 @@ describe("pull_request.closed", () => {
     nock(API).get(`${REPO_PATH}/pulls/${pr}`).reply(200, apiPull(true));
     const done = mockDoneEffects();
     const first = await app.send("pull_request", closedPayload(true));
-    expect(first.status).toBe(200);
+    expect(first.status).toBe(202);
     expect(await task(id)).toMatchObject({
       state: "done",
       pr_number: pr,
@@ -157,8 +157,8 @@ describe("pull_request.closed", () => {
       .delete(/labels/)
       .reply(200, []);
     const response = await app.send("pull_request", closedPayload(true));
-    // Handled (not a crash answered 500): the API's word, "closed, not merged", is recorded.
-    expect(response.status).toBe(200);
+    // Processed (not a crash): the API's word, "closed, not merged", is recorded.
+    expect(response.status).toBe(202);
     expect(await task(id)).toMatchObject({
       state: "failed",
       last_error: "PR closed without merge",
@@ -280,7 +280,7 @@ describe("pull_request.closed", () => {
     comment.comment.body = "/retry";
     comment.comment.user.login = "octocat";
     comment.sender.login = "octocat";
-    expect((await app.send("issue_comment", comment)).status).toBe(200);
+    expect((await app.send("issue_comment", comment)).status).toBe(202);
     expect(await task(id)).toMatchObject({
       state: "queued",
       last_error: null,
@@ -367,7 +367,7 @@ describe("auto-merge", () => {
 
   it("never merges a risk-labelled task without /approve", async () => {
     const id = await seedTask("awaiting_merge", { config: { merge: "auto" }, riskLabelled: true });
-    expect((await app.send("check_suite", checkSuite())).status).toBe(200);
+    expect((await app.send("check_suite", checkSuite())).status).toBe(202);
     // The merge was asked for (not merely never queued) and refused before any API call.
     const asked = await db.pool.query("SELECT kind FROM outbox WHERE task_id = $1", [id]);
     expect(asked.rows).toEqual([{ kind: "merge_pr" }]);

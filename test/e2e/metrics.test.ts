@@ -166,6 +166,9 @@ describe("/metrics", () => {
       "overseer_claim_duration_seconds",
       "overseer_outbox_pending",
       "overseer_outbox_oldest_pending_age_seconds",
+      "overseer_deliveries_pending",
+      "overseer_deliveries_oldest_pending_age_seconds",
+      "overseer_deliveries_dead",
       "overseer_watchdog_findings_total",
       "overseer_github_requests_total",
       "overseer_github_rate_limit_remaining",
@@ -215,7 +218,7 @@ describe("/metrics", () => {
     labeled.repository.clone_url = origin.cloneUrl;
     labeled.repository.default_branch = "main";
     const first = await app.send("issues", labeled);
-    expect(first.status).toBe(200);
+    expect(first.status).toBe(202);
     // GitHub redelivers with the same id: counted as a duplicate, nothing happens.
     expect((await app.send("issues", labeled, { id: first.id })).status).toBe(200);
     // Signed but not the shape of an issues event: rejected.
@@ -255,7 +258,7 @@ describe("/metrics", () => {
     closed.pull_request.merged = true;
     closed.pull_request.head.ref = awaiting.branch;
     closed.repository.clone_url = origin.cloneUrl;
-    expect((await app.send("pull_request", closed)).status).toBe(200);
+    expect((await app.send("pull_request", closed)).status).toBe(202);
     await waitForState("done");
     await app.settleOutbox();
 
@@ -287,6 +290,9 @@ describe("/metrics", () => {
     expect(value(after, "overseer_tasks", { state: "queued" })).toBe(0);
     expect(value(after, "overseer_outbox_pending")).toBe(0);
     expect(value(after, "overseer_outbox_oldest_pending_age_seconds")).toBe(0);
+    // Every delivery was processed: none waits, none was given up on.
+    expect(value(after, "overseer_deliveries_pending")).toBe(0);
+    expect(value(after, "overseer_deliveries_dead")).toBe(0);
     expect(value(after, "overseer_runners", { status: "alive" })).toBe(1);
     expect(value(after, "overseer_runs_active")).toBe(0);
   }, 90_000);
@@ -333,8 +339,8 @@ describe("/metrics", () => {
         (parsePrometheusTextFormat(await metrics.text()) as Family[]).map((f) => [f.name, f]),
       );
     const pendingBefore = value(await read(), "overseer_outbox_pending");
-    // The four views (tasks, queue, outbox, runners) behind nine gauges, read once.
-    expect(queries).toBe(4);
+    // The five views (tasks, queue, outbox, deliveries, runners) behind twelve gauges, read once.
+    expect(queries).toBe(5);
     // Due in an hour, so the app's dispatcher leaves it alone.
     const { rows } = await db.pool.query<{ id: number }>(
       `INSERT INTO outbox (installation_id, repo_full_name, kind, payload, next_attempt_at)
@@ -343,7 +349,7 @@ describe("/metrics", () => {
     );
     try {
       expect(value(await read(), "overseer_outbox_pending")).toBe(pendingBefore + 1);
-      expect(queries).toBe(8);
+      expect(queries).toBe(10);
     } finally {
       await db.pool.query("DELETE FROM outbox WHERE id = $1", [rows[0]?.id]);
     }

@@ -86,7 +86,7 @@ describe("overseer start against a GitHub stand-in", () => {
       body: "It is slow.",
       labels: ["bug"],
     });
-    expect((await github.label(repo, issue.number, "overseer")).status).toBe(200);
+    expect((await github.label(repo, issue.number, "overseer")).status).toBe(202);
 
     const pull = await until("the PR", () => [...repo.pulls.values()][0]);
     expect(pull.head).toMatch(new RegExp(`^overseer/${issue.number}-make-the-widget-faster$`));
@@ -94,9 +94,9 @@ describe("overseer start against a GitHub stand-in", () => {
     expect(github.git.git("octo", "widgets", "show", `${pull.headSha}:widget.txt`)).toBe("faster");
     await until("awaiting-merge label", () => issue.labels.includes("overseer:awaiting-merge"));
     // Someone labels the issue between Overseer's label writes.
-    expect((await github.label(repo, issue.number, "needs-docs")).status).toBe(200);
+    expect((await github.label(repo, issue.number, "needs-docs")).status).toBe(202);
 
-    expect((await github.merge(repo, pull.number)).status).toBe(200);
+    expect((await github.merge(repo, pull.number)).status).toBe(202);
     await until("done label", () => issue.labels.includes("overseer:done"));
     const completion = await until("the completion comment", () =>
       issue.comments.find((comment) => comment.body.includes("overseer:completion")),

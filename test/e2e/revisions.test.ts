@@ -147,7 +147,7 @@ async function label(issue: number, pr: number) {
   payload.label = { ...payload.label, name: "overseer" };
   payload.issue.labels = [payload.label];
   payload.repository = repository();
-  expect((await app.send("issues", payload)).status).toBe(200);
+  expect((await app.send("issues", payload)).status).toBe(202);
   const row = await waitForTask(issue, (r) => r.state === "awaiting_merge", "awaiting merge");
   await app.settleOutbox();
   return row;
@@ -167,7 +167,7 @@ async function commentOnPull(pr: number, body: string, login = "maintainer", id 
   payload.comment.user = { ...payload.comment.user, login, type: "User" };
   payload.sender = { ...payload.sender, login, type: "User" };
   payload.repository = repository();
-  expect((await app.send("issue_comment", payload)).status).toBe(200);
+  expect((await app.send("issue_comment", payload)).status).toBe(202);
 }
 
 async function merge(issue: number, pr: number) {
@@ -186,7 +186,7 @@ async function merge(issue: number, pr: number) {
   payload.pull_request.merged = true;
   payload.pull_request.head.ref = row.branch;
   payload.repository = repository();
-  expect((await app.send("pull_request", payload)).status).toBe(200);
+  expect((await app.send("pull_request", payload)).status).toBe(202);
   await waitForTask(issue, (r) => r.state === "done", "done");
   await app.settleOutbox();
 }
@@ -286,7 +286,7 @@ describe("a revision asked for on the PR", () => {
       comments: [{ ...resolved.thread.comments[0], id: 9002 }],
     };
     resolved.repository = repository();
-    expect((await app.send("pull_request_review_thread", resolved)).status).toBe(200);
+    expect((await app.send("pull_request_review_thread", resolved)).status).toBe(202);
 
     await writeFile(modeFile, "gated");
     await commentOnPull(132, "/revise Rename the widget to gadget.\n\nKeep the tests green.");
@@ -457,11 +457,11 @@ describe("a revision asked for on the PR", () => {
       user: { ...stranger.review.user, login: "drive-by" },
     };
     stranger.sender = { ...stranger.sender, login: "drive-by" };
-    expect((await app.send("pull_request_review", stranger)).status).toBe(200);
+    expect((await app.send("pull_request_review", stranger)).status).toBe(202);
     expect(await taskRow(34)).toMatchObject({ state: "awaiting_merge", revision_pending: false });
     expect(await runsOf(first.id)).toHaveLength(1);
 
-    expect((await app.send("pull_request_review", review)).status).toBe(200);
+    expect((await app.send("pull_request_review", review)).status).toBe(202);
 
     const revised = await waitForTask(
       34,
@@ -511,7 +511,7 @@ describe("a revision asked for on the PR", () => {
     payload.pull_request.number = 135;
     payload.pull_request.head = { ...payload.pull_request.head, ref: first.branch };
     payload.repository = repository();
-    expect((await app.send("pull_request_review_comment", payload)).status).toBe(200);
+    expect((await app.send("pull_request_review_comment", payload)).status).toBe(202);
     await waitForTask(
       35,
       (r) => r.state === "awaiting_merge" && r.revisions === 1 && !r.revision_pending,
@@ -570,7 +570,7 @@ describe("a revision asked for on the PR", () => {
     sync.pull_request.number = 137;
     sync.pull_request.head = { ...sync.pull_request.head, ref: first.branch, sha: theirs };
     sync.repository = repository();
-    expect((await app.send("pull_request", sync)).status).toBe(200);
+    expect((await app.send("pull_request", sync)).status).toBe(202);
     await waitForTask(37, (r) => r.pr_head_sha === theirs, "the new head recorded");
     await app.settleOutbox();
     expect(github.checkRuns.filter((run) => run.head_sha === theirs)).toMatchObject([
@@ -578,7 +578,7 @@ describe("a revision asked for on the PR", () => {
     ]);
     // The same delivery again, or a push the task already knows of, changes nothing.
     const before = github.checkRuns.length;
-    expect((await app.send("pull_request", sync)).status).toBe(200);
+    expect((await app.send("pull_request", sync)).status).toBe(202);
     await app.settleOutbox();
     expect(github.checkRuns).toHaveLength(before);
     expect(github.unexpected).toEqual([]);

@@ -112,7 +112,7 @@ async function label(issue: number) {
   payload.label = { ...payload.label, name: "overseer" };
   payload.issue.labels = [payload.label];
   payload.repository = { ...payload.repository, clone_url: cloneUrl, default_branch: "main" };
-  expect((await app.send("issues", payload)).status).toBe(200);
+  expect((await app.send("issues", payload)).status).toBe(202);
 }
 
 async function runsOf(issue: number) {

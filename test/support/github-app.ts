@@ -2,8 +2,9 @@ import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
 import nock from "nock";
 import { pino } from "pino";
 import { readEnv } from "../../src/config/env.js";
-import type { Queryable } from "../../src/db/pool.js";
+import { createPool, type Pool, type Queryable } from "../../src/db/pool.js";
 import { type Overseer, type ProcessMode, startOverseer } from "../../src/index.js";
+import { type DeliveryRow, settledDelivery } from "./deliveries.js";
 import { type LoosePayload, nextEventTime, webhookExample } from "./webhook-examples.js";
 
 /**
@@ -51,12 +52,19 @@ export function examplePayload(event: string, action: string): LoosePayload {
 export interface TestApp {
   overseer: Overseer;
   url: string;
-  /** Delivers a webhook as GitHub does: signed, with event and delivery headers. */
+  /**
+   * Delivers a webhook as GitHub does (signed, with event and delivery headers) and, once
+   * it is answered, waits until the attempt it was stored for has ended (see
+   * settledDelivery), so the test reads the database after the delivery's effect.
+   * `settle: false` returns with the answer.
+   */
   send(
     event: string,
     payload: unknown,
-    options?: { id?: string; secret?: string | null },
+    options?: { id?: string; secret?: string | null; settle?: boolean },
   ): Promise<{ status: number; id: string }>;
+  /** Waits for a delivery's attempt to end, through a pool of the test's own. */
+  settled(id: string): Promise<DeliveryRow | null>;
   /** Waits until the outbox has nothing pending (or throws after `timeoutMs`). */
   settleOutbox(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -88,9 +96,16 @@ export async function startTestApp(
     mode,
   );
   const url = `http://127.0.0.1:${overseer.port}`;
+  // The test's own connection: a test may take the app's pool away to stage an outage.
+  let observer: Pool | undefined;
+  const settled = (id: string) => {
+    observer ??= createPool(databaseUrl, undefined, 2);
+    return settledDelivery(observer, id);
+  };
   return {
     overseer,
     url,
+    settled,
     async send(event, payload, options = {}) {
       const id = options.id ?? randomUUID();
       const body = JSON.stringify(payload);
@@ -108,6 +123,7 @@ export async function startTestApp(
       }
       const response = await fetch(`${url}/api/github/webhooks`, { method: "POST", headers, body });
       await response.text();
+      if (response.ok && options.settle !== false) await settled(id);
       return { status: response.status, id };
     },
     async settleOutbox(timeoutMs = 10_000) {
@@ -124,7 +140,10 @@ export async function startTestApp(
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     },
-    stop: () => overseer.stop(),
+    async stop() {
+      await overseer.stop();
+      await observer?.end();
+    },
   };
 }
 

@@ -130,6 +130,8 @@ export interface Fault {
    * GitHub did the write, which a client cannot tell from a write that never happened.
    */
   afterEffect?: boolean;
+  /** Never answer (until the stand-in stops): a read that hangs. `status` is unused. */
+  hang?: boolean;
 }
 
 export interface StandIn {
@@ -148,6 +150,11 @@ export interface StandIn {
   held: WebhookDelivery[];
   /** Where webhooks go: set once the app listens. */
   webhookUrl: string | undefined;
+  /**
+   * Called with each delivery the app acknowledged, before `deliver` returns: a test that
+   * reads the database right after a delivery waits here for its processing.
+   */
+  afterAcknowledged: ((id: string) => Promise<unknown>) | undefined;
   webhookSecret: string;
   createRepo(owner: string, name: string, options?: { config?: string }): Promise<RepoModel>;
   openIssue(repo: RepoModel, title: string, options?: { body?: string; labels?: string[] }): Issue;
@@ -260,6 +267,8 @@ export async function startGithubStandIn(
   let nextId = 1000;
   const userIds = new Map<string, number>();
   let faults: ((call: { method: string; route: string }) => Fault | null) | null = null;
+  /** Requests held unanswered by a `hang` fault. */
+  const hung = new Set<http.ServerResponse>();
   const appId = 123;
   const installationId = 4242;
   const botLogin = "overseer[bot]";
@@ -715,6 +724,13 @@ export async function startGithubStandIn(
           null,
         );
       };
+      if (fault?.hang) {
+        // Listed (status 0: no answer) so a test can tell the request arrived.
+        calls.push({ method, route: candidate.template, status: 0, counted: false, at });
+        hung.add(res);
+        res.on("close", () => hung.delete(res));
+        return;
+      }
       if (fault && !fault.afterEffect) {
         answerFault(fault);
         return;
@@ -797,6 +813,7 @@ export async function startGithubStandIn(
     deliveries,
     held,
     webhookUrl: undefined,
+    afterAcknowledged: undefined,
     webhookSecret: options.webhookSecret ?? "stand-in-webhook-secret",
     async createRepo(owner, name, repoOptions = {}) {
       const { cloneUrl } = await git.createRepo(owner, name);
@@ -966,9 +983,13 @@ export async function startGithubStandIn(
         // A delivery that reached nobody; GitHub records it as failed and moves on.
       }
       deliveries.push({ id, event, status, payload });
+      if (status >= 200 && status < 300) await standIn.afterAcknowledged?.(id);
       return { status, id };
     },
-    stop: () => git.stop(),
+    stop: () => {
+      for (const res of hung) res.destroy();
+      return git.stop();
+    },
   };
 
   function webhookBase(repo: RepoModel, sender: string) {
