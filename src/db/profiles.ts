@@ -108,12 +108,14 @@ export async function pauseProfile(db: Queryable, pause: PauseRequest): Promise<
   return until;
 }
 
-/** A run of the profile ended without hitting a limit: the backoff starts over next time. */
-export async function resetPauseStreak(db: Queryable, profile: string): Promise<void> {
-  await db.query(
-    "UPDATE worker_profiles SET pause_streak = 0 WHERE name = $1 AND pause_streak > 0",
-    [profile],
-  );
+/**
+ * A run of the profile ended without hitting a limit: the backoff starts over next time.
+ * The UPDATE, for the statement that settles the run (`profile`: an SQL expression; with
+ * `when`, an SQL boolean, only if it holds).
+ */
+export function resetPauseStreakSql(profile: string, when = "true"): string {
+  return `UPDATE worker_profiles SET pause_streak = 0
+           WHERE ${when} AND name = ${profile} AND pause_streak > 0`;
 }
 
 const PAUSE_COLUMNS = `name AS profile, pause_kind AS kind, paused_until AS until,

@@ -7,7 +7,7 @@ import type { TaskEvent, TaskSnapshot } from "../domain/types.js";
 import { CHANNELS, notifyAll } from "./notify.js";
 import { Params } from "./params.js";
 import { type Pool, type PoolClient, type Queryable, withTransaction } from "./pool.js";
-import { type PauseRequest, pauseProfile } from "./profiles.js";
+import { type PauseRequest, pauseProfile, resetPauseStreakSql } from "./profiles.js";
 import { REPO_JSON, type RepoRow } from "./repos.js";
 import {
   applyTransition,
@@ -602,11 +602,7 @@ export async function settleRunIfUnchanged(
           ],
         ];
         if (reset) {
-          ctes.push([
-            "streak_reset",
-            `UPDATE worker_profiles SET pause_streak = 0
-              WHERE name = (SELECT profile FROM settled) AND pause_streak > 0`,
-          ]);
+          ctes.push(["streak_reset", resetPauseStreakSql("(SELECT profile FROM settled)")]);
         }
         return {
           ctes,
@@ -650,9 +646,7 @@ export async function settleRun(
        UPDATE runs SET ${run.sets}
         WHERE ${run.fence} AND runs.task_id = (SELECT id FROM task)
         RETURNING runs.id, runs.profile),
-     streak_reset AS (
-       UPDATE worker_profiles SET pause_streak = 0
-        WHERE ${reset}::boolean AND name = (SELECT profile FROM settled) AND pause_streak > 0)
+     streak_reset AS (${resetPauseStreakSql("(SELECT profile FROM settled)", `${reset}::boolean`)})
      SELECT task.*, settled.profile AS "runProfile",
             pg_notify(${params.add(CHANNELS.log)}, settled.id::text)
        FROM settled CROSS JOIN task`,

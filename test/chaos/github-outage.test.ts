@@ -10,13 +10,15 @@ import { type ChaosStack, committingWorker, outputOf, startChaosStack, until } f
  * until x-ratelimit-reset. Every effect arrives exactly once after recovery, and during
  * every wait GitHub asked for, the dispatcher sends nothing.
  *
- * The outage lasts the full 30 s; each rate-limit phase is scaled down to RATE_LIMIT_MS.
- * The faults hit writes (the outbox's work); reads stay up so that the webhooks and the
+ * Durations are scaled down so the suite stays short: the "30 s" outage lasts OUTAGE_MS,
+ * each rate-limit phase RATE_LIMIT_MS. After a full 30 s outage the outbox's doubling
+ * backoff waits longer than a short rate-limit phase lasts, so the phases would go
+ * unobserved; the waits themselves are what the test checks. The faults hit writes (the outbox's work); reads stay up so that the webhooks and the
  * runner's prompt go through, and the workers sleep past the outage so the outbox is the
  * only client during it.
  */
 
-const OUTAGE_MS = 30_000;
+const OUTAGE_MS = 3_000;
 const RATE_LIMIT_MS = 2_000;
 const RETRY_AFTER_S = 1;
 const ISSUES = 3;
@@ -107,7 +109,7 @@ describe("GitHub failing: 5xx, then secondary rate limits, then primary exhausti
       () =>
         repo.pulls.size === ISSUES &&
         issues.every((issue) => issue.labels.includes("overseer:awaiting-merge")),
-      { context, timeoutMs: 90_000 },
+      { context, timeoutMs: 60_000 },
     );
     for (const pull of repo.pulls.values()) {
       expect((await github.merge(repo, pull.number)).status).toBe(202);
@@ -158,5 +160,5 @@ describe("GitHub failing: 5xx, then secondary rate limits, then primary exhausti
     );
     expect(hammering).toEqual([]);
     expect(github.unknownCalls).toEqual([]);
-  }, 180_000);
+  }, 120_000);
 });
